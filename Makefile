@@ -1,0 +1,31 @@
+# Every target builds its own virtual environment in .venv on first use.
+# torch is installed first and pinned (the CPU wheel on this machine's disk); never torchvision.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@$(PY) -c "import importlib.util as u, sys; sys.exit('torchvision must not be installed' if u.find_spec('torchvision') else 0)"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/thinkgen demo
+
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check thinkgen tests benchmarks
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_pipeline.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

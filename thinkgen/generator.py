@@ -1,0 +1,171 @@
+"""The generator: autoencoders (image <-> latent grid) and DiT backends (latent tokens -> velocity).
+
+* Autoencoders: any diffusers ``AutoencoderKL``, diffusers' ``AutoencoderKLQwenImage`` (the real
+  Qwen-Image VAE), or :class:`PixelAutoencoder` — the identity, for tiny models that draw pixels.
+* Tokens: a latent grid ``(B, C, h, w)`` is cut into ``p x p`` patches, giving ``(h/p)*(w/p)``
+  tokens of ``C*p*p`` channels, in the same order as Qwen-Image's pipeline packs them, so real
+  checkpoints see what they were trained on. ``p`` is implied by the transformer's input width.
+* Backends: a small interface so Lumina2 or SD3 transformers can be added next to Qwen-Image's
+  MMDiT: ``backend(tokens, sigma, text, text_mask, grid, reference=...) -> velocity``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from diffusers import AutoencoderKL, AutoencoderKLQwenImage, QwenImageTransformer2DModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+
+# ----------------------------------------------------------------------------- autoencoders
+class PixelAutoencoder(ModelMixin, ConfigMixin):
+    """The identity autoencoder: the latent *is* the image, in [-1, 1].
+
+    It keeps a constant scale buffer so that it saves and loads like every other diffusers model.
+    """
+
+    @register_to_config
+    def __init__(self, channels: int = 3) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.ones(()))
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return images * self.scale  # (B, C, H, W)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents / self.scale  # (B, C, H, W)
+
+
+Autoencoder = PixelAutoencoder | AutoencoderKL | AutoencoderKLQwenImage
+
+
+def latent_channels(vae: nn.Module) -> int:
+    if isinstance(vae, PixelAutoencoder):
+        return vae.config.channels
+    if isinstance(vae, AutoencoderKLQwenImage):
+        return vae.config.z_dim
+    return vae.config.latent_channels
+
+
+def spatial_factor(vae: nn.Module) -> int:
+    """How many image pixels one latent pixel covers along each side."""
+    if isinstance(vae, PixelAutoencoder):
+        return 1
+    if isinstance(vae, AutoencoderKLQwenImage):
+        return 2 ** len(vae.temperal_downsample)
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+def encode_images(vae: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] ``(B, 3, H, W)`` -> normalised latents ``(B, C, h, w)`` (distribution mode)."""
+    if isinstance(vae, PixelAutoencoder):
+        return vae.encode(images)
+    if isinstance(vae, AutoencoderKLQwenImage):  # a video VAE: one frame, per-channel statistics
+        z = vae.encode(images[:, :, None]).latent_dist.mode()[:, :, 0]  # (B, C, h, w)
+        mean = torch.tensor(vae.config.latents_mean, dtype=z.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(vae.config.latents_std, dtype=z.dtype).view(1, -1, 1, 1)
+        return (z - mean) / std
+    z = vae.encode(images).latent_dist.mode()
+    shift = vae.config.shift_factor or 0.0
+    return (z - shift) * vae.config.scaling_factor
+
+
+def decode_latents(vae: nn.Module, latents: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`encode_images`: latents ``(B, C, h, w)`` -> images in [-1, 1]."""
+    if isinstance(vae, PixelAutoencoder):
+        images = vae.decode(latents)
+    elif isinstance(vae, AutoencoderKLQwenImage):
+        mean = torch.tensor(vae.config.latents_mean, dtype=latents.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(vae.config.latents_std, dtype=latents.dtype).view(1, -1, 1, 1)
+        images = vae.decode((latents * std + mean)[:, :, None]).sample[:, :, 0]
+    else:
+        shift = vae.config.shift_factor or 0.0
+        images = vae.decode(latents / vae.config.scaling_factor + shift).sample
+    return images.clamp(-1, 1)
+
+
+# ----------------------------------------------------------------------------- tokens
+def patchify(latents: torch.Tensor, p: int) -> torch.Tensor:
+    """``(B, C, h, w)`` -> ``(B, (h/p)*(w/p), C*p*p)``, Qwen-Image's packing order."""
+    b, c, h, w = latents.shape
+    x = latents.view(b, c, h // p, p, w // p, p)  # (B, C, h/p, p, w/p, p)
+    x = x.permute(0, 2, 4, 1, 3, 5)  # (B, h/p, w/p, C, p, p)
+    return x.reshape(b, (h // p) * (w // p), c * p * p)  # (B, N, C p p)
+
+
+def unpatchify(tokens: torch.Tensor, h: int, w: int, p: int) -> torch.Tensor:
+    """Inverse of :func:`patchify`: ``(B, N, C*p*p)`` -> ``(B, C, h, w)``."""
+    b, _, d = tokens.shape
+    c = d // (p * p)
+    x = tokens.view(b, h // p, w // p, c, p, p)  # (B, h/p, w/p, C, p, p)
+    x = x.permute(0, 3, 1, 4, 2, 5)  # (B, C, h/p, p, w/p, p)
+    return x.reshape(b, c, h, w)
+
+
+# ----------------------------------------------------------------------------- backends
+@dataclass
+class Reference:
+    """Reference-image tokens for editing: they join the image stream, their outputs are dropped."""
+
+    tokens: torch.Tensor  # (B, N_ref, C p p)
+    grid: tuple[int, int]  # token grid (rows, cols)
+
+
+class QwenImageBackend:
+    """Drives diffusers' ``QwenImageTransformer2DModel`` (MMDiT; the Qwen-Image / T2G DiT)."""
+
+    def __init__(self, transformer: QwenImageTransformer2DModel) -> None:
+        self.transformer = transformer
+
+    @property
+    def in_channels(self) -> int:
+        return self.transformer.config.in_channels
+
+    @property
+    def text_channels(self) -> int:
+        return self.transformer.config.joint_attention_dim
+
+    def __call__(self, tokens: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor,
+                 text_mask: torch.Tensor, grid: tuple[int, int],
+                 reference: Reference | None = None) -> torch.Tensor:
+        n = tokens.shape[1]
+        shapes = [(1, *grid)]
+        if reference is not None:
+            tokens = torch.cat([tokens, reference.tokens.to(tokens.dtype)], dim=1)  # (B, N + N_ref, D)
+            shapes.append((1, *reference.grid))
+        dtype = self.transformer.dtype
+        out = self.transformer(
+            hidden_states=tokens.to(dtype),
+            encoder_hidden_states=text.to(dtype),
+            encoder_hidden_states_mask=text_mask,
+            timestep=sigma.to(dtype),  # the model multiplies by 1000 itself
+            img_shapes=[shapes] * tokens.shape[0],
+            return_dict=False,
+        )[0]
+        return out[:, :n].to(tokens.dtype)  # (B, N, C p p): drop the reference tokens
+
+
+BACKENDS = {"QwenImageTransformer2DModel": QwenImageBackend}
+
+
+def backend_for(transformer: nn.Module) -> QwenImageBackend:
+    name = type(transformer).__name__
+    if name not in BACKENDS:
+        raise TypeError(f"no thinkgen backend for {name}; available: {sorted(BACKENDS)}")
+    return BACKENDS[name](transformer)
+
+
+def patch_size(transformer_in_channels: int, vae: nn.Module) -> int:
+    """The packing factor p with ``C * p * p == transformer in_channels``."""
+    ratio = transformer_in_channels / latent_channels(vae)
+    p = math.isqrt(int(ratio))
+    if p * p != ratio:
+        raise ValueError(
+            f"transformer in_channels={transformer_in_channels} is not latent channels "
+            f"({latent_channels(vae)}) times a square"
+        )
+    return p

@@ -1,0 +1,390 @@
+"""The thinker: a Hugging Face causal LM or vision-language model that reasons, then rewrites.
+
+Two modes, one output type:
+
+* **think** — the chat prompt (system + user [+ images]) is given to ``model.generate``; the model
+  writes ``<think> reasoning </think>`` and then the rewritten instruction. The hidden states of
+  every token fed to the model are captured *during* generation by forward hooks, so no second
+  pass over prompt + reasoning is needed.
+* **direct** — ThinkGen's pseudo-CoT template: the chat prompt followed by an empty think block and
+  the user prompt itself (``<think>\\n\\n</think>\\n\\n{prompt}<|im_end|>``), in one forward pass.
+
+Conditioning states
+-------------------
+"The last ``n`` layers" means exactly transformers' ``output_hidden_states[-n:]``: for ``n = 2``
+that is the *raw* output of the second-to-last decoder block and the output of the last block
+*after the final norm* (transformers applies the final norm to the last entry). They are
+concatenated along channels in that order, giving ``n * hidden_size`` channels. With
+``extract="cut"`` only the positions strictly after the first ``</think>`` are kept, up to and
+including the end-of-turn token; ``extract="all"`` keeps every non-padding position (an ablation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, StoppingCriteria
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are an assistant that prepares prompts for an image generator. Think step by step inside "
+    "<think></think> about what the user really asks for, using your knowledge, then write one "
+    "precise description of the image to draw."
+)
+
+
+@dataclass
+class ThinkerConfig:
+    """How the thinker prompts, generates and extracts its conditioning states."""
+
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    num_layers: int = 2  # states = transformers' hidden_states[-num_layers:], concatenated
+    extract: str = "cut"  # "cut": after </think> only; "all": every position (ablation)
+    max_think_tokens: int = 256  # </think> is forced once the reasoning reaches this length
+    max_rewrite_tokens: int = 128  # the end-of-turn token is forced after this many rewrite tokens
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    think_open: str = "<think>"
+    think_close: str = "</think>"
+    end_token: str | None = None  # None: "<|im_end|>" if the vocabulary has it, else eos
+
+    def __post_init__(self) -> None:
+        if self.extract not in ("cut", "all"):
+            raise ValueError(f"extract must be 'cut' or 'all', got {self.extract!r}")
+        if self.num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
+        if self.max_think_tokens < 0 or self.max_rewrite_tokens < 1:
+            raise ValueError("max_think_tokens must be >= 0 and max_rewrite_tokens >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ThinkerOutput:
+    """Conditioning states (right-padded) plus the text the thinker wrote, per sample."""
+
+    states: torch.Tensor  # (B, T, num_layers * hidden_size)
+    mask: torch.Tensor  # (B, T) 1 for real positions, 0 for padding
+    reasoning: list[str]
+    rewritten: list[str]
+    sequences: list[torch.Tensor] = field(default_factory=list)  # token ids, prompt + completion
+    prompt_lengths: list[int] = field(default_factory=list)  # where each completion starts
+
+
+def text_decoder(model: nn.Module) -> nn.Module:
+    """The module holding the decoder blocks (``.layers``) and the final norm (``.norm``)."""
+    candidates = [model]
+    with contextlib.suppress(Exception):
+        candidates.insert(0, model.get_decoder())
+    for candidate in list(candidates):
+        for name in ("language_model", "model", "text_model"):
+            sub = getattr(candidate, name, None)
+            if isinstance(sub, nn.Module):
+                candidates.append(sub)
+    for candidate in candidates:
+        if isinstance(getattr(candidate, "layers", None), nn.ModuleList) and hasattr(
+            candidate, "norm"
+        ):
+            return candidate
+    raise TypeError(f"cannot find decoder layers and final norm in {type(model).__name__}")
+
+
+@contextlib.contextmanager
+def capture_last_layers(model: nn.Module, num_layers: int) -> Iterator[list[list[torch.Tensor]]]:
+    """Record what transformers would return as ``hidden_states[-num_layers:]``, call by call.
+
+    Yields one list per captured tensor (oldest layer first, the final norm last); every forward
+    call appends its ``(B, T_call, D)`` output. Generation with a KV cache calls the model once
+    for the prompt and once per new token, so concatenating a list along time gives the states of
+    every token that was fed.
+    """
+    decoder = text_decoder(model)
+    if num_layers > len(decoder.layers):
+        raise ValueError(f"num_layers={num_layers} exceeds the model's {len(decoder.layers)}")
+    # hidden_states[-1] is norm(last block); hidden_states[-k] (k >= 2) is block[-k]'s raw output.
+    last = len(decoder.layers)
+    modules = list(decoder.layers[last - num_layers : last - 1]) + [decoder.norm]
+    records: list[list[torch.Tensor]] = [[] for _ in modules]
+
+    def make_hook(store: list[torch.Tensor]):
+        def hook(_module, _inputs, output):
+            tensor = output[0] if isinstance(output, tuple) else output
+            store.append(tensor.detach())
+
+        return hook
+
+    handles = [m.register_forward_hook(make_hook(r)) for m, r in zip(modules, records, strict=True)]
+    try:
+        yield records
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _stack_records(records: list[list[torch.Tensor]]) -> torch.Tensor:
+    return torch.cat([torch.cat(r, dim=1) for r in records], dim=-1)  # (B, S, n * D)
+
+
+class ThinkBudget(LogitsProcessor):
+    """Per-row phases for batched think generation: think → rewrite → end → padding.
+
+    * while thinking, end-of-turn tokens are banned, and ``</think>`` is forced after
+      ``max_think`` tokens;
+    * after ``</think>``, the end token is forced after ``max_rewrite`` tokens;
+    * once a row has ended it only receives padding, so rows stop independently in one batch.
+    """
+
+    def __init__(
+        self, prompt_length: int, close_id: int, end_ids: list[int], pad_id: int,
+        max_think: int, max_rewrite: int,
+    ) -> None:
+        self.prompt_length = prompt_length
+        self.close_id = close_id
+        self.end_ids = end_ids
+        self.pad_id = pad_id
+        self.max_think = max_think
+        self.max_rewrite = max_rewrite
+
+    def _force(self, scores: torch.Tensor, rows: torch.Tensor, token: int) -> None:
+        scores[rows] = float("-inf")
+        scores[rows, token] = 0.0
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.prompt_length :]  # (B, g)
+        g = generated.shape[1]
+        is_close = generated == self.close_id
+        has_close = is_close.any(dim=1)
+        first_close = is_close.int().argmax(dim=1) if g else torch.zeros_like(has_close, dtype=torch.long)
+        close_at = torch.where(has_close, first_close, g)
+        after_close = torch.arange(g, device=input_ids.device)[None, :] > close_at[:, None]
+        is_end = torch.isin(generated, torch.tensor(self.end_ids, device=input_ids.device))
+        ended = (is_end & after_close).any(dim=1)
+        thinking = ~has_close
+        scores = scores.clone()
+        scores[thinking.nonzero(as_tuple=True)[0][:, None], torch.tensor(self.end_ids)] = float("-inf")
+        self._force(scores, thinking & (g >= self.max_think), self.close_id)
+        rewrite_length = g - close_at - 1
+        self._force(scores, has_close & ~ended & (rewrite_length >= self.max_rewrite), self.end_ids[0])
+        self._force(scores, ended, self.pad_id)
+        return scores
+
+
+class AllRowsEnded(StoppingCriteria):
+    """Stop one step *after* every row's end token, so that the end token itself was fed and
+    its hidden state captured."""
+
+    def __init__(self, prompt_length: int, close_id: int, end_ids: list[int]) -> None:
+        self.prompt_length, self.close_id, self.end_ids = prompt_length, close_id, end_ids
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        fed = input_ids[:, self.prompt_length : -1]  # the last token has not been fed yet
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for row in range(fed.shape[0]):
+            span = _completion_span(fed[row].tolist(), self.close_id, self.end_ids)
+            done[row] = span is not None and span[1] is not None
+        return done
+
+
+def _completion_span(tokens: list[int], close_id: int, end_ids: list[int]) -> tuple[int, int | None] | None:
+    """(index of the first </think>, index of the first end token after it) in a completion."""
+    if close_id not in tokens:
+        return None
+    close = tokens.index(close_id)
+    for i in range(close + 1, len(tokens)):
+        if tokens[i] in end_ids:
+            return close, i
+    return close, None
+
+
+class Thinker:
+    """Wraps a causal LM (``AutoModelForCausalLM``) or VLM (``AutoModelForImageTextToText``).
+
+    ``tokenizer`` is a tokenizer for text models; for VLMs pass the ``processor`` (it carries its
+    tokenizer). The ids of ``<think>``/``</think>`` and the end-of-turn token are read from the
+    tokenizer, never hard-coded.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Any = None, processor: Any = None,
+                 config: ThinkerConfig | None = None) -> None:
+        if tokenizer is None and processor is None:
+            raise ValueError("Thinker needs a tokenizer (text models) or a processor (VLMs)")
+        self.model = model
+        self.processor = processor
+        self.tokenizer = tokenizer if tokenizer is not None else processor.tokenizer
+        self.config = config or ThinkerConfig()
+        self.close_id = self._token_id(self.config.think_close)
+        end = self.config.end_token
+        if end is None:
+            end = "<|im_end|>" if "<|im_end|>" in self.tokenizer.get_vocab() else self.tokenizer.eos_token
+        if end is None:
+            raise ValueError("tokenizer has no '<|im_end|>' and no eos token; set ThinkerConfig.end_token")
+        self.end_token = end
+        self.end_ids = [self._token_id(end)]
+        if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in self.end_ids:
+            self.end_ids.append(self.tokenizer.eos_token_id)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.end_ids[0]
+
+    def _token_id(self, token: str) -> int:
+        ids = self.tokenizer.encode(token, add_special_tokens=False)
+        if len(ids) != 1 or ids[0] == self.tokenizer.unk_token_id:
+            raise ValueError(
+                f"the tokenizer has no single token for {token!r}; add it as a special token"
+            )
+        return ids[0]
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def hidden_size(self) -> int:
+        return text_decoder(self.model).norm.weight.shape[0]
+
+    @property
+    def state_dim(self) -> int:
+        """Channels of the conditioning states: num_layers * hidden_size."""
+        return self.config.num_layers * self.hidden_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------ templates
+    def _messages(self, prompt: str, num_images: int) -> list[dict[str, Any]]:
+        if self.processor is not None:
+            content: Any = [{"type": "image"} for _ in range(num_images)]
+            content.append({"type": "text", "text": prompt})
+            system: Any = [{"type": "text", "text": self.config.system_prompt}]
+        else:
+            if num_images:
+                raise ValueError("images need a vision-language thinker (pass a processor)")
+            content, system = prompt, self.config.system_prompt
+        return [{"role": "system", "content": system}, {"role": "user", "content": content}]
+
+    def chat_prompt(self, prompt: str, num_images: int = 0) -> str:
+        """The chat-formatted prompt text, ending with the assistant's generation prompt."""
+        templater = self.processor if self.processor is not None else self.tokenizer
+        return templater.apply_chat_template(
+            self._messages(prompt, num_images), tokenize=False, add_generation_prompt=True
+        )
+
+    def pseudo_cot_prefix(self, prompt: str, num_images: int = 0) -> str:
+        """Chat prompt plus an empty think block, up to and including ``</think>``."""
+        head = self.chat_prompt(prompt, num_images)
+        opened = head.rstrip().endswith(self.config.think_open)
+        return head + ("" if opened else self.config.think_open + "\n") + "\n" + self.config.think_close
+
+    # ------------------------------------------------------------------ encoding
+    def _tokenize(self, texts: list[str], images: Sequence[Sequence[Any]] | None) -> dict[str, torch.Tensor]:
+        if self.processor is not None:
+            flat = [im for group in images for im in group] if images else None
+            self.processor.tokenizer.padding_side = "left"
+            batch = self.processor(text=texts, images=flat or None, padding=True, return_tensors="pt")
+        else:
+            batch = self.tokenizer(
+                texts, padding=True, padding_side="left", return_tensors="pt", add_special_tokens=False
+            )
+        return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def _check(self, prompts: Sequence[str], images: Sequence[Sequence[Any]] | None) -> None:
+        if isinstance(prompts, str) or not prompts:
+            raise ValueError("prompts must be a non-empty list of strings")
+        if images is not None and len(images) != len(prompts):
+            raise ValueError(f"got {len(images)} image lists for {len(prompts)} prompts")
+
+    @torch.no_grad()
+    def encode(self, prompts: Sequence[str], think: bool = True,
+               images: Sequence[Sequence[Any]] | None = None, seed: int | None = None) -> ThinkerOutput:
+        """Turn prompts (and optional per-prompt image lists) into conditioning states."""
+        self._check(prompts, images)
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            if think:
+                return self._think(list(prompts), images)
+            return self._direct(list(prompts), images)
+
+    def _direct(self, prompts: list[str], images: Sequence[Sequence[Any]] | None) -> ThinkerOutput:
+        counts = [len(images[i]) if images else 0 for i in range(len(prompts))]
+        prefixes = [self.pseudo_cot_prefix(p, n) for p, n in zip(prompts, counts, strict=True)]
+        texts = [pre + "\n\n" + p + self.end_token for pre, p in zip(prefixes, prompts, strict=True)]
+        batch = self._tokenize(texts, images)
+        ids, attention = batch["input_ids"], batch["attention_mask"]
+        with capture_last_layers(self.model, self.config.num_layers) as records:
+            self.model(**batch, use_cache=False)
+        states = _stack_records(records)  # (B, S, n * D)
+        spans, sequences, starts = [], [], []
+        for row in range(ids.shape[0]):
+            real = int(attention[row].sum())
+            first = ids.shape[1] - real  # left padding
+            # The close token we inserted is the last token of the prefix; find it by the prefix's
+            # own length so a literal "</think>" inside the user prompt cannot move the cut.
+            prefix_len = len(self._tokenize([prefixes[row]], [images[row]] if images else None)["input_ids"][0])
+            close = first + prefix_len - 1
+            assert int(ids[row, close]) == self.close_id, "pseudo-CoT prefix tokenized unexpectedly"
+            start = close + 1 if self.config.extract == "cut" else first
+            spans.append((start, ids.shape[1]))
+            sequences.append(ids[row, first:].cpu())
+            starts.append(prefix_len)
+        out_states, mask = _gather(states, spans)
+        return ThinkerOutput(out_states, mask, [""] * len(prompts), list(prompts), sequences, starts)
+
+    def _think(self, prompts: list[str], images: Sequence[Sequence[Any]] | None) -> ThinkerOutput:
+        cfg = self.config
+        counts = [len(images[i]) if images else 0 for i in range(len(prompts))]
+        texts = [self.chat_prompt(p, n) for p, n in zip(prompts, counts, strict=True)]
+        batch = self._tokenize(texts, images)
+        prompt_length = batch["input_ids"].shape[1]
+        sampling = {"temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k or None}
+        generation = GenerationConfig(
+            max_new_tokens=cfg.max_think_tokens + cfg.max_rewrite_tokens + 3,
+            do_sample=cfg.do_sample, **(sampling if cfg.do_sample else {}),
+            pad_token_id=self.pad_id, eos_token_id=None, bos_token_id=None, use_cache=True,
+        )
+        budget = ThinkBudget(prompt_length, self.close_id, self.end_ids, self.pad_id,
+                             cfg.max_think_tokens, cfg.max_rewrite_tokens)
+        stop = AllRowsEnded(prompt_length, self.close_id, self.end_ids)
+        with capture_last_layers(self.model, cfg.num_layers) as records:
+            sequences = self.model.generate(
+                **batch, generation_config=generation,
+                logits_processor=LogitsProcessorList([budget]), stopping_criteria=[stop],
+            )
+        states = _stack_records(records)  # (B, S - 1, n * D): every token but the last was fed
+        attention = batch["attention_mask"]
+        spans, reasoning, rewritten, seqs, starts = [], [], [], [], []
+        for row in range(sequences.shape[0]):
+            completion = sequences[row, prompt_length:].tolist()
+            span = _completion_span(completion, self.close_id, self.end_ids)
+            assert span is not None and span[1] is not None, "generation stopped before the end token"
+            close, end = span
+            first = prompt_length - int(attention[row].sum())
+            start = prompt_length + close + 1 if cfg.extract == "cut" else first
+            spans.append((start, prompt_length + end + 1))
+            think_tokens = completion[:close]
+            open_ids = self.tokenizer.encode(cfg.think_open, add_special_tokens=False)
+            if len(open_ids) == 1 and open_ids[0] in think_tokens:
+                think_tokens = think_tokens[think_tokens.index(open_ids[0]) + 1 :]
+            reasoning.append(self.tokenizer.decode(think_tokens, skip_special_tokens=True).strip())
+            rewritten.append(
+                self.tokenizer.decode(completion[close + 1 : end], skip_special_tokens=True).strip()
+            )
+            seqs.append(sequences[row, first : prompt_length + end + 1].cpu())
+            starts.append(prompt_length - first)
+        out_states, mask = _gather(states, spans)
+        return ThinkerOutput(out_states, mask, reasoning, rewritten, seqs, starts)
+
+
+def _gather(states: torch.Tensor, spans: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut ``[start, end)`` of each row out of ``states`` and right-pad them into one batch."""
+    length = max(end - start for start, end in spans)
+    out = states.new_zeros(len(spans), length, states.shape[-1])  # (B, T, n * D)
+    mask = torch.zeros(len(spans), length, dtype=torch.long, device=states.device)
+    for row, (start, end) in enumerate(spans):
+        out[row, : end - start] = states[row, start:end]
+        mask[row, : end - start] = 1
+    return out, mask

@@ -1,0 +1,98 @@
+"""Tiny, randomly initialised components of the *real* classes, for tests and experiments.
+
+Nothing here downloads anything: the tokenizer is built with the ``tokenizers`` library (byte
+level, so any text encodes) and every model comes from a small config of the same class that the
+full-size checkpoints use (Qwen3ForCausalLM, QwenImageTransformer2DModel). This is how Hugging Face
+tests its own models.
+"""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+
+
+def byte_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer (256 byte symbols + chat and think special tokens), no merges."""
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {symbol: i for i, symbol in enumerate(sorted(alphabet))}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=SPECIAL_TOKENS,
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def tiny_qwen3(vocab_size: int, hidden_size: int = 64, num_layers: int = 2, seed: int = 0,
+               num_heads: int = 4, intermediate_size: int | None = None,
+               init_std: float = 0.02) -> Qwen3ForCausalLM:
+    """A random Qwen3ForCausalLM small enough for unit tests (about 90k parameters by default).
+
+    ``init_std`` above the usual 0.02 makes greedy outputs depend on the prompt, which tests of
+    batching need (a near-zero random model writes the same token whatever it is given)."""
+    config = Qwen3Config(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size or 2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=max(1, num_heads // 2),
+        head_dim=hidden_size // num_heads,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        initializer_range=init_std,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen3ForCausalLM(config)
+    return model.eval()
+
+
+def tiny_pipeline(seed: int = 0, thinker_width: int = 64, thinker_layers: int = 2,
+                  dit_width: int = 32, dit_layers: int = 2, text_width: int = 32,
+                  num_prepadding: int = 23, connector: str = "linear", extract: str = "cut",
+                  max_think_tokens: int = 16, max_rewrite_tokens: int = 16, image_size: int = 32,
+                  patch: int = 4):
+    """A random ThinkGenPipeline of the real classes: Qwen3 thinker, VGI-refine bridge,
+    QwenImage MMDiT over 4x4 pixel patches, identity autoencoder, diffusers' flow scheduler."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
+
+    from .bridge import Bridge
+    from .generator import PixelAutoencoder
+    from .pipeline import ThinkGenPipeline
+    from .thinker import Thinker, ThinkerConfig
+
+    tokenizer = byte_tokenizer()
+    thinker_model = tiny_qwen3(len(tokenizer), thinker_width, thinker_layers, seed=seed)
+    thinker = Thinker(thinker_model, tokenizer, config=ThinkerConfig(
+        extract=extract, max_think_tokens=max_think_tokens, max_rewrite_tokens=max_rewrite_tokens))
+    heads = max(1, dit_width // 16)
+    head_dim = dit_width // heads
+    rope = (head_dim - 4 * (head_dim // 6), 2 * (head_dim // 6), 2 * (head_dim // 6))  # even, sums to head_dim
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        bridge = Bridge(thinker.state_dim, text_width, num_prepadding=num_prepadding, connector=connector)
+        transformer = QwenImageTransformer2DModel(
+            patch_size=1, in_channels=3 * patch * patch, out_channels=3 * patch * patch,
+            num_layers=dit_layers, attention_head_dim=head_dim, num_attention_heads=heads,
+            joint_attention_dim=text_width, axes_dims_rope=rope,
+        )
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0)
+    defaults = {"height": image_size, "width": image_size}
+    return ThinkGenPipeline(thinker, bridge.eval(), transformer.eval(), PixelAutoencoder().eval(),
+                            scheduler, defaults=defaults)
