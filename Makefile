@@ -22,7 +22,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check thinkgen tests benchmarks
-	$(PY) -m pytest
+	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_pipeline.py

@@ -22,7 +22,8 @@ def tokenizer():
 @pytest.fixture(scope="session")
 def thinker_model(tokenizer):
     # init_std 0.5: greedy outputs then differ from prompt to prompt (see tiny_qwen3)
-    return tiny_qwen3(len(tokenizer), hidden_size=64, num_layers=3, init_std=0.5, seed=0)
+    return tiny_qwen3(len(tokenizer), hidden_size=64, num_layers=3, init_std=0.5, seed=0,
+                      eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
 
 
 @pytest.fixture

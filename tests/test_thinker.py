@@ -34,7 +34,8 @@ def test_captured_states_equal_fresh_forward(tokenizer, init_std):
     # std 0.02 is a normally scaled model: the tolerance, atol 1e-4, applies as is. The
     # std 0.5 model writes varied text but its raw residual states reach ~100s, so there the
     # tolerance is relative to float32 rounding.
-    model = tiny_qwen3(len(tokenizer), hidden_size=64, num_layers=3, init_std=init_std)
+    model = tiny_qwen3(len(tokenizer), hidden_size=64, num_layers=3, init_std=init_std,
+                       eos_token_id=tokenizer.eos_token_id)
     atol = 1e-4 if init_std == 0.02 else 1e-3
     for layers in (1, 2, 3):
         thinker = Thinker(model, tokenizer, config=ThinkerConfig(

@@ -86,7 +86,8 @@ def generate(args: argparse.Namespace) -> int:
         raise UserError("the prompt is empty")
     paths = _output_paths(args.output, len(prompts) * args.batch)
     pipe = _load(args.model)
-    height, width = args.height or pipe.defaults["height"], args.width or pipe.defaults["width"]
+    height = pipe.defaults["height"] if args.height is None else args.height
+    width = pipe.defaults["width"] if args.width is None else args.width
     try:
         pipe.check_size(height, width)
     except ValueError as error:

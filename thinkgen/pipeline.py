@@ -39,7 +39,7 @@ from .generator import (
     spatial_factor,
     unpatchify,
 )
-from .thinker import Thinker, ThinkerConfig, ThinkerOutput
+from .thinker import Thinker, ThinkerConfig, ThinkerOutput, load_processor, save_processor
 
 MODEL_INDEX = "model_index.json"
 
@@ -127,6 +127,8 @@ class ThinkGenPipeline:
             index[name] = [module, type(component).__name__]
             if isinstance(component, torch.nn.Module):
                 component.save_pretrained(directory / name, safe_serialization=True)
+            elif name == "processor":
+                save_processor(component, directory / name)
             else:  # tokenizer, processor, scheduler: JSON and tokenizer files
                 component.save_pretrained(directory / name)
         index["thinker_config"] = self.thinker.config.to_dict()
@@ -153,6 +155,9 @@ class ThinkGenPipeline:
             raise PipelineLoadError(f"{directory / MODEL_INDEX} is not valid JSON: {error}") from None
         libraries = {"transformers": transformers, "diffusers": diffusers,
                      "thinkgen": (bridge_module, generator_module)}
+        missing = {"thinker", "bridge", "transformer", "vae", "scheduler"} - set(index)
+        if missing or not ({"tokenizer", "processor"} & set(index)):
+            raise PipelineLoadError(f"{directory} lacks components: {sorted(missing) or ['tokenizer']}")
         loaded: dict[str, Any] = {}
         for name in ("thinker", "tokenizer", "processor", "bridge", "transformer", "vae", "scheduler"):
             if name not in index:
@@ -172,12 +177,12 @@ class ThinkGenPipeline:
             elif name != "scheduler" and torch_dtype is not None:
                 kwargs = {"torch_dtype": torch_dtype}
             try:
-                loaded[name] = klass.from_pretrained(directory / name, **kwargs)
+                if name == "processor":
+                    loaded[name] = load_processor(klass, directory / name)
+                else:
+                    loaded[name] = klass.from_pretrained(directory / name, **kwargs)
             except Exception as error:  # any library's own error: report which component broke
                 raise PipelineLoadError(f"cannot load {name} from {directory / name}: {error}") from error
-        missing = {"thinker", "bridge", "transformer", "vae", "scheduler"} - set(loaded)
-        if missing or not ({"tokenizer", "processor"} & set(loaded)):
-            raise PipelineLoadError(f"{directory} lacks components: {sorted(missing) or ['tokenizer']}")
         for module in ("thinker", "bridge", "transformer", "vae"):
             loaded[module].eval()
         thinker = Thinker(loaded["thinker"], tokenizer=loaded.get("tokenizer"),
@@ -217,9 +222,9 @@ class ThinkGenPipeline:
         """Generate images; noise of image ``i`` comes from ``seed + i``, so results don't depend
         on the batch they were drawn in (up to float rounding)."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        height = height or self.defaults["height"]
-        width = width or self.defaults["width"]
-        steps = num_inference_steps or self.defaults["num_inference_steps"]
+        height = self.defaults["height"] if height is None else height
+        width = self.defaults["width"] if width is None else width
+        steps = self.defaults["num_inference_steps"] if num_inference_steps is None else num_inference_steps
         cfg = self.defaults["guidance_scale"] if guidance_scale is None else guidance_scale
         image_cfg = self.defaults["image_guidance_scale"] if image_guidance_scale is None else image_guidance_scale
         self.check_size(height, width)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -192,6 +193,25 @@ class AllRowsEnded(StoppingCriteria):
         return done
 
 
+@contextlib.contextmanager
+def _without_eos_stop(model: nn.Module) -> Iterator[None]:
+    """Hide the model's default eos ids from ``generate`` for one call.
+
+    ``generate`` fills unset options from ``model.generation_config``, and its eos criterion would
+    stop a row as soon as the end token is *sampled*, before it is fed and its state computed.
+    :class:`AllRowsEnded` stops one step later instead.
+    """
+    config = getattr(model, "generation_config", None)
+    saved = getattr(config, "eos_token_id", None)
+    if config is not None:
+        config.eos_token_id = None
+    try:
+        yield
+    finally:
+        if config is not None:
+            config.eos_token_id = saved
+
+
 def _completion_span(tokens: list[int], close_id: int, end_ids: list[int]) -> tuple[int, int | None] | None:
     """(index of the first </think>, index of the first end token after it) in a completion."""
     if close_id not in tokens:
@@ -201,6 +221,47 @@ def _completion_span(tokens: list[int], close_id: int, end_ids: list[int]) -> tu
         if tokens[i] in end_ids:
             return close, i
     return close, None
+
+
+def image_only_processor(processor_class: type, image_processor: Any, tokenizer: Any) -> Any:
+    """Build a VLM processor (e.g. ``Qwen2_5_VLProcessor``) without its video processor.
+
+    transformers' video processors need torchvision, which thinkgen must not install (the CPU
+    machines have none); the stock constructor then refuses ``video_processor=None`` even for
+    image-only use. Thinkgen never sends videos, so the check is relaxed for that one argument.
+    """
+
+    def check_argument_for_proper_class(self, argument_name, argument):
+        if argument is None:
+            return None
+        return processor_class.check_argument_for_proper_class(self, argument_name, argument)
+
+    image_only = type(processor_class.__name__, (processor_class,),
+                      {"check_argument_for_proper_class": check_argument_for_proper_class,
+                       "__module__": processor_class.__module__})
+    return image_only(image_processor=image_processor, tokenizer=tokenizer,
+                      chat_template=tokenizer.chat_template)
+
+
+def save_processor(processor: Any, directory: str | Path) -> None:
+    """Save a VLM processor; an image-only one is saved as its tokenizer + image processor."""
+    if getattr(processor, "video_processor", None) is not None:
+        processor.save_pretrained(directory)
+        return
+    processor.tokenizer.save_pretrained(directory)
+    processor.image_processor.save_pretrained(directory)
+
+
+def load_processor(processor_class: type, directory: str | Path) -> Any:
+    """Load a VLM processor, image-only when its video half cannot be built here."""
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    try:
+        return processor_class.from_pretrained(directory, local_files_only=True)
+    except (ImportError, AttributeError, ValueError, TypeError, OSError):
+        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        image_processor = AutoImageProcessor.from_pretrained(directory, local_files_only=True)
+        return image_only_processor(processor_class, image_processor, tokenizer)
 
 
 class Thinker:
@@ -227,8 +288,11 @@ class Thinker:
             raise ValueError("tokenizer has no '<|im_end|>' and no eos token; set ThinkerConfig.end_token")
         self.end_token = end
         self.end_ids = [self._token_id(end)]
-        if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in self.end_ids:
-            self.end_ids.append(self.tokenizer.eos_token_id)
+        model_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        model_eos = model_eos if isinstance(model_eos, list) else [model_eos]
+        for token in [self.tokenizer.eos_token_id, *model_eos]:  # any of them also ends a turn
+            if token is not None and token not in self.end_ids:
+                self.end_ids.append(token)
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.end_ids[0]
 
@@ -349,7 +413,7 @@ class Thinker:
         budget = ThinkBudget(prompt_length, self.close_id, self.end_ids, self.pad_id,
                              cfg.max_think_tokens, cfg.max_rewrite_tokens)
         stop = AllRowsEnded(prompt_length, self.close_id, self.end_ids)
-        with capture_last_layers(self.model, cfg.num_layers) as records:
+        with capture_last_layers(self.model, cfg.num_layers) as records, _without_eos_stop(self.model):
             sequences = self.model.generate(
                 **batch, generation_config=generation,
                 logits_processor=LogitsProcessorList([budget]), stopping_criteria=[stop],

@@ -40,7 +40,8 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
 
 def tiny_qwen3(vocab_size: int, hidden_size: int = 64, num_layers: int = 2, seed: int = 0,
                num_heads: int = 4, intermediate_size: int | None = None,
-               init_std: float = 0.02) -> Qwen3ForCausalLM:
+               init_std: float = 0.02, eos_token_id: int | None = None,
+               pad_token_id: int | None = None) -> Qwen3ForCausalLM:
     """A random Qwen3ForCausalLM small enough for unit tests (about 90k parameters by default).
 
     ``init_std`` above the usual 0.02 makes greedy outputs depend on the prompt, which tests of
@@ -56,6 +57,8 @@ def tiny_qwen3(vocab_size: int, hidden_size: int = 64, num_layers: int = 2, seed
         max_position_embeddings=2048,
         tie_word_embeddings=True,
         initializer_range=init_std,
+        eos_token_id=eos_token_id,  # as real checkpoints do: generate() then knows the end token
+        pad_token_id=pad_token_id,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -78,7 +81,8 @@ def tiny_pipeline(seed: int = 0, thinker_width: int = 64, thinker_layers: int = 
     from .thinker import Thinker, ThinkerConfig
 
     tokenizer = byte_tokenizer()
-    thinker_model = tiny_qwen3(len(tokenizer), thinker_width, thinker_layers, seed=seed)
+    thinker_model = tiny_qwen3(len(tokenizer), thinker_width, thinker_layers, seed=seed,
+                               eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     thinker = Thinker(thinker_model, tokenizer, config=ThinkerConfig(
         extract=extract, max_think_tokens=max_think_tokens, max_rewrite_tokens=max_rewrite_tokens))
     heads = max(1, dit_width // 16)
@@ -96,3 +100,71 @@ def tiny_pipeline(seed: int = 0, thinker_width: int = 64, thinker_layers: int = 
     defaults = {"height": image_size, "width": image_size}
     return ThinkGenPipeline(thinker, bridge.eval(), transformer.eval(), PixelAutoencoder().eval(),
                             scheduler, defaults=defaults)
+
+
+# ----------------------------------------------------------------------------- vision-language
+VL_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+VL_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}{{ '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def tiny_vl_thinker(family: str = "qwen2_5_vl", hidden_size: int = 64, num_layers: int = 2,
+                    seed: int = 0):
+    """A random Qwen2.5-VL or Qwen3-VL (``AutoModelForImageTextToText`` classes) and its processor.
+
+    The image, video and vision-boundary token ids are moved inside the small vocabulary.
+    Returns ``(model, processor)``.
+    """
+    import transformers
+
+    from .thinker import image_only_processor
+
+    tokenizer = byte_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS + VL_TOKENS})
+    tokenizer.chat_template = VL_CHAT_TEMPLATE
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in zip(
+        ("vision_start_token_id", "vision_end_token_id", "image_token_id", "video_token_id"),
+        VL_TOKENS, strict=True)}
+    heads = 4
+    head_dim = hidden_size // heads
+    section = [head_dim // 2 - 2 * (head_dim // 6), head_dim // 6, head_dim // 6]  # t, h, w halves
+    text = {"vocab_size": len(tokenizer), "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": num_layers, "num_attention_heads": heads, "num_key_value_heads": 2,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section,
+                                "mrope_interleaved": family == "qwen3_vl"},
+            "bos_token_id": None, "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id}
+    if family == "qwen2_5_vl":
+        vision = {"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+                  "out_hidden_size": hidden_size, "fullatt_block_indexes": [0], "window_size": 56,
+                  "patch_size": 14}
+        config = transformers.Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
+        model_class, processor_class = (transformers.Qwen2_5_VLForConditionalGeneration,
+                                        transformers.Qwen2_5_VLProcessor)
+        patch = 14
+    elif family == "qwen3_vl":
+        text["head_dim"] = head_dim
+        vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+                  "out_hidden_size": hidden_size, "deepstack_visual_indexes": [0],
+                  "num_position_embeddings": 64, "patch_size": 16}
+        config = transformers.Qwen3VLConfig(text_config=text, vision_config=vision, **ids)
+        model_class, processor_class = (transformers.Qwen3VLForConditionalGeneration,
+                                        transformers.Qwen3VLProcessor)
+        patch = 16
+    else:
+        raise ValueError(f"family must be 'qwen2_5_vl' or 'qwen3_vl', got {family!r}")
+    pixels = (patch * 2) ** 2  # one merged token = a 2x2 group of patches
+    image_processor = transformers.Qwen2VLImageProcessor(
+        min_pixels=4 * pixels, max_pixels=16 * pixels, patch_size=patch, merge_size=2, temporal_patch_size=2)
+    processor = image_only_processor(processor_class, image_processor, tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_class(config)
+    return model.eval(), processor

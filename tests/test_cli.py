@@ -1,0 +1,99 @@
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from thinkgen.cli import main
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli") / "tiny"
+    assert main(["init", str(folder)]) == 0
+    return folder
+
+
+def run(capsys, *argv):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:  # argparse usage errors exit through SystemExit
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_user_error(result, fragment):
+    code, _, err = result
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "error:" in lines[0] and fragment in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_init_info_generate_end_to_end(capsys, model_dir, tmp_path):
+    code, out, _ = run(capsys, "info", model_dir)
+    assert code == 0
+    assert "Qwen3ForCausalLM" in out and "QwenImageTransformer2DModel" in out and "params" in out
+    target = tmp_path / "cat.png"
+    code, out, _ = run(capsys, "generate", "a red circle", "--model", model_dir, "-o", target,
+                       "--steps", 3, "--seed", 1)
+    assert code == 0
+    assert "reasoning:" in out and "rewritten:" in out and f"wrote {target}" in out
+    assert Image.open(target).size == (32, 32)
+
+
+def test_generate_batch_and_direct_mode(capsys, model_dir, tmp_path):
+    target = tmp_path / "out.png"
+    code, out, _ = run(capsys, "generate", "a red circle", "--model", model_dir, "-o", target,
+                       "--steps", 2, "--batch", 2, "--no-think", "--height", 16, "--width", 24, "--cfg", 2)
+    assert code == 0 and "reasoning:" not in out
+    for i in range(2):
+        assert Image.open(tmp_path / f"out-{i}.png").size == (24, 16)
+
+
+def test_progress_bar_during_sampling(capsys, model_dir, tmp_path):
+    _, _, err = run(capsys, "generate", "x", "--model", model_dir, "-o", tmp_path / "p.png", "--steps", 3)
+    assert "sampling" in err
+
+
+def test_user_errors(capsys, model_dir, tmp_path):
+    out = tmp_path / "x.png"
+    assert_user_error(run(capsys, "generate", "   ", "--model", model_dir, "-o", out), "prompt is empty")
+    assert_user_error(run(capsys, "generate", "x", "-o", out), "no model given")
+    assert_user_error(run(capsys, "generate", "x", "--model", tmp_path / "nope", "-o", out), "not found")
+    assert_user_error(run(capsys, "generate", "x", "--model", tmp_path, "-o", out), "not a thinkgen pipeline")
+    assert_user_error(run(capsys, "info", tmp_path / "nope"), "not found")
+    assert_user_error(run(capsys, "generate", "x", "--model", model_dir, "-o", tmp_path / "no" / "x.png"),
+                      "does not exist")
+    assert_user_error(run(capsys, "generate", "x", "--model", model_dir, "-o", "/proc/self/x.png"),
+                      "not writable")
+    assert_user_error(run(capsys, "generate", "x", "--model", model_dir, "-o", tmp_path / "x.txt"), ".png")
+    assert_user_error(run(capsys, "generate", "x", "--model", model_dir, "-o", out, "--height", 30),
+                      "multiple of 4")
+    assert_user_error(run(capsys, "generate", "x", "--model", model_dir, "-o", out, "--width", 0),
+                      "positive integer")
+    assert_user_error(run(capsys, "generate", "x", "--model", model_dir, "-o", out, "--steps", -1),
+                      "positive integer")
+    assert_user_error(run(capsys, "generate", "x", "--model", model_dir, "-o", out, "--batch", "two"),
+                      "positive integer")
+    assert_user_error(run(capsys, "init", model_dir), "not empty")
+    assert not out.exists()
+
+
+def test_broken_model_folder(capsys, model_dir, tmp_path):
+    broken = tmp_path / "broken"
+    assert main(["init", str(broken)]) == 0
+    capsys.readouterr()
+    (broken / "thinker" / "model.safetensors").write_bytes(b"not safetensors")
+    assert_user_error(run(capsys, "generate", "x", "--model", broken, "-o", tmp_path / "x.png"),
+                      "cannot load thinker")
+
+
+def test_console_entry_point(model_dir, tmp_path):
+    """The installed command runs in a fresh process, offline, and reports errors with code 2."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "thinkgen", "generate", "", "--model", str(model_dir)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2 and "prompt is empty" in done.stderr and "Traceback" not in done.stderr
