@@ -154,6 +154,12 @@ def demo(args: argparse.Namespace) -> int:
     prompt = "as many squares as a tricycle has wheels, in the colour of a ripe banana"
     out = pipe([prompt], think=True, num_inference_steps=20, seed=0, progress=True)
     _print_thoughts([prompt], out.reasoning, out.rewritten, True, 1)
+    thought = out.thinker
+    completion = len(thought.sequences[0]) - thought.prompt_lengths[0]
+    print(f"thinker wrote {completion} tokens; conditioning: {int(thought.mask[0].sum())} states after "
+          f"</think> x {thought.states.shape[-1]} channels (last {pipe.thinker.config.num_layers} layers), "
+          f"+ {pipe.bridge.num_prepadding} prepadding states -> DiT text width "
+          f"{pipe.bridge.config.out_channels}")
     path = _output_paths(args.output, 1)[0]
     out.images[0].resize((128, 128)).save(path)
     print(f"wrote {path}")
