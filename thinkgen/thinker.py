@@ -159,22 +159,30 @@ class ThinkBudget(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         generated = input_ids[:, self.prompt_length :]  # (B, g)
-        g = generated.shape[1]
-        is_close = generated == self.close_id
-        has_close = is_close.any(dim=1)
-        first_close = is_close.int().argmax(dim=1) if g else torch.zeros_like(has_close, dtype=torch.long)
-        close_at = torch.where(has_close, first_close, g)
-        after_close = torch.arange(g, device=input_ids.device)[None, :] > close_at[:, None]
-        is_end = torch.isin(generated, torch.tensor(self.end_ids, device=input_ids.device))
-        ended = (is_end & after_close).any(dim=1)
+        has_close, close_at, ended = _phases(generated, self.close_id, self.end_ids)
+        end_ids = torch.tensor(self.end_ids, device=scores.device)
         thinking = ~has_close
         scores = scores.clone()
-        scores[thinking.nonzero(as_tuple=True)[0][:, None], torch.tensor(self.end_ids)] = float("-inf")
-        self._force(scores, thinking & (g >= self.max_think), self.close_id)
-        rewrite_length = g - close_at - 1
+        scores[thinking.nonzero(as_tuple=True)[0][:, None], end_ids] = float("-inf")
+        self._force(scores, thinking & (generated.shape[1] >= self.max_think), self.close_id)
+        rewrite_length = generated.shape[1] - close_at - 1
         self._force(scores, has_close & ~ended & (rewrite_length >= self.max_rewrite), self.end_ids[0])
         self._force(scores, ended, self.pad_id)
         return scores
+
+
+def _phases(generated: torch.Tensor, close_id: int, end_ids: list[int]
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row of completions ``(B, g)``: has ``</think>`` appeared, where first (``g`` if not),
+    and has an end token followed it. Vectorised: it runs once per generated token."""
+    g = generated.shape[1]
+    is_close = generated == close_id
+    has_close = is_close.any(dim=1)
+    first_close = is_close.int().argmax(dim=1) if g else torch.zeros_like(has_close, dtype=torch.long)
+    close_at = torch.where(has_close, first_close, g)  # argmax gives the first maximum
+    after_close = torch.arange(g, device=generated.device)[None, :] > close_at[:, None]
+    is_end = torch.isin(generated, torch.tensor(end_ids, device=generated.device))
+    return has_close, close_at, (is_end & after_close).any(dim=1)
 
 
 class AllRowsEnded(StoppingCriteria):
@@ -185,12 +193,8 @@ class AllRowsEnded(StoppingCriteria):
         self.prompt_length, self.close_id, self.end_ids = prompt_length, close_id, end_ids
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
-        fed = input_ids[:, self.prompt_length : -1]  # the last token has not been fed yet
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        for row in range(fed.shape[0]):
-            span = _completion_span(fed[row].tolist(), self.close_id, self.end_ids)
-            done[row] = span is not None and span[1] is not None
-        return done
+        fed = input_ids[:, self.prompt_length : -1]  # the newest token has not been fed yet
+        return _phases(fed, self.close_id, self.end_ids)[2]
 
 
 @contextlib.contextmanager
@@ -366,7 +370,8 @@ class Thinker:
                images: Sequence[Sequence[Any]] | None = None, seed: int | None = None) -> ThinkerOutput:
         """Turn prompts (and optional per-prompt image lists) into conditioning states."""
         self._check(prompts, images)
-        with torch.random.fork_rng(devices=[]):
+        device = self.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             if seed is not None:
                 torch.manual_seed(seed)
             if think:
