@@ -173,6 +173,119 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _writable_dir(path: str) -> Path:
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".thinkgen-write-test-"):
+            pass
+    except OSError as error:
+        raise UserError(f"cannot write to {folder}: {error.strerror or error}") from None
+    return folder
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from .eval.shapeworld import markdown, run_suite
+
+    out = _writable_dir(args.out)
+    pipe = _load(args.model)
+    if args.resolution is not None:
+        try:
+            pipe.check_size(args.resolution, args.resolution)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+    summary = run_suite(pipe, args.suite, out, think=args.think, n_per_prompt=args.n_per_prompt,
+                        n_items=args.n_items, seed=args.seed, batch_size=args.batch, resolution=args.resolution,
+                        num_inference_steps=args.steps, guidance_scale=args.cfg)
+    print(markdown(summary))
+    print(f"wrote {out}/scores.json, scores.md, items.jsonl, grid.png and images/")
+    return 0
+
+
+def world_export(args: argparse.Namespace) -> int:
+    from .world.export import export
+
+    folder = export(args.suite, args.n, _writable_dir(args.out), split=args.split, resolution=args.resolution,
+                    seed=args.seed)
+    print(f"wrote {args.n} {args.suite} items to {folder} (datasets.load_dataset('imagefolder', data_dir=...))")
+    return 0
+
+
+def geneval(args: argparse.Namespace) -> int:
+    from .eval import geneval as geneval_module
+
+    try:
+        metadata = geneval_module.read_metadata(args.metadata)
+    except (OSError, geneval_module.MetadataError) as error:
+        raise UserError(f"cannot read GenEval metadata: {error}") from None
+    if args.limit:
+        metadata = metadata[: args.limit]
+    out = _writable_dir(args.out)
+    pipe = _load(args.model)
+
+    def draw(prompts: list[str], first: int) -> list[list]:
+        result = pipe(prompts, think=args.think, num_images_per_prompt=args.n_samples, seed=args.seed + first * args.n_samples,
+                      num_inference_steps=args.steps, guidance_scale=args.cfg)
+        n = args.n_samples
+        return [result.images[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    count = geneval_module.generate(draw, metadata, out, n_samples=args.n_samples, batch_size=args.batch)
+    print(f"wrote {count} prompts x {args.n_samples} images in GenEval's layout to {out}")
+    return 0
+
+
+def wise(args: argparse.Namespace) -> int:
+    from .eval import wise as wise_module
+
+    needed = {"score": ["judgments"], "generate": ["prompts", "out", "model"],
+              "judge": ["prompts", "images", "endpoint", "judge_model", "out"]}[args.action]
+    missing = [f"--{name.replace('_', '-')}" for name in needed if getattr(args, name) is None]
+    if missing:
+        raise UserError(f"wise {args.action} needs {' '.join(missing)}")
+
+    if args.action == "score":
+        try:
+            result = wise_module.overall(wise_module.read_judgments(args.judgments))
+        except (OSError, wise_module.WiseFormatError, ValueError) as error:
+            raise UserError(f"cannot score {args.judgments}: {error}") from None
+        for category, value in result["categories"].items():
+            print(f"{category:<10} {value:.3f}")
+        print(f"{'overall':<10} {result['overall']:.3f}  ({result['judged']} judged prompts)")
+        return 0
+    try:
+        prompts = wise_module.read_prompts(args.prompts)
+    except (OSError, wise_module.WiseFormatError) as error:
+        raise UserError(f"cannot read WISE prompts: {error}") from None
+    if args.limit:
+        prompts = prompts[: args.limit]
+    out = _writable_dir(args.out)
+    if args.action == "judge":
+        judge = wise_module.OpenAICompatibleJudge(args.endpoint, args.judge_model, os.environ.get("THINKGEN_JUDGE_KEY"))
+        result = wise_module.judge_folder(judge, prompts, args.images, out / "judgments.jsonl")
+        print(f"overall WiScore {result['overall']:.3f} over {result['judged']} images; wrote {out}/judgments.jsonl")
+        return 0
+    pipe = _load(args.model)
+    from tqdm.auto import tqdm
+
+    for start in tqdm(range(0, len(prompts), args.batch), desc="wise"):
+        batch = prompts[start : start + args.batch]
+        result = pipe([p.prompt for p in batch], think=args.think, seed=args.seed + start,
+                      num_inference_steps=args.steps, guidance_scale=args.cfg)
+        for p, image in zip(batch, result.images, strict=True):
+            image.save(out / wise_module.image_name(p))
+    print(f"wrote {len(prompts)} images named <prompt_id>.png to {out}")
+    return 0
+
+
+def _sampling_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="pipeline folder")
+    parser.add_argument("--think", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--steps", type=_positive_int, default=None, help="sampling steps")
+    parser.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=_positive_int, default=8, help="prompts per batch")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="thinkgen", description="Think, then generate images.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -199,6 +312,48 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("directory")
     n.add_argument("--seed", type=int, default=0)
     n.set_defaults(run=init)
+
+    from .world.suites import SUITES
+
+    e = commands.add_parser("eval", help="score a model on a ShapeWorld suite's test split")
+    e.add_argument("--suite", required=True, choices=SUITES)
+    _sampling_options(e)
+    e.add_argument("--n-per-prompt", type=_positive_int, default=4)
+    e.add_argument("--n-items", type=_positive_int, default=None, help="test items (default 120)")
+    e.add_argument("--resolution", type=_positive_int, default=None)
+    e.add_argument("--out", required=True, help="output folder")
+    e.set_defaults(run=evaluate)
+
+    w = commands.add_parser("world", help="ShapeWorld data")
+    world_commands = w.add_subparsers(dest="world_command", required=True, parser_class=_Parser)
+    x = world_commands.add_parser("export", help="export a suite split as an imagefolder dataset")
+    x.add_argument("--suite", required=True, choices=SUITES)
+    x.add_argument("--n", type=_positive_int, default=1000)
+    x.add_argument("--split", default="train", choices=["train", "test", "rl"])
+    x.add_argument("--resolution", type=_positive_int, default=None)
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--out", required=True)
+    x.set_defaults(run=world_export)
+
+    ge = commands.add_parser("geneval", help="draw GenEval's prompts in its official output layout")
+    _sampling_options(ge)
+    ge.add_argument("--metadata", required=True, help="evaluation_metadata.jsonl")
+    ge.add_argument("--n-samples", type=_positive_int, default=4)
+    ge.add_argument("--limit", type=_positive_int, default=None, help="only the first N prompts")
+    ge.add_argument("--out", required=True)
+    ge.set_defaults(run=geneval)
+
+    ws = commands.add_parser("wise", help="WISE: draw <prompt_id>.png, judge, or compute WiScore")
+    ws.add_argument("action", choices=["generate", "judge", "score"])
+    _sampling_options(ws)
+    ws.add_argument("--prompts", help="WISE prompt JSON (generate, judge)")
+    ws.add_argument("--images", help="folder of <prompt_id>.png (judge)")
+    ws.add_argument("--endpoint", help="OpenAI-compatible base URL (judge); key in THINKGEN_JUDGE_KEY")
+    ws.add_argument("--judge-model", help="model name at the endpoint (judge)")
+    ws.add_argument("--judgments", help="JSONL of judge scores (score)")
+    ws.add_argument("--limit", type=_positive_int, default=None)
+    ws.add_argument("--out", help="output folder (generate, judge)")
+    ws.set_defaults(run=wise)
 
     d = commands.add_parser("demo", help="run the default model on a reasoning prompt")
     d.add_argument("-o", "--output", default="demo.png")

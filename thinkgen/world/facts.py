@@ -153,7 +153,7 @@ def questions(fact: Fact) -> list[str]:
     if fact.kind == "color":
         return [f"What colour is {s}?", f"Which colour does {s} have?", f"Tell me the colour of {s}."]
     if fact.kind == "count":
-        return [f"How many: {s}?", f"Count: {s}.", f"What number: {s}?"]
+        return [f"How many? {s}.", f"Complete with a number: {s} ...", f"Count: {s}."]
     if fact.kind == "shape":
         return [f"What shape is {s}?", f"Which shape does {s} have?", f"Describe the shape of {s}."]
     return [f"Which direction is {s}?", f"Where is {s}?", f"Point {s}."]

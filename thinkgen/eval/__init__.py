@@ -1,0 +1,1 @@
+"""Benchmark runners: ShapeWorld suites, GenEval layout, WISE scoring."""
