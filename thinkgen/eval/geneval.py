@@ -37,6 +37,8 @@ def read_metadata(path: str | Path) -> list[dict]:
                 entry = json.loads(line)
             except json.JSONDecodeError as error:
                 raise MetadataError(f"{path}:{number}: not JSON ({error.msg})") from None
+            if not isinstance(entry, dict):
+                raise MetadataError(f"{path}:{number}: expected one JSON object per line")
             missing = {"tag", "include", "prompt"} - set(entry)
             if missing:
                 raise MetadataError(f"{path}:{number}: missing {sorted(missing)}")

@@ -66,6 +66,8 @@ def read_prompts(path: str | Path) -> list[WisePrompt]:
         raise WiseFormatError(f"{path}: expected a JSON list of prompts")
     prompts = []
     for i, entry in enumerate(data):
+        if not isinstance(entry, dict):
+            raise WiseFormatError(f"{path}: entry {i} is not an object")
         missing = [f for f in FIELDS if f not in entry]
         if missing:
             raise WiseFormatError(f"{path}: entry {i} lacks {missing}")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 from .captions import article
 from .rules import RELATIONS, relations, scene_as_parsed
-from .scene import COLORS, SHAPES, Object, Scene, fits
+from .scene import COLORS, MIN_SIZE, SHAPES, Object, Scene, fits
 
 OPS = ("add", "remove", "recolor", "move", "replace")
 SIDES = ("left", "right", "top", "bottom")
@@ -135,7 +135,7 @@ def apply_edit(scene: Scene, edit: Edit, rng: random.Random | None = None) -> Sc
     if edit.op == "add":
         others = list(scene.objects)
         for _ in range(400):
-            size = rng.uniform(0.26, 0.34)
+            size = rng.uniform(MIN_SIZE, 0.32)
             h = size / 2 + 0.03
             obj = Object(edit.shape, edit.color, round(rng.uniform(h, 1 - h), 4),
                          round(rng.uniform(h, 1 - h), 4), round(size, 4))

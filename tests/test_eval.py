@@ -1,0 +1,183 @@
+"""Benchmark runners: ShapeWorld suites end to end, GenEval's layout, WISE's scoring."""
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from PIL import Image
+
+from thinkgen.cli import main
+from thinkgen.eval import geneval, wise
+from thinkgen.eval.shapeworld import run_suite, summarise, wise_weighted
+from thinkgen.world import render
+from thinkgen.world import suites as S
+
+GENEVAL = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "geneval" / "evaluation_metadata.jsonl"
+
+
+class OraclePipeline:
+    """Draws each item's ground truth (or a wrong scene), in the order the runner asks."""
+
+    def __init__(self, suite, n, wrong=False):
+        self.items = iter(S.build(suite, n, "test"))
+        self.defaults = {"height": 32}
+        self.wrong = wrong
+        self.thinker = SimpleNamespace(processor=None, encode=self._encode)
+
+    def _encode(self, prompts, think=True, images=None, seed=0):
+        batch = [next(self.items) for _ in prompts]
+        fixes = ["remove the purple star" if self.wrong else item.canonical for item in batch]
+        return SimpleNamespace(rewritten=fixes, reasoning=["..."] * len(prompts))
+
+    def __call__(self, prompts, num_images_per_prompt=1, height=32, **kwargs):
+        images = []
+        for _ in prompts:
+            item = next(self.items)
+            scene = item.source if (self.wrong and item.source) else item.scene
+            if self.wrong and not item.source:
+                scene = type(scene)()  # an empty picture
+            images += [Image.fromarray(render(scene, height))] * num_images_per_prompt
+        n = len(images)
+        return SimpleNamespace(images=images, reasoning=[""] * n, rewritten=[""] * n)
+
+
+@pytest.mark.parametrize("suite", S.SUITES)
+def test_runner_scores_ground_truth_as_correct(suite, tmp_path):
+    summary = run_suite(OraclePipeline(suite, 30), suite, tmp_path, n_per_prompt=2, n_items=30, progress=False)
+    assert summary["overall"] >= 0.99
+    rows = [json.loads(line) for line in (tmp_path / "items.jsonl").read_text().splitlines()]
+    assert len(rows) == summary["images"] and all(r["score"] == 1.0 for r in rows)
+    assert json.loads((tmp_path / "scores.json").read_text())["overall"] == summary["overall"]
+    assert "overall" in (tmp_path / "scores.md").read_text()
+    assert Image.open(tmp_path / "grid.png").size[0] > 0
+    assert all((tmp_path / r["image"]).exists() for r in rows)
+    wrong = run_suite(OraclePipeline(suite, 30, wrong=True), suite, tmp_path / "wrong", n_per_prompt=1,
+                      n_items=30, progress=False)
+    assert wrong["overall"] <= 0.2
+
+
+def test_summaries_by_hand():
+    rows = [{"category": t, "score": s, "group": None} for t, s in
+            [("single_object", 1), ("single_object", 0), ("two_object", 1), ("counting", 0),
+             ("colors", 1), ("position", 0), ("color_attr", 1)]]
+    assert summarise("composition", rows)["overall"] == pytest.approx((0.5 + 1 + 0 + 1 + 0 + 1) / 6)
+    categories = {"culture": 1.0, "time": 0.0, "space": 0.5, "biology": 1.0, "physics": 0.0, "chemistry": 0.5}
+    assert wise_weighted(categories) == pytest.approx(0.4 + 0.133 * 0.5 + 0.1 + 0.05, abs=1e-9)
+    assert wise_weighted({"culture": 0.5, "biology": 1.0}) == pytest.approx((0.2 + 0.1) / 0.5)
+    reasoning_rows = [{"category": "culture", "score": 1, "group": "supervised"},
+                      {"category": "culture", "score": 0, "group": "held_out"}]
+    summary = summarise("reasoning", reasoning_rows)
+    assert summary["supervised"]["overall"] == 1.0 and summary["held_out"]["overall"] == 0.0
+
+
+def test_geneval_real_metadata_and_layout(tmp_path):
+    metadata = geneval.read_metadata(GENEVAL)
+    assert len(metadata) == 553
+    counts = {tag: sum(e["tag"] == tag for e in metadata) for tag in geneval.TAGS}
+    assert counts == {"single_object": 80, "two_object": 99, "counting": 80, "colors": 94, "position": 100,
+                      "color_attr": 100}
+
+    def draw(prompts, first):
+        return [[Image.new("RGB", (8, 8), (i, 0, 0)) for i in range(4)] for _ in prompts]
+
+    assert geneval.generate(draw, metadata[:10], tmp_path, progress=False) == 10
+    folder = tmp_path / "00007"
+    assert json.loads((folder / "metadata.jsonl").read_text()) == metadata[7]
+    assert sorted(p.name for p in (folder / "samples").iterdir()) == ["0000.png", "0001.png", "0002.png", "0003.png"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"tag": "single_object", "include": []}\n')
+    with pytest.raises(geneval.MetadataError, match="missing"):
+        geneval.read_metadata(bad)
+    bad.write_text("{oops\n")
+    with pytest.raises(geneval.MetadataError, match="not JSON"):
+        geneval.read_metadata(bad)
+
+
+WISE_PROMPTS = [
+    {"Prompt": "A fruit that monkeys love, ripe", "Explanation": "a yellow banana", "Category": "Cultural knowledge",
+     "Subcategory": "Food", "prompt_id": 12},
+    {"Prompt": "The planet known as the red planet", "Explanation": "Mars, red", "Category": "Spatio-temporal",
+     "Subcategory": "Space", "prompt_id": 600},
+    {"Prompt": "Copper sulfate solution", "Explanation": "a blue liquid", "Category": "Natural science",
+     "Subcategory": "Chemistry", "prompt_id": 950},
+]
+
+
+def test_wise_prompts_scores_and_weighting(tmp_path):
+    path = tmp_path / "wise.json"
+    path.write_text(json.dumps(WISE_PROMPTS))
+    prompts = wise.read_prompts(path)
+    assert [p.prompt_id for p in prompts] == [12, 600, 950] and wise.image_name(prompts[1]) == "600.png"
+    assert [wise.category_of(i) for i in (1, 400, 401, 567, 568, 700, 701, 800, 801, 900, 901, 1000)] == \
+        ["culture"] * 2 + ["time"] * 2 + ["space"] * 2 + ["biology"] * 2 + ["physics"] * 2 + ["chemistry"] * 2
+    with pytest.raises(ValueError):
+        wise.category_of(1001)
+    assert wise.JudgeScores(2, 2, 2).wiscore == pytest.approx(1.0)
+    assert wise.JudgeScores(1, 2, 0).wiscore == pytest.approx((0.7 + 0.4) / 2)
+    with pytest.raises(ValueError):
+        wise.JudgeScores(3, 0, 0)
+    judgments = tmp_path / "j.jsonl"
+    judgments.write_text("\n".join(json.dumps(r) for r in [
+        {"prompt_id": 12, "consistency": 2, "realism": 2, "aesthetic_quality": 2},
+        {"prompt_id": 30, "consistency": 0, "realism": 2, "aesthetic_quality": 2},
+        {"prompt_id": 600, "consistency": 1, "realism": 1, "aesthetic_quality": 1},
+        {"prompt_id": 950, "consistency": 2, "realism": 0, "aesthetic_quality": 0}]) + "\n")
+    result = wise.overall(wise.read_judgments(judgments))
+    culture = (1.0 + 0.3) / 2
+    assert result["categories"] == pytest.approx({"culture": culture, "space": 0.5, "chemistry": 0.7})
+    assert result["overall"] == pytest.approx((0.4 * culture + 0.133 * 0.5 + 0.1 * 0.7) / 0.633)
+    judgments.write_text('{"prompt_id": 1, "consistency": 2}\n')
+    with pytest.raises(wise.WiseFormatError):
+        wise.read_judgments(judgments)
+
+
+def test_judges_without_a_network(tmp_path):
+    scores = wise.parse_judge_reply("Consistency: 2\nRealism: 1\nAesthetic quality: 0")
+    assert scores == wise.JudgeScores(2, 1, 0)
+    with pytest.raises(ValueError, match="realism"):
+        wise.parse_judge_reply("consistency: 2")
+    image = tmp_path / "1.png"
+    Image.new("RGB", (4, 4)).save(image)
+    judge = wise.OpenAICompatibleJudge("http://localhost:9/v1/", "some-vlm")
+    body = judge.request(image, "a banana", "yellow")
+    assert body["model"] == "some-vlm" and body["messages"][0]["content"][1]["image_url"]["url"].startswith(
+        "data:image/png;base64,")
+    assert "a banana" in body["messages"][0]["content"][0]["text"]
+
+    calls = []
+
+    def fake_judge(path, prompt, explanation):
+        calls.append(Path(path).name)
+        return wise.JudgeScores(2, 1, 1)
+
+    prompts = [wise.WisePrompt(1, "p", "e", "c", "s"), wise.WisePrompt(2, "q", "e", "c", "s")]
+    result = wise.judge_folder(fake_judge, prompts, tmp_path, tmp_path / "out.jsonl")
+    assert calls == ["1.png"] and result["judged"] == 1  # 2.png does not exist: skipped
+    assert json.loads((tmp_path / "out.jsonl").read_text())["consistency"] == 2
+
+
+def test_cli_eval_export_geneval_wise(tmp_path, capsys):
+    model = tmp_path / "tiny"
+    assert main(["init", str(model)]) == 0
+    assert main(["eval", "--suite", "reasoning", "--model", str(model), "--n-items", "4", "--n-per-prompt", "1",
+                 "--steps", "2", "--out", str(tmp_path / "ev")]) == 0
+    assert "WISE" in capsys.readouterr().out or (tmp_path / "ev" / "scores.md").exists()
+    assert main(["world", "export", "--suite", "composition", "--n", "12", "--out", str(tmp_path / "ds")]) == 0
+    assert len(list((tmp_path / "ds" / "train").glob("*.png"))) == 12
+    assert main(["geneval", "--model", str(model), "--metadata", str(GENEVAL), "--limit", "2", "--steps", "1",
+                 "--n-samples", "2", "--out", str(tmp_path / "ge")]) == 0
+    assert len(list((tmp_path / "ge").glob("*/samples/*.png"))) == 4
+    (tmp_path / "wise.json").write_text(json.dumps(WISE_PROMPTS))
+    assert main(["wise", "generate", "--model", str(model), "--prompts", str(tmp_path / "wise.json"),
+                 "--steps", "1", "--out", str(tmp_path / "wi")]) == 0
+    assert sorted(p.name for p in (tmp_path / "wi").iterdir()) == ["12.png", "600.png", "950.png"]
+    capsys.readouterr()
+    assert main(["wise", "score"]) == 2
+    assert "--judgments" in capsys.readouterr().err
+    assert main(["wise", "score", "--judgments", str(tmp_path / "missing.jsonl")]) == 2
+    assert main(["geneval", "--model", str(model), "--metadata", str(tmp_path / "wise.json"),
+                 "--out", str(tmp_path / "x")]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", "--suite", "poetry", "--model", str(model), "--out", str(tmp_path / "y")])
+    assert exit_.value.code == 2

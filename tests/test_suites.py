@@ -1,0 +1,166 @@
+"""Scenario suites, their splits and scorers; facts, corpora, edit grammar, dataset export."""
+
+import random
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+
+from thinkgen.world import Object, Scene, parse, render
+from thinkgen.world import suites as S
+from thinkgen.world.corpora import caption_corpus, knowledge_corpus, think_examples
+from thinkgen.world.edits import OPS, Edit, apply_edit, describe_edit, edit_text, parse_edit
+from thinkgen.world.export import export
+from thinkgen.world.facts import CATEGORIES, FACTS, facts
+from thinkgen.world.rules import satisfies
+
+
+def render_parse(item, resolution=32):
+    return parse(render(item.scene, resolution))
+
+
+@pytest.mark.parametrize("suite", ["composition", "reasoning", "text", "editing"])
+def test_ground_truth_renders_score_full_marks(suite):
+    items = S.build(suite, 120, "test")
+    resolution = 64 if suite == "text" else 32
+    scores = [S.score_image(item, render_parse(item, resolution)).score for item in items]
+    assert sum(scores) / len(scores) >= 0.99
+
+
+def test_reflection_reference_instructions_fix_the_scene():
+    items = S.build("reflection", 60, "test")
+    assert set(Counter(i.category for i in items)) == {"color", "missing", "extra", "shape", "position"}
+    for item in items:
+        assert not satisfies(item.source, item.target)  # the image really is wrong
+        score = S.score_instruction(item, item.canonical)
+        assert score.score == 1.0 and score.details["ned"] == 1.0
+    item = items[0]
+    wrong = S.score_instruction(item, "add a purple star")
+    assert wrong.score == 0.0 and wrong.details["parsed"] and wrong.details["ned"] < 1
+    garbage = S.score_instruction(item, "\x00 zzz")
+    assert garbage.score == 0.0 and not garbage.details["parsed"]
+
+
+def test_wrong_scenes_score_by_the_rules():
+    item = next(i for i in S.build("composition", 60, "test") if i.category == "counting")
+    n = item.target.include[0].count
+    objects = item.scene.objects
+    fewer = replace(item.scene, objects=objects[:-1])
+    assert S.score_image(item, parse(render(fewer, 32))).score == 0.0
+    recoloured = next(i for i in S.build("composition", 60, "test") if i.category == "colors")
+    obj = recoloured.scene.objects[0]
+    other = "red" if obj.color != "red" else "blue"
+    bad = replace(recoloured.scene, objects=(replace(obj, color=other),))
+    assert S.score_image(recoloured, parse(render(bad, 32))).score == 0.0
+    positioned = next(i for i in S.build("composition", 60, "test") if i.category == "position")
+    a, b = positioned.scene.objects
+    swapped = replace(positioned.scene, objects=(replace(a, x=b.x, y=b.y, size=min(a.size, b.size)),
+                                                 replace(b, x=a.x, y=a.y, size=min(a.size, b.size))))
+    assert S.score_image(positioned, parse(render(swapped, 32))).score == 0.0
+    assert n >= 2
+
+
+def test_text_and_editing_scorers():
+    item = S.build("text", 30, "test")[0]
+    word = item.target.text
+    right = S.score_image(item, parse(render(Scene(text=word), 64)))
+    assert right.score == 1.0 and right.details["ned"] == 1.0
+    wrong_word = ("A" if word[0] != "A" else "B") + word[1:]
+    wrong = S.score_image(item, parse(render(Scene(text=wrong_word), 64)))
+    assert wrong.score == 0.0 and wrong.details["ned"] == pytest.approx(1 - 1 / len(word))
+    edit_item = next(i for i in S.build("editing", 80, "test") if i.category == "recolor" and len(i.source.objects) > 1)
+    unchanged = S.score_image(edit_item, parse(render(edit_item.source, 32)))
+    assert unchanged.score == 0.0 and 0 < unchanged.details["f1"] < 1  # partial credit
+    move_item = next(i for i in S.build("editing", 60, "test") if i.category == "move")
+    assert S.score_image(move_item, parse(render(move_item.source, 32))).score == 0.0  # not moved
+
+
+def test_ned_and_edit_distance():
+    assert S.edit_distance("kitten", "sitting") == 3
+    assert S.ned("AB", "AB") == 1.0 and S.ned("AB", "AC") == 0.5 and S.ned("", "") == 1.0
+    assert S.ned("ABCD", "") == 0.0
+
+
+def test_splits_are_fixed_and_disjoint():
+    assert [i.to_dict() for i in S.build("reasoning", 30, "train")] == \
+        [i.to_dict() for i in S.build("reasoning", 30, "train")]
+    train = S.build("reasoning", 300, "train")
+    test = S.build("reasoning", 300, "test")
+    rl = S.build("reasoning", 300, "rl")
+    assert all(i.group == "supervised" for i in train)
+    assert all(i.group == "held_out" for i in rl)
+    assert {i.group for i in test} == {"supervised", "held_out"}
+    prompts = [{i.prompt for i in split} for split in (train, test, rl)]
+    assert not (prompts[0] & prompts[1]) and not (prompts[0] & prompts[2]) and not (prompts[1] & prompts[2])
+    held_out = {f.id for f in FACTS if f.group == "held_out"}
+    assert not any(set(i.facts) & held_out for i in train)
+    words = [{i.target.text for i in S.build("text", 200, split)} for split in ("train", "test")]
+    assert not words[0] & words[1]
+    for tag in ("position", "color_attr"):
+        specs = [{i.canonical for i in S.build("composition", 600, split) if i.category == tag}
+                 for split in ("train", "test")]
+        assert specs[0] and specs[1] and not specs[0] & specs[1]
+    with pytest.raises(ValueError):
+        S.build("poetry", 3)
+
+
+def test_item_serialisation_round_trip():
+    for suite in S.SUITES:
+        for item in S.build(suite, 12, "test"):
+            assert S.Item.from_dict(item.to_dict()) == item
+
+
+def test_fact_base():
+    assert len(FACTS) >= 60
+    assert {f.category for f in FACTS} == set(CATEGORIES)
+    assert len({f.id for f in FACTS}) == len(FACTS)
+    for kind in ("color", "count", "shape", "direction"):
+        assert facts(kind, "supervised") and facts(kind, "held_out")
+    assert all(1 <= f.value <= 4 for f in facts("count"))
+
+
+def test_corpora():
+    knowledge = knowledge_corpus()
+    assert {row["fact"] for row in knowledge} == {f.id for f in FACTS}  # every fact is known
+    examples = think_examples(200, 60)
+    held_out_subjects = [f.subject for f in FACTS if f.group == "held_out"]
+    reasoning = [e for e in examples if e["suite"] == "reasoning"]
+    assert reasoning and not any(s in e["prompt"] for e in reasoning for s in held_out_subjects)
+    for e in examples:
+        assert e["completion"] == f"<think>\n{e['reasoning']}\n</think>\n\n{e['rewrite']}"
+    assert len(caption_corpus(20)) == 20
+
+
+def test_edit_grammar_round_trip():
+    rng = random.Random(0)
+    edits = [Edit("add", "star", "orange"), Edit("remove", "circle", "red"),
+             Edit("recolor", "square", "blue", new_color="yellow"),
+             Edit("replace", "triangle", "green", new_shape="circle", new_color="orange"),
+             Edit("move", "circle", "red", side="left"),
+             Edit("move", "circle", "red", relation="above", ref_shape="square", ref_color="blue")]
+    assert {e.op for e in edits} == set(OPS)
+    for edit in edits:
+        assert parse_edit(edit_text(edit)) == edit
+        for _ in range(5):
+            assert parse_edit(describe_edit(edit, rng)) == edit
+    assert parse_edit("paint it nicely") is None
+    assert edit_text(edits[0]) == "add an orange star"
+
+
+def test_apply_edit():
+    scene = Scene((Object("circle", "red", 0.25, 0.5, 0.26), Object("square", "blue", 0.75, 0.5, 0.26)))
+    assert apply_edit(scene, Edit("remove", "circle", "red")).objects == (scene.objects[1],)
+    assert apply_edit(scene, Edit("recolor", "circle", "red", new_color="green")).objects[0].color == "green"
+    moved = apply_edit(scene, Edit("move", "circle", "red", relation="below", ref_shape="square", ref_color="blue"))
+    assert moved is not None and moved.objects[0].y > moved.objects[1].y
+    assert len(apply_edit(scene, Edit("add", "star", "purple")).objects) == 3
+    assert apply_edit(scene, Edit("remove", "star", "red")) is None  # nothing to remove
+
+
+def test_export_is_an_imagefolder_dataset(tmp_path):
+    datasets = pytest.importorskip("datasets")  # a dev dependency: installed by `make test`
+    folder = export("editing", 6, tmp_path, split="test", progress=False)
+    assert (folder / "metadata.jsonl").exists() and len(list(folder.glob("*.png"))) == 12
+    loaded = datasets.load_dataset("imagefolder", data_dir=str(tmp_path))["test"]
+    assert len(loaded) == 6 and loaded[0]["image"].size == (32, 32)
+    assert loaded[0]["source"].size == (32, 32) and loaded[0]["prompt"]
