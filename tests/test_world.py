@@ -198,3 +198,13 @@ def test_low_confidence_blobs_are_not_detections():
     assert len(parsed.objects) == 1 and parsed.objects[0].confidence < 0.5
     assert not check(parsed, Target((Requirement(parsed.objects[0].shape),))).correct
     assert check(parsed, Target((Requirement(parsed.objects[0].shape),)), min_confidence=0.0).correct
+
+
+def test_ocr_reader_explains_a_missing_dependency(monkeypatch):
+    import sys
+
+    from thinkgen.world.parse import ocr_text
+
+    monkeypatch.setitem(sys.modules, "pytesseract", None)  # as if not installed
+    with pytest.raises(ImportError, match="tesseract"):
+        ocr_text(render(Scene(text="AB"), 64))

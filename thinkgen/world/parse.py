@@ -174,3 +174,23 @@ def parse(image, min_area: float = MIN_AREA) -> ParsedScene:
     text = read_text(ink) if ink.sum() >= 4 else ""
     objects.sort(key=lambda o: (o.center[0], o.center[1]))
     return ParsedScene(objects, text, background)
+
+
+def ocr_text(image, upscale: int = 8, blur: float = 6.0) -> str:
+    """Read text with Debian's tesseract (through pytesseract): a second reader for real images.
+
+    Optional: needs ``pip install pytesseract`` and ``apt-get install tesseract-ocr``. The image
+    is made grey, upscaled, blurred (tesseract reads smooth strokes, not 5x7 pixel blocks) and read
+    as one line of capitals and digits. On ShapeWorld's own pixel font it is much weaker than
+    :func:`read_text` (README: 22 of 40 random words at 64 px); use it for real images.
+    """
+    try:
+        import pytesseract
+    except ImportError:
+        raise ImportError("ocr_text needs pytesseract (pip) and tesseract-ocr (apt)") from None
+    grey = cv2.cvtColor(to_uint8(image), cv2.COLOR_RGB2GRAY)
+    grey = cv2.resize(grey, (grey.shape[1] * upscale, grey.shape[0] * upscale), interpolation=cv2.INTER_NEAREST)
+    grey = cv2.GaussianBlur(grey, (0, 0), blur)
+    grey = cv2.copyMakeBorder(grey, 40, 40, 40, 40, cv2.BORDER_CONSTANT, value=int(np.median(grey)))
+    config = "--psm 7 -c tessedit_char_whitelist=ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    return "".join(pytesseract.image_to_string(grey, config=config).split())
