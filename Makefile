@@ -7,7 +7,7 @@ TORCH_VERSION ?= 2.13.0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench train-shapeworld clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_pipeline.py
+	$(PY) benchmarks/bench_world.py
+	$(PY) benchmarks/bench_train.py
+
+train-shapeworld: $(VENV)/.installed
+	THINKGEN=$(VENV)/bin/thinkgen scripts/train_shapeworld.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -11,7 +11,7 @@ import torch  # noqa: E402
 from thinkgen.thinker import Thinker, ThinkerConfig  # noqa: E402
 from thinkgen.tiny import byte_tokenizer, tiny_pipeline, tiny_qwen3  # noqa: E402
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("THINKGEN_TEST_THREADS", "2")))
 
 
 @pytest.fixture(scope="session")

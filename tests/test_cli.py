@@ -58,7 +58,10 @@ def test_progress_bar_during_sampling(capsys, model_dir, tmp_path):
     assert "sampling" in err
 
 
-def test_user_errors(capsys, model_dir, tmp_path):
+def test_user_errors(capsys, model_dir, tmp_path, monkeypatch):
+    import thinkgen.cli
+
+    monkeypatch.setattr(thinkgen.cli, "EMBEDDED", tmp_path / "no-embedded-model")
     out = tmp_path / "x.png"
     assert_user_error(run(capsys, "generate", "   ", "--model", model_dir, "-o", out), "prompt is empty")
     assert_user_error(run(capsys, "generate", "x", "-o", out), "no model given")
@@ -97,3 +100,19 @@ def test_console_entry_point(model_dir, tmp_path):
     done = subprocess.run([sys.executable, "-m", "thinkgen", "generate", "", "--model", str(model_dir)],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2 and "prompt is empty" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_default_model_and_demo(capsys, model_dir, tmp_path, monkeypatch):
+    """Without --model, generate and demo use the embedded model folder; without one, the demo
+    falls back to a random tiny pipeline and says so."""
+    import thinkgen.cli
+
+    monkeypatch.setattr(thinkgen.cli, "EMBEDDED", model_dir)
+    code, out, _ = run(capsys, "generate", "a red circle", "-o", tmp_path / "e.png", "--steps", 2)
+    assert code == 0 and (tmp_path / "e.png").exists()
+    code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo.png")
+    assert code == 0 and "embedded ShapeWorld model" in out and "direct (no thinking)" in out
+    assert (tmp_path / "demo-0.png").exists() and (tmp_path / "demo-1.png").exists()
+    monkeypatch.setattr(thinkgen.cli, "EMBEDDED", tmp_path / "none")
+    code, out, _ = run(capsys, "demo", "-o", tmp_path / "r.png")
+    assert code == 0 and "RANDOM,\nUNTRAINED" in out

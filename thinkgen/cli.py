@@ -40,13 +40,21 @@ def _quiet_libraries() -> None:
     diffusers_logging.set_verbosity_error()
 
 
+EMBEDDED = Path(__file__).resolve().parent / "assets" / "shapeworld"
+
+
 def _load(model: str | None):
+    """A pipeline folder, or the embedded ShapeWorld model when none is given."""
+    import torch
+
     from .pipeline import PipelineLoadError, ThinkGenPipeline
 
     if model is None:
-        raise UserError("no model given: pass --model DIR (`thinkgen init DIR` makes a tiny random one)")
+        if not (EMBEDDED / "model_index.json").exists():
+            raise UserError("no model given: pass --model DIR (`thinkgen init DIR` makes a tiny random one)")
+        model = str(EMBEDDED)
     try:
-        return ThinkGenPipeline.from_pretrained(model)
+        return ThinkGenPipeline.from_pretrained(model, torch_dtype=torch.float32)  # CPU math in fp32
     except PipelineLoadError as error:
         raise UserError(str(error)) from None
 
@@ -145,32 +153,29 @@ def init(args: argparse.Namespace) -> int:
 def demo(args: argparse.Namespace) -> int:
     from .tiny import tiny_pipeline
 
-    print("thinkgen demo: the embedded ShapeWorld model is not trained yet, so this builds a tiny\n"
-          "pipeline with RANDOM, UNTRAINED weights. It shows the whole path (think -> VGI-refine ->\n"
-          "DiT -> image) working; the reasoning is noise and the picture is noise.\n")
-    with tempfile.TemporaryDirectory() as folder:
-        tiny_pipeline(seed=0).save_pretrained(folder)
-        pipe = _load(folder)
-    prompt = "as many squares as a tricycle has wheels, in the colour of a ripe banana"
-    out = pipe([prompt], think=True, num_inference_steps=20, seed=0, progress=True)
-    _print_thoughts([prompt], out.reasoning, out.rewritten, True, 1)
+    prompt = args.prompt or "as many squares as a tricycle has wheels, in the colour of a ripe banana"
+    if (EMBEDDED / "model_index.json").exists():
+        print(f"thinkgen demo: the embedded ShapeWorld model ({EMBEDDED})\n")
+        pipe = _load(None)
+    else:
+        print("thinkgen demo: no embedded model is installed, so this builds a tiny pipeline with RANDOM,\n"
+              "UNTRAINED weights. It shows the whole path (think -> VGI-refine -> DiT -> image) working;\n"
+              "the reasoning is noise and the picture is noise.\n")
+        with tempfile.TemporaryDirectory() as folder:
+            tiny_pipeline(seed=0).save_pretrained(folder)
+            pipe = _load(folder)
+    paths = _output_paths(args.output, 2)
+    for think, path in zip((True, False), paths, strict=True):
+        out = pipe([prompt], think=think, seed=args.seed, progress=True)
+        print(f"--- {'think' if think else 'direct (no thinking)'} mode")
+        _print_thoughts([prompt], out.reasoning, out.rewritten, think, 1)
+        out.images[0].resize((128, 128), 0).save(path)
+        print(f"wrote {path}")
     thought = out.thinker
-    completion = len(thought.sequences[0]) - thought.prompt_lengths[0]
-    print(f"thinker wrote {completion} tokens; conditioning: {int(thought.mask[0].sum())} states after "
-          f"</think> x {thought.states.shape[-1]} channels (last {pipe.thinker.config.num_layers} layers), "
-          f"+ {pipe.bridge.num_prepadding} prepadding states -> DiT text width "
-          f"{pipe.bridge.config.out_channels}")
-    path = _output_paths(args.output, 1)[0]
-    out.images[0].resize((128, 128)).save(path)
-    print(f"wrote {path}")
+    print(f"conditioning: {int(thought.mask[0].sum())} states after </think> x {thought.states.shape[-1]} channels "
+          f"(last {pipe.thinker.config.num_layers} layers) + {pipe.bridge.num_prepadding} prepadding states "
+          f"-> DiT text width {pipe.bridge.config.out_channels}")
     return 0
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (and exit code 2) like every other user error."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _writable_dir(path: str) -> Path:
@@ -237,7 +242,7 @@ def geneval(args: argparse.Namespace) -> int:
 def wise(args: argparse.Namespace) -> int:
     from .eval import wise as wise_module
 
-    needed = {"score": ["judgments"], "generate": ["prompts", "out", "model"],
+    needed = {"score": ["judgments"], "generate": ["prompts", "out"],
               "judge": ["prompts", "images", "endpoint", "judge_model", "out"]}[args.action]
     missing = [f"--{name.replace('_', '-')}" for name in needed if getattr(args, name) is None]
     if missing:
@@ -261,7 +266,10 @@ def wise(args: argparse.Namespace) -> int:
     out = _writable_dir(args.out)
     if args.action == "judge":
         judge = wise_module.OpenAICompatibleJudge(args.endpoint, args.judge_model, os.environ.get("THINKGEN_JUDGE_KEY"))
-        result = wise_module.judge_folder(judge, prompts, args.images, out / "judgments.jsonl")
+        try:
+            result = wise_module.judge_folder(judge, prompts, args.images, out / "judgments.jsonl")
+        except OSError as error:  # unreachable endpoint, refused connection, HTTP error
+            raise UserError(f"the judge at {args.endpoint} failed: {error}") from None
         print(f"overall WiScore {result['overall']:.3f} over {result['judged']} images; wrote {out}/judgments.jsonl")
         return 0
     pipe = _load(args.model)
@@ -277,6 +285,29 @@ def wise(args: argparse.Namespace) -> int:
     return 0
 
 
+def _override(text: str) -> tuple[str, object]:
+    import yaml
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. run.steps=100), got {text!r}")
+    key, value = text.split("=", 1)
+    return key, yaml.safe_load(value)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from .train.config import ConfigError
+    from .train.run import run
+
+    try:
+        final = run(args.config, resume=args.resume, overrides=dict(args.set or []))
+    except ConfigError as error:
+        raise UserError(str(error)) from None
+    except KeyboardInterrupt:
+        return 130
+    print(f"wrote {final}")
+    return 0
+
+
 def _sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="pipeline folder")
     parser.add_argument("--think", action=argparse.BooleanOptionalAction, default=True)
@@ -286,13 +317,20 @@ def _sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=_positive_int, default=8, help="prompts per batch")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (and exit code 2) like every other user error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="thinkgen", description="Think, then generate images.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     g = commands.add_parser("generate", help="generate images from prompts")
     g.add_argument("prompt", nargs="+", help="one or more prompts")
-    g.add_argument("--model", help="pipeline folder (from save_pretrained or `thinkgen init`)")
+    g.add_argument("--model", help="pipeline folder (default: the embedded ShapeWorld model)")
     g.add_argument("--think", action=argparse.BooleanOptionalAction, default=True,
                    help="reason before drawing (default) or use the direct pseudo-CoT template")
     g.add_argument("-o", "--output", default="out.png", help="image path (out.png; out-0.png, ... for several)")
@@ -355,8 +393,17 @@ def build_parser() -> argparse.ArgumentParser:
     ws.add_argument("--out", help="output folder (generate, judge)")
     ws.set_defaults(run=wise)
 
+    t = commands.add_parser("train", help="train one stage from a YAML config (also under accelerate launch)")
+    t.add_argument("config", help="YAML file, see configs/")
+    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    t.add_argument("--set", action="append", type=_override, metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set run.steps=100 (repeatable)")
+    t.set_defaults(run=train_command)
+
     d = commands.add_parser("demo", help="run the default model on a reasoning prompt")
-    d.add_argument("-o", "--output", default="demo.png")
+    d.add_argument("prompt", nargs="?", default=None, help="default: a reasoning prompt")
+    d.add_argument("-o", "--output", default="demo.png", help="writes demo-0.png (think) and demo-1.png (direct)")
+    d.add_argument("--seed", type=int, default=0)
     d.set_defaults(run=demo)
     return parser
 

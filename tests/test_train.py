@@ -1,0 +1,221 @@
+"""Training: configs, the loop's exact resume and checkpoints, frozen parts, loss going down,
+the word tokenizer, LoRA, and 2-process DDP = 1 process."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from thinkgen import ThinkGenPipeline, tiny_pipeline
+from thinkgen.train import config as C
+from thinkgen.train.loop import latest_checkpoint, train
+from thinkgen.train.run import build_stage
+from thinkgen.train.tokenizer import word_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny") / "pipe"
+    tiny_pipeline(seed=0).save_pretrained(folder)
+    return folder
+
+
+def dit_config(tiny_dir, out, stage="dit_pretrain", **run):
+    return C.from_dict({
+        "stage": stage, "output_dir": str(out), "init": str(tiny_dir),
+        "run": {"steps": 6, "batch_size": 4, "log_every": 2, "save_every": 3, "keep_last": 2, "seed": 3, **run},
+        "optim": {"lr": 1e-3, "warmup_steps": 2},
+        "data": {"cache_size": 24, "caption_dropout": 0.3},
+        "ema_decay": 0.9,
+    })
+
+
+def weights(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_config_loading(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"stage": "dit_pretrain", "output_dir": "x", "run": {"steps": 5}}))
+    config = C.load(path, {"run.batch_size": 8, "optim.lr": 0.1})
+    assert config.run.steps == 5 and config.run.batch_size == 8 and config.optim.lr == 0.1
+    path.write_text(yaml.safe_dump({"stage": "dit_pretrain", "output_dir": "x", "run": {"stpes": 5}}))
+    with pytest.raises(C.ConfigError, match="stpes"):
+        C.load(path)
+    with pytest.raises(C.ConfigError, match="stage"):
+        C.from_dict({"stage": "dit_everything", "output_dir": "x"})
+    with pytest.raises(C.ConfigError, match="not found"):
+        C.load(tmp_path / "missing.yaml")
+    path.write_text("stage: [unclosed")
+    with pytest.raises(C.ConfigError, match="YAML"):
+        C.load(path)
+    for shipped in sorted((ROOT / "configs" / "shapeworld").glob("*.yaml")):
+        assert C.load(shipped).stage in C.STAGES  # every recipe we ship parses
+
+
+def stop_at(stage, stop_step):
+    """Make a stage raise KeyboardInterrupt (as Ctrl-C does) when the loop reaches ``stop_step``."""
+    original = stage.batch
+
+    def batch(step, start, size):
+        if step == stop_step:
+            raise KeyboardInterrupt
+        return original(step, start, size)
+
+    stage.batch = batch
+    return stage
+
+
+def test_exact_resume(tiny_dir, tmp_path):
+    """2N steps in one go = N steps, stop, resume, N steps: identical weights, bit for bit."""
+    straight = build_stage(dit_config(tiny_dir, tmp_path / "a", steps=6, save_every=100))
+    train(dit_config(tiny_dir, tmp_path / "a", steps=6, save_every=100), straight, progress=False)
+
+    first = stop_at(build_stage(dit_config(tiny_dir, tmp_path / "b", steps=6, save_every=100)), 3)
+    with pytest.raises(KeyboardInterrupt):
+        train(dit_config(tiny_dir, tmp_path / "b", steps=6, save_every=100), first, progress=False)
+    resumed = build_stage(dit_config(tiny_dir, tmp_path / "b", steps=6, save_every=100))  # a fresh process
+    train(dit_config(tiny_dir, tmp_path / "b", steps=6, save_every=100), resumed, resume=True, progress=False)
+
+    a, b = weights(straight.model), weights(resumed.model)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ema_a = load_file(latest_checkpoint(tmp_path / "a" / "checkpoints") / "ema.safetensors")
+    ema_b = load_file(latest_checkpoint(tmp_path / "b" / "checkpoints") / "ema.safetensors")
+    assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
+    # the final pipeline carries the EMA weights and loads back
+    loaded = ThinkGenPipeline.from_pretrained(tmp_path / "a" / "final")
+    assert torch.equal(loaded.bridge.prepadding_states, ema_a["bridge.prepadding_states"])
+
+
+def test_checkpoints_are_atomic_and_pruned(tiny_dir, tmp_path):
+    config = dit_config(tiny_dir, tmp_path, steps=6, save_every=2, keep_last=2)
+    train(config, build_stage(config), progress=False)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["step-000004", "step-000006"]  # keep_last=2, no temporary folders left
+    files = {p.name for p in (tmp_path / "checkpoints" / "step-000006").iterdir()}
+    assert files == {"model.safetensors", "ema.safetensors", "optimizer.safetensors", "optimizer.json",
+                     "trainer_state.json"}
+    assert json.loads((tmp_path / "checkpoints" / "step-000006" / "trainer_state.json").read_text())["step"] == 6
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "train/lr", "train/grad_norm", "train/samples_per_s"} <= set(events.Tags()["scalars"])
+
+
+@pytest.mark.parametrize("stage,trained,frozen", [
+    ("dit_connector", ["bridge"], ["transformer", "thinker"]),
+    ("dit_pretrain", ["bridge", "transformer"], ["thinker"]),
+    ("dit_finetune", ["bridge", "transformer"], ["thinker"]),
+])
+def test_frozen_parts_stay_frozen(tiny_dir, tmp_path, stage, trained, frozen):
+    config = dit_config(tiny_dir, tmp_path, stage=stage, steps=3)
+    built = build_stage(config)
+    parts = {"bridge": built.pipe.bridge, "transformer": built.pipe.transformer, "thinker": built.pipe.thinker.model}
+    before = {name: weights(module) for name, module in parts.items()}
+    config.ema_decay = 0.0
+    train(config, built, progress=False)
+    for name in trained:
+        after = weights(parts[name])
+        assert any(not torch.equal(before[name][k], after[k]) for k in after), f"{name} did not train"
+    for name in frozen:
+        after = weights(parts[name])
+        assert all(torch.equal(before[name][k], after[k]) for k in after), f"{name} changed"
+
+
+def test_interrupt_writes_a_checkpoint(tiny_dir, tmp_path):
+    config = dit_config(tiny_dir, tmp_path, steps=6, save_every=100)
+    stage = stop_at(build_stage(config), 4)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, stage, progress=False)
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "step-000004"
+    train(config, build_stage(config), resume=True, progress=False)
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "step-000006"
+
+
+def thinker_config(out, stage="thinker_pretrain", init=None, **extra):
+    return C.from_dict({
+        "stage": stage, "output_dir": str(out), "init": init,
+        "run": {"steps": 40, "batch_size": 16, "log_every": 10, "save_every": 100, "seed": 0},
+        "optim": {"lr": 3e-3, "warmup_steps": 5},
+        "data": {"knowledge_repeats": 1, "captions": 100, "reasoning_examples": 60, "composition_examples": 30},
+        "thinker": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, **extra},
+    })
+
+
+def test_thinker_loss_decreases_and_lora(tmp_path):
+    config = thinker_config(tmp_path / "pre")
+    stage = build_stage(config)
+    fixed = stage.batch(0, 0, 16)
+    with torch.no_grad():
+        start = stage.model(fixed).item()
+    final = train(config, stage, progress=False)
+    with torch.no_grad():
+        end = stage.model(fixed).item()
+    assert end < start - 0.5, (start, end)
+
+    lora = thinker_config(tmp_path / "lora", "thinker_sft", init=str(final), lora_rank=4)
+    lora.run.steps = 10
+    lora_stage = build_stage(lora)
+    trainable = [n for n, p in lora_stage.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    merged = train(lora, lora_stage, progress=False)
+    from thinkgen.train.thinker_stage import load_thinker
+
+    model, tokenizer, thinker_cfg = load_thinker(merged)
+    assert type(model).__name__ == "Qwen3ForCausalLM" and not any("lora" in k for k in model.state_dict())
+
+
+def test_dit_loss_decreases(tiny_dir, tmp_path):
+    config = dit_config(tiny_dir, tmp_path, steps=40, save_every=100)
+    config.data.caption_dropout = 0.0
+    stage = build_stage(config)
+    fixed = stage.batch(0, 0, 4)
+    with torch.no_grad():
+        start = stage.model(fixed).item()
+    train(config, stage, progress=False)
+    with torch.no_grad():
+        end = stage.model(fixed).item()
+    assert end < 0.8 * start, (start, end)
+
+
+def test_word_tokenizer():
+    texts = ['as many squares as a tricycle has wheels, in the colour of a ripe banana', 'the text "3N2P"',
+             "A ripe banana is yellow."]
+    tokenizer = word_tokenizer(texts)
+    for text in texts:
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        assert tokenizer.unk_token_id not in ids
+    assert tokenizer.convert_ids_to_tokens(tokenizer.encode('"3N2P"', add_special_tokens=False)) == \
+        ['"', "3", "N", "2", "P", '"']
+    for special in ("<think>", "</think>", "<|im_end|>"):
+        assert len(tokenizer.encode(special, add_special_tokens=False)) == 1
+    assert tokenizer.decode(tokenizer.encode(texts[2], add_special_tokens=False)) == texts[2]
+
+
+def test_two_processes_match_one(tiny_dir, tmp_path):
+    """DDP on CPU (gloo) with the global batch split in two gives the same weights as one process."""
+    base = {"stage": "dit_pretrain", "init": str(tiny_dir),
+            "run": {"steps": 4, "batch_size": 8, "log_every": 2, "save_every": 100, "seed": 5, "threads": 1},
+            "optim": {"lr": 1e-3, "warmup_steps": 1}, "data": {"cache_size": 16}}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    results = {}
+    for name, launcher in (("one", [sys.executable, "-m", "thinkgen.cli"]),
+                           ("two", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                                    "--master_port=29533", "-m", "thinkgen.cli"])):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({**base, "output_dir": str(tmp_path / name)}))
+        done = subprocess.run(launcher + ["train", str(path)], env=env, capture_output=True, text=True,
+                              timeout=600, cwd=ROOT)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results[name] = load_file(latest_checkpoint(tmp_path / name / "checkpoints") / "model.safetensors")
+    for key, value in results["one"].items():
+        torch.testing.assert_close(results["two"][key], value, atol=1e-5, rtol=1e-4)

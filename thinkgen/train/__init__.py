@@ -1,0 +1,1 @@
+"""Training: configs, the accelerate loop, checkpoints, and one module per stage."""

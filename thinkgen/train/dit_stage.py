@@ -1,0 +1,207 @@
+"""DiT stages 1-3 with ThinkGen's pseudo-CoT template, on ShapeWorld scenes.
+
+* ``dit_connector`` (stage 1): only the prepadding states and the connector train; thinker and
+  DiT are frozen.
+* ``dit_pretrain`` (stage 2): the bridge and the whole DiT train with the rectified-flow loss,
+  logit-normal timesteps, caption dropout (to ``""``, the CFG unconditional) and EMA.
+* ``dit_finetune`` (stage 3): the same on a curated subset (``data.curated``) at a lower lr.
+
+The thinker is frozen in all three, so its states for the training captions are computed once,
+up front (``data.cache_states``). Every batch is a pure function of (seed, step): the scenes, the
+caption dropout, the timesteps and the noise of example ``i`` of step ``s`` come from a generator
+seeded with ``(seed, s, i)``, so any split of a global batch across processes sees the same data.
+Composition specs held out by the test split (``position``, ``color_attr``) never appear.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
+from PIL import Image
+from torch import nn
+
+from .. import flow
+from ..bridge import Bridge
+from ..generator import PixelAutoencoder, backend_for, patchify
+from ..pipeline import ThinkGenPipeline
+from ..thinker import Thinker
+from ..world import suites
+from ..world.captions import canonical, describe, target_of
+from ..world.render import render
+from ..world.rules import Requirement, Target, satisfies
+from ..world.scene import BASIC_SHAPES, COLORS, SceneSampler
+from .config import TrainConfig
+from .thinker_stage import load_thinker
+
+SAMPLE_PROMPTS = ["a red circle", "a blue square", "three yellow triangles", "a green circle left of a purple square",
+                  "an orange triangle above a blue circle", "two red squares and a green triangle"]
+
+
+def held_out_specs(shapes: tuple[str, ...] = BASIC_SHAPES) -> list[Target]:
+    """The composition test split's position and color_attr specs (see suites.composition_items)."""
+    specs = []
+    for a in shapes:
+        for b in shapes:
+            if a == b:
+                continue
+            for relation in ("left of", "right of", "above", "below"):
+                specs.append(Target((Requirement(b), Requirement(a, position=(relation, 0)))))
+            for ca in COLORS:
+                for cb in COLORS:
+                    if ca != cb:
+                        specs.append(Target((Requirement(a, 1, ca), Requirement(b, 1, cb))))
+    return [t for t in specs if suites._fraction(canonical(t)) < 0.2]
+
+
+class TrainingScenes:
+    """Scenes and captions for the DiT: GenEval-like targets and random scenes of 1-4 objects."""
+
+    def __init__(self, count: int, seed: int, max_objects: int, canonical_fraction: float, curated: str) -> None:
+        rng = random.Random(f"dit-scenes-{seed}")
+        sampler = SceneSampler(max_objects=max_objects, shapes=BASIC_SHAPES, rng=random.Random(f"dit-{seed}"))
+        forbidden = held_out_specs()
+        self.scenes, self.captions = [], []
+        while len(self.scenes) < count:
+            spec = None
+            if rng.random() < 0.4:  # a GenEval-like target, sometimes with its colours left open
+                tag = rng.choice(suites.TAGS)
+                spec = suites._composition_target(tag, rng, BASIC_SHAPES)
+                scene = suites._scene_for(spec, rng)
+            else:
+                scene = sampler()
+            if scene is None or not _curated(scene, curated):
+                continue
+            if len(scene.objects) >= 2 and any(satisfies(scene, t) for t in forbidden):
+                continue
+            target = spec if (spec is not None and rng.random() < 0.5) else target_of(scene)
+            caption = canonical(target) if rng.random() < canonical_fraction else describe(target, rng)
+            self.scenes.append(scene)
+            self.captions.append(caption)
+
+
+def _curated(scene, curated: str) -> bool:
+    if curated == "multi":
+        return len(scene.objects) >= 2
+    if curated == "relations":
+        return len(scene.objects) == 2 and target_of(scene).include[-1].position is not None
+    return True
+
+
+class FlowModule(nn.Module):
+    """Bridge + DiT; ``forward(batch)`` is the rectified-flow loss."""
+
+    def __init__(self, bridge: Bridge, transformer: nn.Module, grid: tuple[int, int]) -> None:
+        super().__init__()
+        self.bridge, self.transformer, self.grid = bridge, transformer, grid
+        self.backend = backend_for(transformer)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        text, text_mask = self.bridge(batch["states"], batch["mask"])  # (B, K + L, D), (B, K + L)
+        sigma = batch["sigma"]  # (B,)
+        x = flow.add_noise(batch["x0"], batch["noise"], sigma)  # (B, N, C p p)
+        velocity = self.backend(x, sigma, text, text_mask, self.grid)  # (B, N, C p p)
+        return F.mse_loss(velocity, batch["noise"] - batch["x0"])
+
+
+class DiTStage:
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        d = config.dit
+        if config.init:
+            self.pipe = ThinkGenPipeline.from_pretrained(config.init)
+        else:
+            if not config.thinker_dir:
+                raise ValueError("a DiT stage needs `init` (a pipeline) or `thinker_dir` (a trained thinker)")
+            model, tokenizer, thinker_config = load_thinker(config.thinker_dir)
+            thinker_config.extract = d.extract
+            thinker = Thinker(model.eval(), tokenizer, config=thinker_config)
+            torch.manual_seed(config.run.seed)
+            heads = d.num_heads
+            head_dim = d.width // heads
+            rope = (head_dim - 4 * (head_dim // 6), 2 * (head_dim // 6), 2 * (head_dim // 6))
+            transformer = QwenImageTransformer2DModel(
+                patch_size=1, in_channels=3 * d.patch**2, out_channels=3 * d.patch**2, num_layers=d.num_layers,
+                attention_head_dim=head_dim, num_attention_heads=heads, joint_attention_dim=d.text_width,
+                axes_dims_rope=rope)
+            bridge = Bridge(thinker.state_dim, d.text_width, num_prepadding=d.num_prepadding, connector=d.connector)
+            self.pipe = ThinkGenPipeline(thinker, bridge, transformer, PixelAutoencoder(),
+                                         FlowMatchEulerDiscreteScheduler(shift=1.0),
+                                         defaults={"height": d.resolution, "width": d.resolution,
+                                                   "guidance_scale": 3.0, "num_inference_steps": 20})
+        pipe = self.pipe
+        pipe.thinker.model.requires_grad_(False)
+        pipe.transformer.requires_grad_(config.stage != "dit_connector")
+        pipe.bridge.requires_grad_(True)
+        self.resolution = pipe.defaults["height"]
+        side = self.resolution // pipe.patch
+        self.model = FlowModule(pipe.bridge, pipe.transformer, (side, side))
+        self._prepare_data()
+
+    def _prepare_data(self) -> None:
+        cfg = self.config
+        data = TrainingScenes(cfg.data.cache_size, cfg.run.seed, cfg.data.max_objects, cfg.data.canonical_fraction,
+                              cfg.data.curated)
+        self.images = torch.from_numpy(np.stack([render(s, self.resolution) for s in data.scenes]))  # (N, H, W, 3)
+        self.captions = data.captions
+        states, masks = [], []
+        with torch.no_grad():
+            for start in range(0, len(self.captions), 128):
+                out = self.pipe.thinker.encode(self.captions[start : start + 128], think=False)
+                states.append(out.states.half())
+                masks.append(out.mask)
+        length = max(s.shape[1] for s in states)
+        self.states = torch.cat([F.pad(s, (0, 0, 0, length - s.shape[1])) for s in states])  # (N, L, D) fp16
+        self.masks = torch.cat([F.pad(m, (0, length - m.shape[1])) for m in masks])  # (N, L)
+        null = self.pipe.thinker.encode([""], think=False)
+        self.null_states = F.pad(null.states.half(), (0, 0, 0, length - null.states.shape[1]))[0]
+        self.null_mask = F.pad(null.mask, (0, length - null.mask.shape[1]))[0]
+
+    def batch(self, step: int, start: int, size: int) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        rng = random.Random(f"{cfg.run.seed}-{step}")
+        picks = [rng.randrange(len(self.captions)) for _ in range(cfg.run.batch_size)][start : start + size]
+        states, masks, noises, sigmas = [], [], [], []
+        for offset, index in enumerate(picks):
+            g = torch.Generator().manual_seed(hash((cfg.run.seed, step, start + offset)) & 0x7FFFFFFF)
+            drop = torch.rand((), generator=g).item() < cfg.data.caption_dropout
+            states.append(self.null_states if drop else self.states[index])
+            masks.append(self.null_mask if drop else self.masks[index])
+            sigmas.append(flow.sample_timesteps(1, cfg.data.timesteps, generator=g))
+            noises.append(torch.randn(3, self.resolution, self.resolution, generator=g))
+        pixels = self.images[picks].permute(0, 3, 1, 2).float() / 127.5 - 1  # (B, 3, H, W) in [-1, 1]
+        patch = self.pipe.patch
+        return {"states": torch.stack(states).float(), "mask": torch.stack(masks), "sigma": torch.cat(sigmas),
+                "x0": patchify(pixels, patch), "noise": patchify(torch.stack(noises), patch)}
+
+    def _with_weights(self, ema: dict[str, torch.Tensor] | None):
+        """Swap EMA weights in (returns the originals to restore)."""
+        if ema is None:
+            return None
+        params = dict(self.model.named_parameters())
+        saved = {k: params[k].detach().clone() for k in ema}
+        with torch.no_grad():
+            for k, v in ema.items():
+                params[k].copy_(v)
+        return saved
+
+    def samples(self, step: int, directory: Path) -> Image.Image:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.eval()
+        out = self.pipe(SAMPLE_PROMPTS, think=False, num_inference_steps=20, guidance_scale=3.0, seed=0)
+        width = 64
+        grid = Image.new("RGB", (len(out.images) * (width + 2), width), "white")
+        for i, image in enumerate(out.images):
+            grid.paste(image.resize((width, width), Image.NEAREST), (i * (width + 2), 0))
+        grid.save(directory / f"step-{step:06d}.png")
+        return grid
+
+    def finalize(self, directory: Path, ema: dict[str, torch.Tensor] | None) -> None:
+        self._with_weights(ema)  # the saved pipeline carries the EMA weights
+        self.pipe.bridge.eval()
+        self.pipe.transformer.eval()
+        self.pipe.save_pretrained(directory)

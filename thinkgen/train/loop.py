@@ -1,0 +1,228 @@
+"""The training loop shared by every stage: accelerate, checkpoints, logging, exact resume.
+
+A stage supplies a ``model`` (an ``nn.Module`` whose ``forward(batch)`` returns the loss; frozen
+parts have ``requires_grad=False``), ``batch(step, start, size)`` (the examples ``start ..
+start + size`` of global step ``step``, a pure function of the seed and the step, so every
+process can build its own shard and a resumed run sees the same data), ``finalize(dir, ema)``
+and optionally ``samples(step, dir)``.
+
+Checkpoints (``output_dir/checkpoints/step-000500/``) hold the model and EMA weights as
+safetensors, the optimizer state as safetensors + JSON, the scheduler and RNG state as JSON.
+They are written to a temporary folder and renamed into place, and only the last
+``run.keep_last`` are kept. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import TrainConfig, save
+
+
+class Stage(Protocol):
+    model: nn.Module
+
+    def batch(self, step: int, start: int, size: int) -> Any: ...
+
+    def finalize(self, directory: Path, ema: dict[str, torch.Tensor] | None) -> None: ...
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then constant or cosine down to ``min_lr_ratio``."""
+    warmup = config.optim.warmup_steps
+    if step < warmup:
+        return (step + 1) / warmup
+    if config.optim.schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, config.run.steps - warmup)
+    floor = config.optim.min_lr_ratio
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state = optimizer.state_dict()
+    tensors, meta = {}, {"param_groups": state["param_groups"], "scalars": {}}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{name}"] = value.contiguous()
+            else:
+                meta["scalars"][f"{index}.{name}"] = value
+    return tensors, meta
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in list(tensors.items()) + list(meta["scalars"].items()):
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(directory: Path, step: int, model: nn.Module, optimizer, scheduler,
+                    ema: dict[str, torch.Tensor] | None, keep_last: int) -> Path:
+    final = directory / f"step-{step:06d}"
+    temporary = directory / f".step-{step:06d}.tmp"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    # clone: tied weights (e.g. embeddings and LM head) share storage, which safetensors refuses
+    save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()},
+              temporary / "model.safetensors")
+    if ema is not None:
+        save_file(ema, temporary / "ema.safetensors")
+    tensors, meta = _optimizer_tensors(optimizer)
+    save_file(tensors, temporary / "optimizer.safetensors")
+    (temporary / "optimizer.json").write_text(json.dumps(meta))
+    _, keys, position, has_gauss, gauss = np.random.get_state()
+    rng = {"torch": torch.get_rng_state().tolist(), "python": random.getstate()[1],
+           "numpy": [keys.tolist(), int(position), int(has_gauss), float(gauss)]}
+    (temporary / "trainer_state.json").write_text(json.dumps(
+        {"step": step, "scheduler": scheduler.state_dict(), "rng": rng}))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(temporary, final)  # atomic: a crash leaves either the old or the new checkpoint
+    for old in sorted(directory.glob("step-*"))[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    found = sorted(p for p in directory.glob("step-*") if (p / "trainer_state.json").exists())
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler) -> tuple[int, dict | None]:
+    model.load_state_dict(load_file(path / "model.safetensors"))
+    _load_optimizer(optimizer, load_file(path / "optimizer.safetensors"),
+                    json.loads((path / "optimizer.json").read_text()))
+    state = json.loads((path / "trainer_state.json").read_text())
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(torch.tensor(state["rng"]["torch"], dtype=torch.uint8))
+    random.setstate((3, tuple(state["rng"]["python"]), None))
+    keys, position, has_gauss, gauss = state["rng"]["numpy"]
+    np.random.set_state(("MT19937", np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
+    ema = load_file(path / "ema.safetensors") if (path / "ema.safetensors").exists() else None
+    return state["step"], ema
+
+
+# ----------------------------------------------------------------------------- the loop
+def train(config: TrainConfig, stage: Stage, resume: bool = False, progress: bool = True) -> Path:
+    """Run a stage to ``config.run.steps``; returns the folder ``finalize`` wrote."""
+    if config.run.threads:
+        torch.set_num_threads(config.run.threads)
+    accelerator = Accelerator(mixed_precision=config.run.mixed_precision)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if config.run.batch_size % world:
+        raise ValueError(f"run.batch_size {config.run.batch_size} is not divisible by {world} processes")
+    shard = config.run.batch_size // world
+    out = Path(config.output_dir)
+    checkpoints = out / "checkpoints"
+    if accelerator.is_main_process:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        save(config, out / "config.yaml")
+    torch.manual_seed(config.run.seed)
+
+    model = stage.model
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if not parameters:
+        raise ValueError(f"stage {config.stage} has nothing to train")
+    optimizer = torch.optim.AdamW(parameters, lr=config.optim.lr, betas=config.optim.betas,
+                                  weight_decay=config.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
+    ema = trainable_state(model) if config.ema_decay > 0 else None
+
+    start_step = 0
+    if resume:
+        found = latest_checkpoint(checkpoints)
+        if found is None:
+            accelerator.print(f"no checkpoint in {checkpoints}: starting from step 0")
+        else:
+            start_step, ema = load_checkpoint(found, model, optimizer, scheduler)
+            accelerator.print(f"resumed from {found} (step {start_step})")
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+
+    writer = None
+    if accelerator.is_main_process:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_step)
+    bar = tqdm(total=config.run.steps, initial=start_step, desc=config.stage,
+               disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
+    step, window_start, window_steps = start_step, time.perf_counter(), 0
+    try:
+        while step < config.run.steps:
+            batch = stage.batch(step, rank * shard, shard)
+            wrapped.train()
+            loss = wrapped(batch)
+            accelerator.backward(loss)
+            grad_norm = accelerator.clip_grad_norm_(parameters, config.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                with torch.no_grad():
+                    for name, p in accelerator.unwrap_model(wrapped).named_parameters():
+                        if name in ema:
+                            ema[name].lerp_(p.detach(), 1 - config.ema_decay)
+            step += 1
+            window_steps += 1
+            if step % config.run.log_every == 0 or step == config.run.steps:
+                loss_value = accelerator.reduce(loss.detach(), "mean").item()
+                rate = window_steps * config.run.batch_size / (time.perf_counter() - window_start)
+                window_start, window_steps = time.perf_counter(), 0
+                if writer is not None:
+                    writer.add_scalar("train/loss", loss_value, step)
+                    writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
+                    writer.add_scalar("train/grad_norm", float(grad_norm), step)
+                    writer.add_scalar("train/samples_per_s", rate, step)
+                bar.set_postfix(loss=f"{loss_value:.4f}", samples_s=f"{rate:.0f}")
+            bar.update(1)
+            if accelerator.is_main_process and config.run.sample_every and step % config.run.sample_every == 0:
+                grid = stage.samples(step, out / "samples") if hasattr(stage, "samples") else None
+                if grid is not None and writer is not None:
+                    writer.add_image("samples", np.asarray(grid), step, dataformats="HWC")
+            if step % config.run.save_every == 0 and step < config.run.steps:
+                _save(accelerator, checkpoints, step, wrapped, optimizer, scheduler, ema, config)
+    except KeyboardInterrupt:
+        bar.close()
+        path = _save(accelerator, checkpoints, step, wrapped, optimizer, scheduler, ema, config)
+        accelerator.print(f"\ninterrupted at step {step}: checkpoint written to {path}; continue with --resume")
+        raise
+    bar.close()
+    _save(accelerator, checkpoints, step, wrapped, optimizer, scheduler, ema, config)
+    final = out / "final"
+    if accelerator.is_main_process:
+        stage.finalize(final, ema)
+        if writer is not None:
+            writer.close()
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _save(accelerator, checkpoints, step, wrapped, optimizer, scheduler, ema, config) -> Path:
+    accelerator.wait_for_everyone()
+    path = checkpoints / f"step-{step:06d}"
+    if accelerator.is_main_process:
+        path = save_checkpoint(checkpoints, step, accelerator.unwrap_model(wrapped), optimizer, scheduler, ema,
+                               config.run.keep_last)
+    accelerator.wait_for_everyone()
+    return path

@@ -1,0 +1,27 @@
+"""One entry point for every stage: ``thinkgen train CONFIG.yaml [--resume]``.
+
+Runs as one process or under ``accelerate launch`` / ``torchrun`` (DDP; gloo on CPUs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import TrainConfig, load
+from .loop import train
+
+
+def build_stage(config: TrainConfig):
+    if config.stage.startswith("thinker_"):
+        from .thinker_stage import ThinkerStage
+
+        return ThinkerStage(config)
+    from .dit_stage import DiTStage
+
+    return DiTStage(config)
+
+
+def run(config_path: str | Path, resume: bool = False, overrides: dict | None = None,
+        progress: bool = True) -> Path:
+    config = load(config_path, overrides)
+    return train(config, build_stage(config), resume=resume, progress=progress)
