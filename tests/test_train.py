@@ -216,6 +216,8 @@ def test_two_processes_match_one(tiny_dir, tmp_path):
         done = subprocess.run(launcher + ["train", str(path)], env=env, capture_output=True, text=True,
                               timeout=600, cwd=ROOT)
         assert done.returncode == 0, done.stderr[-3000:]
+        if name == "two":  # really two ranks, not two single-process runs
+            assert "training on 2 processes" in done.stdout + done.stderr
         results[name] = load_file(latest_checkpoint(tmp_path / name / "checkpoints") / "model.safetensors")
     for key, value in results["one"].items():
         torch.testing.assert_close(results["two"][key], value, atol=1e-5, rtol=1e-4)

@@ -201,7 +201,7 @@ def evaluate(args: argparse.Namespace) -> int:
             raise UserError(str(error)) from None
     summary = run_suite(pipe, args.suite, out, think=args.think, n_per_prompt=args.n_per_prompt,
                         n_items=args.n_items, seed=args.seed, batch_size=args.batch, resolution=args.resolution,
-                        num_inference_steps=args.steps, guidance_scale=args.cfg)
+                        num_inference_steps=args.steps, guidance_scale=args.cfg, split=args.split)
     print(markdown(summary))
     print(f"wrote {out}/scores.json, scores.md, items.jsonl, grid.png and images/")
     return 0
@@ -359,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n-per-prompt", type=_positive_int, default=4)
     e.add_argument("--n-items", type=_positive_int, default=None, help="test items (default 120)")
     e.add_argument("--resolution", type=_positive_int, default=None)
+    e.add_argument("--split", default="test", choices=["test", "train", "rl"],
+                   help="default test; train measures in-distribution specs")
     e.add_argument("--out", required=True, help="output folder")
     e.set_defaults(run=evaluate)
 

@@ -99,11 +99,11 @@ def grid(images: list[list[Image.Image]], cell: int = 64, max_rows: int = 12) ->
 def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_prompt: int = 4,
               n_items: int | None = None, seed: int = 0, batch_size: int = 8,
               resolution: int | None = None, num_inference_steps: int | None = None,
-              guidance_scale: float | None = None, progress: bool = True) -> dict[str, Any]:
-    """Generate for every test item of ``suite`` and score it; returns the summary."""
+              guidance_scale: float | None = None, progress: bool = True, split: str = "test") -> dict[str, Any]:
+    """Generate for every item of a suite's split (the test split by default) and score it."""
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    items = suites.build(suite, n_items or 120, "test", seed=0)
+    items = suites.build(suite, n_items or 120, split, seed=0)
     resolution = resolution or DEFAULT_RESOLUTION.get(suite, pipe.defaults["height"])
     rows, previews = [], []
     bar = tqdm(total=len(items) * (1 if suite == "reflection" else n_per_prompt), desc=f"eval {suite}",
@@ -138,7 +138,8 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
             bar.update(n_per_prompt)
     bar.close()
     summary = summarise(suite, rows)
-    summary.update({"think": think, "n_per_prompt": n_per_prompt, "resolution": resolution, "items": len(items)})
+    summary.update({"think": think, "n_per_prompt": n_per_prompt, "resolution": resolution, "items": len(items),
+                    "split": split})
     with open(out / "items.jsonl", "w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")

@@ -109,7 +109,6 @@ class TrainConfig:
     thinker: ThinkerModelConfig = field(default_factory=ThinkerModelConfig)
     dit: DiTModelConfig = field(default_factory=DiTModelConfig)
     ema_decay: float = 0.0  # > 0: keep an EMA of the trained weights and save it
-    fsdp: bool = False  # GPUs: shard with FSDP through accelerate (see README)
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedDataParallelKwargs
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
@@ -129,11 +129,17 @@ def train(config: TrainConfig, stage: Stage, resume: bool = False, progress: boo
     """Run a stage to ``config.run.steps``; returns the folder ``finalize`` wrote."""
     if config.run.threads:
         torch.set_num_threads(config.run.threads)
-    accelerator = Accelerator(mixed_precision=config.run.mixed_precision)
+    # cpu=True on machines without CUDA: accelerate then sets up gloo DDP under torchrun /
+    # accelerate launch (without it every CPU process would silently train alone).
+    # find_unused_parameters: an MMDiT's last block computes a text stream nobody reads.
+    accelerator = Accelerator(mixed_precision=config.run.mixed_precision, cpu=not torch.cuda.is_available(),
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     world, rank = accelerator.num_processes, accelerator.process_index
     if config.run.batch_size % world:
         raise ValueError(f"run.batch_size {config.run.batch_size} is not divisible by {world} processes")
     shard = config.run.batch_size // world
+    accelerator.print(f"{config.stage}: training on {world} process{'es' if world > 1 else ''} "
+                      f"({accelerator.distributed_type.value}), global batch {config.run.batch_size}")
     out = Path(config.output_dir)
     checkpoints = out / "checkpoints"
     if accelerator.is_main_process:
