@@ -2,11 +2,11 @@
 # Ablations at one fixed budget (papers' tables 7, 12, 13): prepadding K=0 vs 23, CUT vs ALL states,
 # linear vs MLP connector. Each variant is a short DiT stage-2 run from the trained thinker, then
 # scored on the ShapeWorld composition and reasoning test splits (think mode).
-#   scripts/ablate_shapeworld.sh [STEPS]        (default 3000 steps, ~14 min each on 2 cores)
+#   scripts/ablate_shapeworld.sh [STEPS]        (default 5000 steps, ~25 min each on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
-STEPS=${1:-3000}
+STEPS=${1:-5000}
 export HF_HUB_OFFLINE=1
 declare -A VARIANTS=(
   [k23_cut_linear]="dit.num_prepadding=23 dit.extract=cut dit.connector=linear"

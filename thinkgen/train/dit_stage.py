@@ -55,7 +55,7 @@ def held_out_specs(shapes: tuple[str, ...] = BASIC_SHAPES) -> list[Target]:
                 for cb in COLORS:
                     if ca != cb:
                         specs.append(Target((Requirement(a, 1, ca), Requirement(b, 1, cb))))
-    return [t for t in specs if suites._fraction(canonical(t)) < 0.2]
+    return [t for t in specs if suites.stable_fraction(canonical(t)) < 0.2]
 
 
 class TrainingScenes:
@@ -70,8 +70,8 @@ class TrainingScenes:
             spec = None
             if rng.random() < 0.4:  # a GenEval-like target, sometimes with its colours left open
                 tag = rng.choice(suites.TAGS)
-                spec = suites._composition_target(tag, rng, BASIC_SHAPES)
-                scene = suites._scene_for(spec, rng)
+                spec = suites.composition_target(tag, rng, BASIC_SHAPES)
+                scene = suites.scene_for(spec, rng)
             else:
                 scene = sampler()
             if scene is None or not _curated(scene, curated):

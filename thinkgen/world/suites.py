@@ -65,12 +65,12 @@ class Item:
         return cls(**data)
 
 
-def _fraction(key: str) -> float:
+def stable_fraction(key: str) -> float:
     """A stable number in [0, 1) from a string (not Python's salted hash)."""
     return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 2**32
 
 
-def _scene_for(target: Target, rng: random.Random, background: str = "white",
+def scene_for(target: Target, rng: random.Random, background: str = "white",
                sizes: tuple[float, float] = (MIN_SIZE, MAX_SIZE)) -> Scene | None:
     """A random scene satisfying ``target`` (colours of unspecified requirements are random)."""
     specs, owners = [], []
@@ -90,7 +90,7 @@ def _scene_for(target: Target, rng: random.Random, background: str = "white",
 
 
 # ----------------------------------------------------------------------------- composition
-def _composition_target(tag: str, rng: random.Random, shapes: tuple[str, ...]) -> Target:
+def composition_target(tag: str, rng: random.Random, shapes: tuple[str, ...]) -> Target:
     colors = list(COLORS)
     if tag == "single_object":
         return Target((Requirement(rng.choice(shapes)),))
@@ -116,12 +116,12 @@ def composition_items(n_per_tag: int, split: str, seed: int = 0,
         made, tries = 0, 0
         while made < n_per_tag and tries < 200 * n_per_tag:
             tries += 1
-            target = _composition_target(tag, rng, shapes)
+            target = composition_target(tag, rng, shapes)
             if tag in ("position", "color_attr"):  # disjoint specs between the splits
-                in_test = _fraction(canonical(target)) < 0.2
+                in_test = stable_fraction(canonical(target)) < 0.2
                 if in_test != (split == "test"):
                     continue
-            scene = _scene_for(target, rng)
+            scene = scene_for(target, rng)
             if scene is None:
                 continue
             prompt = f"a photo of {canonical(target)}" if split == "test" else describe(target, rng)
@@ -184,11 +184,11 @@ def reasoning_items(n: int, split: str, seed: int = 0, shapes: tuple[str, ...] =
         if prompt in seen:
             continue
         group = "held_out" if any(f.group == "held_out" for f in used) else "supervised"
-        u = _fraction(prompt)
+        u = stable_fraction(prompt)
         item_split = ("test" if u < 0.5 else "rl") if group == "held_out" else ("test" if u < 0.15 else "train")
         if item_split != split:
             continue
-        scene = _scene_for(target, rng)
+        scene = scene_for(target, rng)
         if scene is None:
             continue
         seen.add(prompt)
@@ -207,7 +207,7 @@ def text_items(n: int, split: str, seed: int = 0) -> list[Item]:
         if len(items) >= n:
             break
         word = "".join(rng.choice(GLYPH_CHARS) for _ in range(rng.randint(1, 4)))
-        if word in seen or (_fraction("text:" + word) < 0.2) != (split == "test"):
+        if word in seen or (stable_fraction("text:" + word) < 0.2) != (split == "test"):
             continue
         seen.add(word)
         target = Target(text=word)
@@ -316,11 +316,11 @@ def reflection_items(n: int, split: str, seed: int = 0, shapes: tuple[str, ...] 
         error = ERRORS[len(items) % len(ERRORS)]  # balanced error types
         tag = {"position": "position", "extra": "counting"}.get(
             error, rng.choice(["colors", "counting", "position", "color_attr"]))
-        target = _composition_target(tag, rng, shapes)
+        target = composition_target(tag, rng, shapes)
         if tag in ("counting", "position"):  # colour every object so a fix can name it
             include = tuple(replace(r, color=rng.choice(list(COLORS))) for r in target.include)
             target = replace(target, include=include)
-        scene = _scene_for(target, rng, sizes=(MIN_SIZE, 0.3))  # small: room to move things
+        scene = scene_for(target, rng, sizes=(MIN_SIZE, 0.3))  # small: room to move things
         corrupted = _corrupt(scene, target, error, rng, shapes) if scene else None
         if corrupted is None:
             continue
