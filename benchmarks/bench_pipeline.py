@@ -23,18 +23,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from diffusers import FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel  # noqa: E402
-from transformers import GenerationConfig, LogitsProcessorList  # noqa: E402
 
 from thinkgen import flow  # noqa: E402
 from thinkgen.bridge import Bridge  # noqa: E402
 from thinkgen.generator import backend_for  # noqa: E402
-from thinkgen.thinker import (  # noqa: E402
-    AllRowsEnded,
-    ThinkBudget,
-    Thinker,
-    ThinkerConfig,
-    _without_eos_stop,
-)
+from thinkgen.thinker import Thinker, ThinkerConfig  # noqa: E402
 from thinkgen.tiny import byte_tokenizer, tiny_qwen3  # noqa: E402
 
 
@@ -66,15 +59,9 @@ def bench_think(args) -> None:
     batch = thinker._tokenize(texts, None)
     length = batch["input_ids"].shape[1]
 
-    def plain_generate():  # the same generation (same processors, same tokens), no capture hooks
-        generation = GenerationConfig(max_new_tokens=args.think_tokens + args.rewrite_tokens + 3,
-                                      do_sample=False, pad_token_id=thinker.pad_id, eos_token_id=None)
-        budget = ThinkBudget(length, thinker.close_id, thinker.end_ids, thinker.pad_id,
-                             args.think_tokens, args.rewrite_tokens)
-        stop = AllRowsEnded(length, thinker.close_id, thinker.end_ids)
-        with _without_eos_stop(model), torch.no_grad():
-            return model.generate(**batch, generation_config=generation,
-                                  logits_processor=LogitsProcessorList([budget]), stopping_criteria=[stop])
+    def plain_generate():  # the same generation (same budgets, same tokens), no capture hooks
+        with torch.no_grad():
+            return thinker.generate(batch)
 
     plain = plain_generate()
     for row, (seq, start) in enumerate(zip(captured.sequences, captured.prompt_lengths, strict=True)):

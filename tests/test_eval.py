@@ -162,7 +162,9 @@ def test_cli_eval_export_geneval_wise(tmp_path, capsys):
     assert main(["init", str(model)]) == 0
     assert main(["eval", "--suite", "reasoning", "--model", str(model), "--n-items", "4", "--n-per-prompt", "1",
                  "--steps", "2", "--out", str(tmp_path / "ev")]) == 0
-    assert "WISE" in capsys.readouterr().out or (tmp_path / "ev" / "scores.md").exists()
+    assert "| **overall** |" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "ev" / "scores.json").read_text())
+    assert summary["images"] == 4 and summary["think"] and summary["split"] == "test"
     assert main(["world", "export", "--suite", "composition", "--n", "12", "--out", str(tmp_path / "ds")]) == 0
     assert len(list((tmp_path / "ds" / "train").glob("*.png"))) == 12
     assert main(["geneval", "--model", str(model), "--metadata", str(GENEVAL), "--limit", "2", "--steps", "1",

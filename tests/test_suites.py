@@ -43,7 +43,6 @@ def test_reflection_reference_instructions_fix_the_scene():
 
 def test_wrong_scenes_score_by_the_rules():
     item = next(i for i in S.build("composition", 60, "test") if i.category == "counting")
-    n = item.target.include[0].count
     objects = item.scene.objects
     fewer = replace(item.scene, objects=objects[:-1])
     assert S.score_image(item, parse(render(fewer, 32))).score == 0.0
@@ -57,7 +56,6 @@ def test_wrong_scenes_score_by_the_rules():
     swapped = replace(positioned.scene, objects=(replace(a, x=b.x, y=b.y, size=min(a.size, b.size)),
                                                  replace(b, x=a.x, y=a.y, size=min(a.size, b.size))))
     assert S.score_image(positioned, parse(render(swapped, 32))).score == 0.0
-    assert n >= 2
 
 
 def test_text_and_editing_scorers():

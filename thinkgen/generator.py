@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from diffusers import AutoencoderKL, AutoencoderKLQwenImage, QwenImageTransformer2DModel
+from diffusers import AutoencoderKLQwenImage, QwenImageTransformer2DModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
@@ -38,9 +38,6 @@ class PixelAutoencoder(ModelMixin, ConfigMixin):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return latents / self.scale  # (B, C, H, W)
-
-
-Autoencoder = PixelAutoencoder | AutoencoderKL | AutoencoderKLQwenImage
 
 
 def latent_channels(vae: nn.Module) -> int:

@@ -403,11 +403,10 @@ class Thinker:
         out_states, mask = _gather(states, spans)
         return ThinkerOutput(out_states, mask, [""] * len(prompts), list(prompts), sequences, starts)
 
-    def _think(self, prompts: list[str], images: Sequence[Sequence[Any]] | None) -> ThinkerOutput:
+    def generate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Think-mode ``model.generate`` on a tokenized, left-padded batch: per-row budgets, and a
+        stop one step after every row's end token. Returns the sequences (prompt + completion)."""
         cfg = self.config
-        counts = [len(images[i]) if images else 0 for i in range(len(prompts))]
-        texts = [self.chat_prompt(p, n) for p, n in zip(prompts, counts, strict=True)]
-        batch = self._tokenize(texts, images)
         prompt_length = batch["input_ids"].shape[1]
         sampling = {"temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k or None}
         generation = GenerationConfig(
@@ -418,11 +417,18 @@ class Thinker:
         budget = ThinkBudget(prompt_length, self.close_id, self.end_ids, self.pad_id,
                              cfg.max_think_tokens, cfg.max_rewrite_tokens)
         stop = AllRowsEnded(prompt_length, self.close_id, self.end_ids)
-        with capture_last_layers(self.model, cfg.num_layers) as records, _without_eos_stop(self.model):
-            sequences = self.model.generate(
-                **batch, generation_config=generation,
-                logits_processor=LogitsProcessorList([budget]), stopping_criteria=[stop],
-            )
+        with _without_eos_stop(self.model):
+            return self.model.generate(**batch, generation_config=generation,
+                                       logits_processor=LogitsProcessorList([budget]), stopping_criteria=[stop])
+
+    def _think(self, prompts: list[str], images: Sequence[Sequence[Any]] | None) -> ThinkerOutput:
+        cfg = self.config
+        counts = [len(images[i]) if images else 0 for i in range(len(prompts))]
+        texts = [self.chat_prompt(p, n) for p, n in zip(prompts, counts, strict=True)]
+        batch = self._tokenize(texts, images)
+        prompt_length = batch["input_ids"].shape[1]
+        with capture_last_layers(self.model, cfg.num_layers) as records:
+            sequences = self.generate(batch)
         states = _stack_records(records)  # (B, S - 1, n * D): every token but the last was fed
         attention = batch["attention_mask"]
         spans, reasoning, rewritten, seqs, starts = [], [], [], [], []

@@ -31,7 +31,6 @@ from ..world.facts import WISE_WEIGHTS
 from ..world.parse import parse
 from ..world.render import render
 
-DEFAULT_RESOLUTION = {"text": 64}
 REFLECTION_PROMPT = ("The request was: {prompt}. The image shows {shown}. "
                      "Write the one edit instruction that makes the image match the request.")
 
@@ -104,7 +103,7 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     items = suites.build(suite, n_items or 120, split, seed=0)
-    resolution = resolution or DEFAULT_RESOLUTION.get(suite, pipe.defaults["height"])
+    resolution = resolution or suites.RESOLUTION.get(suite, pipe.defaults["height"])
     rows, previews = [], []
     bar = tqdm(total=len(items) * (1 if suite == "reflection" else n_per_prompt), desc=f"eval {suite}",
                disable=not progress)

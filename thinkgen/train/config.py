@@ -86,8 +86,7 @@ class DataConfig:
     caption_dropout: float = 0.1  # DiT: replace the caption by "" (the CFG unconditional)
     canonical_fraction: float = 0.5  # DiT: share of canonical captions (what think mode writes)
     max_objects: int = 4
-    cache_states: bool = True  # DiT: encode captions with the frozen thinker once, up front
-    cache_size: int = 20000  # distinct training scenes for the DiT when caching
+    cache_size: int = 20000  # DiT: distinct training scenes (their thinker states are cached)
     curated: str = "all"  # stage 3: "all" | "multi" (two or more objects) | "relations"
     timesteps: str = "logit_normal"
     max_length: int = 96  # thinker: tokens per training sequence

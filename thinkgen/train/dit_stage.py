@@ -7,7 +7,7 @@
 * ``dit_finetune`` (stage 3): the same on a curated subset (``data.curated``) at a lower lr.
 
 The thinker is frozen in all three, so its states for the training captions are computed once,
-up front (``data.cache_states``). Every batch is a pure function of (seed, step): the scenes, the
+up front. Every batch is a pure function of (seed, step): the scenes, the
 caption dropout, the timesteps and the noise of example ``i`` of step ``s`` come from a generator
 seeded with ``(seed, s, i)``, so any split of a global batch across processes sees the same data.
 Composition specs held out by the test split (``position``, ``color_attr``) never appear.
@@ -36,6 +36,7 @@ from ..world.render import render
 from ..world.rules import Requirement, Target, satisfies
 from ..world.scene import BASIC_SHAPES, COLORS, SceneSampler
 from .config import TrainConfig
+from .loop import load_ema
 from .thinker_stage import load_thinker
 
 SAMPLE_PROMPTS = ["a red circle", "a blue square", "three yellow triangles", "a green circle left of a purple square",
@@ -178,17 +179,6 @@ class DiTStage:
         return {"states": torch.stack(states).float(), "mask": torch.stack(masks), "sigma": torch.cat(sigmas),
                 "x0": patchify(pixels, patch), "noise": patchify(torch.stack(noises), patch)}
 
-    def _with_weights(self, ema: dict[str, torch.Tensor] | None):
-        """Swap EMA weights in (returns the originals to restore)."""
-        if ema is None:
-            return None
-        params = dict(self.model.named_parameters())
-        saved = {k: params[k].detach().clone() for k in ema}
-        with torch.no_grad():
-            for k, v in ema.items():
-                params[k].copy_(v)
-        return saved
-
     def samples(self, step: int, directory: Path) -> Image.Image:
         directory.mkdir(parents=True, exist_ok=True)
         self.model.eval()
@@ -201,7 +191,7 @@ class DiTStage:
         return grid
 
     def finalize(self, directory: Path, ema: dict[str, torch.Tensor] | None) -> None:
-        self._with_weights(ema)  # the saved pipeline carries the EMA weights
+        load_ema(self.model, ema)  # the saved pipeline carries the EMA weights
         self.pipe.bridge.eval()
         self.pipe.transformer.eval()
         self.pipe.save_pretrained(directory)

@@ -57,6 +57,16 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
 
 
+def load_ema(model: nn.Module, ema: dict[str, torch.Tensor] | None) -> None:
+    """Copy EMA weights (named as in ``model.named_parameters()``) into the model, if any."""
+    if ema is None:
+        return
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in ema.items():
+            params[name].copy_(value)
+
+
 # ----------------------------------------------------------------------------- checkpoints
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     state = optimizer.state_dict()

@@ -24,6 +24,7 @@ from ..thinker import ThinkerConfig
 from ..world import suites
 from ..world.corpora import caption_corpus, knowledge_corpus, think_examples
 from .config import TrainConfig
+from .loop import load_ema
 from .tokenizer import word_tokenizer
 
 IGNORE = -100
@@ -142,12 +143,8 @@ class ThinkerStage:
 
     # ------------------------------------------------------------------ output
     def finalize(self, directory: Path, ema: dict[str, torch.Tensor] | None) -> None:
+        load_ema(self.model, ema)
         model = self.model.lm
-        if ema is not None:
-            model_params = dict(self.model.named_parameters())
-            with torch.no_grad():
-                for name, value in ema.items():
-                    model_params[name].copy_(value)
         if self.lora:
             model = model.merge_and_unload()
         save_thinker(directory, model.eval(), self.tokenizer, self.thinker_config)

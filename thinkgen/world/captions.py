@@ -14,7 +14,6 @@ from .rules import Requirement, Target, relations, scene_as_parsed
 from .scene import COLORS, SHAPES, Scene
 
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
-WORD_NUMBERS = {word: n for n, word in NUMBER_WORDS.items()}
 PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "star": "stars"}
 
 

@@ -17,15 +17,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .render import render
-from .suites import build
-
-DEFAULT_RESOLUTION = {"text": 64}
+from .suites import RESOLUTION, build
 
 
 def export(suite: str, n: int, out: str | Path, split: str = "train", resolution: int | None = None,
            seed: int = 0, progress: bool = True) -> Path:
     """Write ``n`` items of a suite's split; returns the split's folder."""
-    resolution = resolution or DEFAULT_RESOLUTION.get(suite, 32)
+    resolution = resolution or RESOLUTION.get(suite, 32)
     folder = Path(out) / split
     folder.mkdir(parents=True, exist_ok=True)
     items = build(suite, n, split, seed)

@@ -98,10 +98,9 @@ def fits(obj: Object, others: list[Object] | tuple[Object, ...], margin: float =
 
 
 def place(rng: random.Random, specs: list[tuple[str, str]], sizes: tuple[float, float] = (MIN_SIZE, MAX_SIZE),
-          constraint=None, tries: int = 200, text_band: bool = False) -> list[Object] | None:
+          tries: int = 200, text_band: bool = False) -> list[Object] | None:
     """Random non-overlapping positions for ``(shape, colour)`` specs, or None if none was found.
 
-    ``constraint(objects) -> bool`` can demand a relation (e.g. the first left of the second);
     ``text_band`` keeps the lower quarter free for text. Smaller sizes are tried when crowded.
     """
     for attempt in range(tries):
@@ -122,7 +121,7 @@ def place(rng: random.Random, specs: list[tuple[str, str]], sizes: tuple[float, 
                     break
             else:
                 break
-        if len(placed) == len(specs) and (constraint is None or constraint(placed)):
+        if len(placed) == len(specs):
             return placed
     return None
 

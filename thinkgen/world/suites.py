@@ -22,13 +22,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 from . import facts as fact_base
-from .captions import NUMBER_WORDS, article, canonical, describe, noun, target_of
+from .captions import article, canonical, describe, noun, target_of
 from .edits import Edit, apply_edit, describe_edit, edit_text, parse_edit
 from .parse import ParsedScene
-from .rules import RELATIONS, Requirement, Target, check, relations, satisfies, scene_as_parsed
+from .rules import RELATIONS, Requirement, Target, check, satisfies
 from .scene import BASIC_SHAPES, COLORS, GLYPH_CHARS, MAX_SIZE, MIN_SIZE, Object, Scene, place
 
 SUITES = ("composition", "reasoning", "text", "editing", "reflection")
+RESOLUTION = {"text": 64}  # image side per suite; 32 px otherwise (text needs bigger glyphs)
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 
 
@@ -259,7 +260,7 @@ def editing_items(n: int, split: str, seed: int = 0, shapes: tuple[str, ...] = B
             continue
         instruction = edit_text(edit) if split == "test" else describe_edit(edit, rng)
         items.append(Item(f"editing-{split}-{len(items):04d}", "editing", split, edit.op, instruction,
-                          edit_text(edit), target_of(replace(result, objects=result.objects)), result,
+                          edit_text(edit), target_of(result), result,
                           source=source, edit=asdict(edit)))
     return items
 
@@ -410,9 +411,3 @@ def score_instruction(item: Item, instruction: str) -> Score:
     return Score(float(fixed), {"ned": similarity, "parsed": edit is not None})
 
 
-def ground_truth_parsed(item: Item) -> ParsedScene:
-    return scene_as_parsed(item.scene)
-
-
-__all__ = ["Item", "Score", "SUITES", "TAGS", "NUMBER_WORDS", "build", "ned", "score_image",
-           "score_instruction", "relations"]
