@@ -7,7 +7,7 @@ TORCH_VERSION ?= 2.13.0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint bench train-shapeworld clean
+.PHONY: demo test lint bench train-shapeworld rl-shapeworld clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,13 +24,22 @@ test: $(VENV)/.installed
 	$(VENV)/bin/ruff check thinkgen tests benchmarks
 	$(PY) -m pytest -q
 
-bench: $(VENV)/.installed
+$(VENV)/.bench: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	@$(PY) -c "import torch; assert torch.__version__.startswith('$(TORCH_VERSION)'), torch.__version__"
+	touch $@
+
+bench: $(VENV)/.bench
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_world.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_grpo.py
 
 train-shapeworld: $(VENV)/.installed
 	THINKGEN=$(VENV)/bin/thinkgen scripts/train_shapeworld.sh
+
+rl-shapeworld: $(VENV)/.bench
+	THINKGEN=$(VENV)/bin/thinkgen scripts/rl_shapeworld.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

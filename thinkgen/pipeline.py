@@ -240,42 +240,74 @@ class ThinkGenPipeline:
         text, text_mask = text.repeat_interleave(repeat, 0), text_mask.repeat_interleave(repeat, 0)
         batch = text.shape[0]
 
-        factor = spatial_factor(self.vae)
-        h, w = height // factor, width // factor  # latent grid
-        grid = (h // self.patch, w // self.patch)  # token grid
-        noise = torch.stack([
-            torch.randn(latent_channels(self.vae), h, w, generator=torch.Generator().manual_seed(seed + i))
-            for i in range(batch)
-        ])  # (B, C, h, w)
-        x = patchify(noise, self.patch).to(self.device)  # (B, N, C p p)
-
+        grid = self.token_grid(height, width)
+        x = self.initial_noise([seed + i for i in range(batch)], height, width)  # (B, N, C p p)
         reference = None
         if images is not None:
-            pixels = torch.stack([_pil_to_tensor(group[0], height, width) for group in images])
-            latents = encode_images(self.vae, pixels.to(self.device, self.vae.dtype))
-            reference = Reference(patchify(latents.float(), self.patch).repeat_interleave(repeat, 0), grid)
+            reference = self.reference([group[0] for group in images], height, width)
+            reference = Reference(reference.tokens.repeat_interleave(repeat, 0), grid)
 
-        velocity = self._guided_velocity(text, text_mask, grid, reference, cfg, image_cfg)
-        sched = self.scheduler.config
-        mu = flow.resolution_mu(grid[0] * grid[1], sched.base_image_seq_len, sched.max_image_seq_len,
-                                sched.base_shift, sched.max_shift) if sched.use_dynamic_shifting else None
-        sigmas = flow.sigma_schedule(steps, shift=sched.shift, mu=mu).to(self.device)
-        x = flow.euler_sample(velocity, x, sigmas, progress=progress)
-        pixels = decode_latents(self.vae, unpatchify(x, h, w, self.patch).to(self.vae.dtype))
-        pixels = (pixels.float() + 1) / 2  # (B, 3, H, W) in [0, 1]
+        velocity = self.guided_velocity(text, text_mask, grid, reference, cfg, image_cfg)
+        x = flow.euler_sample(velocity, x, self.sigmas(steps, grid), progress=progress)
+        pixels = self.decode(x, height, width)  # (B, 3, H, W) in [0, 1]
         reasoning = [r for r in thought.reasoning for _ in range(repeat)]
         rewritten = [r for r in thought.rewritten for _ in range(repeat)]
         out_images = _to_pil(pixels) if output_type == "pil" else pixels.cpu()
         return ThinkGenOutput(out_images, reasoning, rewritten, thought)
 
-    def _guided_velocity(self, text: torch.Tensor, text_mask: torch.Tensor, grid: tuple[int, int],
-                         reference: Reference | None, cfg: float, image_cfg: float) -> flow.Velocity:
-        """One batched transformer call per step: [cond, uncond(, uncond + reference)]."""
+    # ------------------------------------------------------------------ the pieces of one generation
+    # (``__call__`` chains them; reinforcement learning uses them one by one)
+    def token_grid(self, height: int, width: int) -> tuple[int, int]:
+        """The DiT's token grid for an image size."""
+        factor = spatial_factor(self.vae) * self.patch
+        return height // factor, width // factor
+
+    def initial_noise(self, seeds: list[int], height: int, width: int) -> torch.Tensor:
+        """Patchified Gaussian noise, image ``i`` drawn from its own ``seeds[i]``: (B, N, C p p)."""
+        factor = spatial_factor(self.vae)
+        h, w = height // factor, width // factor  # latent grid
+        noise = torch.stack([
+            torch.randn(latent_channels(self.vae), h, w, generator=torch.Generator().manual_seed(seed))
+            for seed in seeds
+        ])  # (B, C, h, w)
+        return patchify(noise, self.patch).to(self.device)
+
+    def reference(self, images: list[Image.Image], height: int, width: int) -> Reference:
+        """Reference images (one per sample) as DiT tokens, for editing."""
+        pixels = torch.stack([_pil_to_tensor(image, height, width) for image in images])
+        latents = encode_images(self.vae, pixels.to(self.device, self.vae.dtype))
+        return Reference(patchify(latents.float(), self.patch), self.token_grid(height, width))
+
+    def sigmas(self, steps: int, grid: tuple[int, int]) -> torch.Tensor:
+        """The sampling schedule of the saved scheduler config, for this many tokens."""
+        sched = self.scheduler.config
+        mu = flow.resolution_mu(grid[0] * grid[1], sched.base_image_seq_len, sched.max_image_seq_len,
+                                sched.base_shift, sched.max_shift) if sched.use_dynamic_shifting else None
+        return flow.sigma_schedule(steps, shift=sched.shift, mu=mu).to(self.device)
+
+    def decode(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Patchified latents (B, N, C p p) -> pixels (B, 3, H, W) in [0, 1]."""
+        factor = spatial_factor(self.vae)
+        latents = unpatchify(x, height // factor, width // factor, self.patch)
+        pixels = decode_latents(self.vae, latents.to(self.vae.dtype))
+        return ((pixels.float() + 1) / 2).clamp(0, 1)
+
+    def guided_velocity(self, text: torch.Tensor, text_mask: torch.Tensor, grid: tuple[int, int],
+                        reference: Reference | None = None, cfg: float = 1.0, image_cfg: float = 1.0,
+                        backend: Any = None, null: tuple[torch.Tensor, torch.Tensor] | None = None
+                        ) -> flow.Velocity:
+        """One batched transformer call per step: [cond, uncond(, uncond + reference)].
+
+        ``backend`` and ``null`` (the unconditional text states and mask, (1, L, D) and (1, L))
+        swap in other modules, e.g. a frozen reference copy during reinforcement learning.
+        Gradients flow when the caller enables them."""
+        backend = backend or self.backend
         batch = text.shape[0]
         branches = 1 if cfg == 1.0 else (3 if reference is not None and image_cfg != 1.0 else 2)
         texts, masks = [text], [text_mask]
         if branches > 1:
-            null_text, null_mask = self.unconditional(batch)
+            null_text, null_mask = self.unconditional(batch) if null is None else (
+                null[0].expand(batch, -1, -1), null[1].expand(batch, -1))
             length = max(text.shape[1], null_text.shape[1])
             texts = [_pad_to(text, length)] + [_pad_to(null_text, length)] * (branches - 1)
             masks = [_pad_to(text_mask, length)] + [_pad_to(null_mask, length)] * (branches - 1)
@@ -285,14 +317,14 @@ class ThinkGenPipeline:
             if branches == 3:  # editing: [cond, uncond + reference] see the image, uncond does not
                 with_ref = Reference(reference.tokens.repeat(2, 1, 1), reference.grid)
                 pick = torch.cat([torch.arange(batch), torch.arange(2 * batch, 3 * batch)])
-                v_cond, v_image = self.backend(x.repeat(2, 1, 1), sigma.repeat(2), all_text[pick],
-                                               all_mask[pick], grid, with_ref).chunk(2)
-                v_uncond = self.backend(x, sigma, all_text[batch : 2 * batch],
-                                        all_mask[batch : 2 * batch], grid)
+                v_cond, v_image = backend(x.repeat(2, 1, 1), sigma.repeat(2), all_text[pick],
+                                          all_mask[pick], grid, with_ref).chunk(2)
+                v_uncond = backend(x, sigma, all_text[batch : 2 * batch],
+                                   all_mask[batch : 2 * batch], grid)
                 return flow.guide(v_cond, v_uncond, cfg, v_image, image_cfg)
             ref = None if reference is None else Reference(reference.tokens.repeat(branches, 1, 1), reference.grid)
-            v = self.backend(x.repeat(branches, 1, 1), sigma.repeat(branches), all_text, all_mask,
-                             grid, ref)  # (k B, N, C p p)
+            v = backend(x.repeat(branches, 1, 1), sigma.repeat(branches), all_text, all_mask,
+                        grid, ref)  # (k B, N, C p p)
             if branches == 1:
                 return v
             v_cond, v_uncond = v.chunk(2)

@@ -1,6 +1,7 @@
 """Typed training configs, read from YAML. One file describes one stage of one run.
 
     stage: dit_pretrain          # thinker_pretrain | thinker_sft | dit_connector | dit_pretrain | dit_finetune
+                                 # | thinker_grpo | dit_flow_grpo | sep_grpo | dual_grpo
     output_dir: runs/dit
     init: runs/connector/final   # a pipeline folder to start from (or a thinker folder / "tiny:..." recipe)
     optim: {lr: 6.0e-4, warmup_steps: 200}
@@ -20,7 +21,9 @@ from typing import Any
 
 import yaml
 
-STAGES = ("thinker_pretrain", "thinker_sft", "dit_connector", "dit_pretrain", "dit_finetune")
+STAGES = ("thinker_pretrain", "thinker_sft", "dit_connector", "dit_pretrain", "dit_finetune",
+          "thinker_grpo", "dit_flow_grpo", "sep_grpo", "dual_grpo")
+RL_STAGES = STAGES[5:]
 
 
 class ConfigError(ValueError):
@@ -97,6 +100,67 @@ class DataConfig:
 
 
 @dataclass
+class RLConfig:
+    """Reinforcement learning (stages 4-5, SepGRPO, Dual-GRPO); ``run.batch_size`` counts prompts."""
+
+    scenarios: dict[str, float] = field(default_factory=lambda: {"reasoning": 1.0})  # suite -> share
+    splits: dict[str, str] = field(default_factory=dict)  # suite -> split (default: reasoning rl, else train)
+    pool_size: int = 512  # items per scenario to draw prompts from
+    rewards: dict[str, float] = field(default_factory=lambda: {"shapeworld": 1.0})  # name -> weight
+    scale_rewards: str = "group"  # group | batch | none
+    num_iterations: int = 1  # optimizer steps per rollout batch
+    # thinker GRPO (TRL's names and defaults where they exist)
+    num_generations: int = 8  # G rollouts per prompt (Dual-GRPO: J traces)
+    temperature: float = 1.0
+    top_k: int = 0
+    epsilon: float = 0.2
+    epsilon_high: float | None = None  # DAPO's clip-higher (e.g. 0.28); None = epsilon
+    beta: float = 0.0  # KL to the frozen reference thinker
+    importance: str = "token"  # token | sequence
+    loss_type: str = "grpo"  # grpo | dr_grpo | dapo
+    thinker_lr: float | None = None  # None: optim.lr
+    render_steps: int = 10  # ODE steps when the frozen DiT draws thinker rollouts
+    guidance_scale: float | None = None  # None: the pipeline's default
+    # DiT Flow-GRPO
+    images_per_prompt: int = 8  # K
+    think: bool = True  # the frozen thinker writes instructions in think mode (greedy)
+    noise_level: float = 0.7
+    train_steps: int = 10  # denoising reduction: SDE steps while training (evaluation uses the default)
+    sde_window: int = 0  # > 0: Flow-GRPO-Fast, only this many consecutive steps are stochastic
+    timestep_fraction: float = 1.0  # share of the recorded steps trained on
+    clip_range: float = 1e-4
+    advantage_clip: float = 5.0
+    flow_beta: float = 0.0  # KL to the frozen reference DiT
+    flow_cfg: bool = True  # CFG while sampling and training the DiT
+    dit_lr: float | None = None
+    # schedules
+    rounds: list = field(default_factory=lambda: [["thinker", 100], ["dit", 100]])  # sep_grpo, cycled
+    beta_thinker: float = 0.5  # dual_grpo loss weights (T2G's beta1, beta2)
+    beta_dit: float = 0.5
+
+    def check(self) -> None:
+        from ..world.suites import SUITES
+
+        for suite in self.scenarios:
+            if suite not in SUITES:
+                raise ConfigError(f"rl.scenarios: unknown suite {suite!r}; suites are {SUITES}")
+        if not self.scenarios or any(w < 0 for w in self.scenarios.values()) or not sum(self.scenarios.values()):
+            raise ConfigError("rl.scenarios needs at least one suite with a positive share")
+        for name, allowed in (("scale_rewards", ("group", "batch", "none")), ("importance", ("token", "sequence")),
+                              ("loss_type", ("grpo", "dr_grpo", "dapo"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"rl.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.num_generations < 2 or self.images_per_prompt < 2:
+            raise ConfigError("rl.num_generations and rl.images_per_prompt must be >= 2 (advantages are relative)")
+        if self.num_iterations < 1 or self.train_steps < 1 or self.render_steps < 1:
+            raise ConfigError("rl.num_iterations, rl.train_steps and rl.render_steps must be >= 1")
+        if not 0 < self.timestep_fraction <= 1:
+            raise ConfigError(f"rl.timestep_fraction must be in (0, 1], got {self.timestep_fraction}")
+        if not self.rounds or any(len(r) != 2 or r[0] not in ("thinker", "dit") or int(r[1]) < 1 for r in self.rounds):
+            raise ConfigError("rl.rounds must be a list of [thinker|dit, steps] pairs with steps >= 1")
+
+
+@dataclass
 class TrainConfig:
     stage: str
     output_dir: str
@@ -107,6 +171,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     thinker: ThinkerModelConfig = field(default_factory=ThinkerModelConfig)
     dit: DiTModelConfig = field(default_factory=DiTModelConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
     ema_decay: float = 0.0  # > 0: keep an EMA of the trained weights and save it
 
     def __post_init__(self) -> None:
@@ -120,6 +185,8 @@ class TrainConfig:
             raise ConfigError(f"data.curated must be all, multi or relations, got {self.data.curated!r}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.stage in RL_STAGES:
+            self.rl.check()
 
     @property
     def is_dit(self) -> bool:
@@ -139,7 +206,7 @@ def _build(cls, data: dict[str, Any], where: str):
     values = {}
     for name, value in data.items():
         nested = {"optim": OptimConfig, "run": RunConfig, "data": DataConfig, "thinker": ThinkerModelConfig,
-                  "dit": DiTModelConfig}.get(name) if cls is TrainConfig else None
+                  "dit": DiTModelConfig, "rl": RLConfig}.get(name) if cls is TrainConfig else None
         if nested is not None:
             value = _build(nested, value or {}, f"{where}.{name}")
         elif name == "betas":

@@ -158,10 +158,13 @@ def train(config: TrainConfig, stage: Stage, resume: bool = False, progress: boo
     torch.manual_seed(config.run.seed)
 
     model = stage.model
-    parameters = [p for p in model.parameters() if p.requires_grad]
+    # a stage may give parameter groups with their own learning rates (RL: thinker vs DiT)
+    groups = stage.param_groups() if hasattr(stage, "param_groups") else [
+        {"params": [p for p in model.parameters() if p.requires_grad], "lr": config.optim.lr}]
+    parameters = [p for group in groups for p in group["params"]]
     if not parameters:
         raise ValueError(f"stage {config.stage} has nothing to train")
-    optimizer = torch.optim.AdamW(parameters, lr=config.optim.lr, betas=config.optim.betas,
+    optimizer = torch.optim.AdamW(groups, lr=config.optim.lr, betas=config.optim.betas,
                                   weight_decay=config.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
     ema = trainable_state(model) if config.ema_decay > 0 else None
@@ -210,6 +213,8 @@ def train(config: TrainConfig, stage: Stage, resume: bool = False, progress: boo
                     writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                     writer.add_scalar("train/grad_norm", float(grad_norm), step)
                     writer.add_scalar("train/samples_per_s", rate, step)
+                    for name, value in getattr(stage, "metrics", {}).items():  # e.g. RL rewards
+                        writer.add_scalar(name, value, step)
                 bar.set_postfix(loss=f"{loss_value:.4f}", samples_s=f"{rate:.0f}")
             bar.update(1)
             if accelerator.is_main_process and config.run.sample_every and step % config.run.sample_every == 0:

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import TrainConfig, load
+from .config import RL_STAGES, TrainConfig, load
 from .loop import train
 
 
 def build_stage(config: TrainConfig):
+    if config.stage in RL_STAGES:
+        from .rl_stage import RLStage
+
+        return RLStage(config)
     if config.stage.startswith("thinker_"):
         from .thinker_stage import ThinkerStage
 

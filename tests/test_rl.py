@@ -1,0 +1,310 @@
+"""Reinforcement learning: GRPO advantages and losses by hand, on-policy gradients, KL at
+initialisation, the SDE step and sampler against Gaussians and the ODE, rewards, and the four RL
+stages running (with what they train, same-noise groups and exact resume)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from thinkgen import flow, tiny_pipeline
+from thinkgen.rewards import REWARDS, WeightedReward, get_reward, register_reward
+from thinkgen.rl.flow_grpo import flow_grpo_loss, gaussian_logprob, sde_sample, sde_step
+from thinkgen.rl.grpo import completion_logprobs, group_advantages, grpo_loss
+from thinkgen.train import config as C
+from thinkgen.train.loop import train
+from thinkgen.train.run import build_stage
+from thinkgen.world import suites
+from thinkgen.world.render import render
+
+
+# ----------------------------------------------------------------------------- advantages
+def test_group_advantages_by_hand():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    std = math.sqrt(4 * 0.25 / 3)  # unbiased std of (1, 0, 0, 1)
+    expected = torch.tensor([0.5, -0.5, -0.5, 0.5]) / (std + 1e-4)
+    adv = group_advantages(rewards, 4, "group")
+    assert torch.allclose(adv[:4], expected) and torch.equal(adv[4:], torch.zeros(4))  # all-equal group: 0
+    batch_std = rewards.std().item()  # unbiased, over all 8
+    assert torch.allclose(group_advantages(rewards, 4, "batch")[:4], torch.tensor([0.5, -0.5, -0.5, 0.5]) / (batch_std + 1e-4))
+    assert torch.equal(group_advantages(rewards, 4, "none"), torch.tensor([0.5, -0.5, -0.5, 0.5, 0, 0, 0, 0]))
+    with pytest.raises(ValueError, match="groups of 3"):
+        group_advantages(rewards, 3)
+    with pytest.raises(ValueError, match="scale"):
+        group_advantages(rewards, 4, "global")
+
+
+# ----------------------------------------------------------------------------- GRPO loss
+def hand_batch():
+    # two sequences of 3 and 1 completion tokens (T = 3), advantages +2 and -1
+    mask = torch.tensor([[1.0, 1, 1], [1, 0, 0]])
+    return torch.zeros(2, 3), mask, torch.tensor([2.0, -1.0])
+
+
+def test_loss_normalisations_by_hand():
+    logp, mask, adv = hand_batch()  # ratio 1 everywhere: per-token loss = -A
+    grpo, _ = grpo_loss(logp, logp, adv, mask, normalization="grpo")
+    assert grpo.item() == pytest.approx(((-2 * 3) / 3 + (1 * 1) / 1) / 2)  # mean over sequences of token means
+    dr, _ = grpo_loss(logp, logp, adv, mask, normalization="dr_grpo", max_completion_length=5)
+    assert dr.item() == pytest.approx((-2 * 3 + 1) / (2 * 5))  # token sum / (B * max length)
+    dapo, _ = grpo_loss(logp, logp, adv, mask, normalization="dapo")
+    assert dapo.item() == pytest.approx((-2 * 3 + 1) / 4)  # token sum / active tokens
+
+
+def test_clipping_by_hand():
+    mask = torch.ones(2, 1)
+    old = torch.zeros(2, 1)
+    logp = torch.log(torch.tensor([[1.5], [0.5]]))  # ratios 1.5 (A = +1) and 0.5 (A = -1)
+    loss, stats = grpo_loss(logp, old, torch.tensor([1.0, -1.0]), mask, epsilon=0.2, epsilon_high=0.28,
+                            normalization="dapo")
+    # A>0: min(1.5, 1.28) = 1.28 -> -1.28; A<0: min(-0.5, -0.8) = -0.8 -> +0.8
+    assert loss.item() == pytest.approx((-1.28 + 0.8) / 2)
+    assert stats.clip_fraction == 1.0
+    # sequence-level ratio: exp(mean log-ratio) shared by the sequence's tokens
+    logp2 = torch.log(torch.tensor([[2.0, 0.5]]))
+    seq, _ = grpo_loss(logp2, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2), epsilon=10.0,
+                       importance="sequence")
+    assert seq.item() == pytest.approx(-1.0)  # exp((log 2 + log 0.5) / 2) = 1
+
+
+def test_on_policy_ratio_is_one_and_gradient_is_policy_gradient(tokenizer):
+    from thinkgen.tiny import tiny_qwen3
+
+    model = tiny_qwen3(len(tokenizer), hidden_size=32, num_layers=2, seed=1)
+    sequences = [torch.tensor([5, 6, 7, 8, 9]), torch.tensor([5, 6, 10, 11])]
+    prompt_lengths = [2, 3]
+    advantages = torch.tensor([1.5, -0.5])
+
+    for importance in ("token", "sequence"):
+        model.zero_grad()
+        logp, mask = completion_logprobs(model, sequences, prompt_lengths, pad_id=0, temperature=0.7)
+        assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+        loss, stats = grpo_loss(logp, logp.detach(), advantages, mask, importance=importance)
+        assert stats.ratio_mean == 1.0
+        loss.backward()
+        ours = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        logp, mask = completion_logprobs(model, sequences, prompt_lengths, pad_id=0, temperature=0.7)
+        # plain policy gradient: -(1/B) sum_i A_i mean_t log p(o_it)
+        plain = -((advantages * (logp * mask).sum(1) / mask.sum(1)).mean())
+        plain.backward()
+        for a, b in zip(ours, (p.grad for p in model.parameters()), strict=True):
+            assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_completion_logprobs_match_a_manual_forward(tokenizer):
+    from thinkgen.tiny import tiny_qwen3
+
+    model = tiny_qwen3(len(tokenizer), hidden_size=32, num_layers=2, seed=1)
+    seq = torch.tensor([5, 6, 7, 8])
+    logp, _ = completion_logprobs(model, [seq, torch.tensor([5, 6, 9])], [2, 2], pad_id=0, temperature=2.0)
+    logits = model(input_ids=seq[None]).logits[0]
+    manual = torch.log_softmax(logits / 2.0, -1)
+    assert torch.allclose(logp[0], torch.stack([manual[1, 7], manual[2, 8]]), atol=1e-5)
+
+
+def test_kl_is_zero_at_initialisation():
+    logp = torch.randn(3, 4)
+    mask = torch.ones(3, 4)
+    adv = torch.tensor([1.0, -1.0, 0.5])
+    with_kl, stats = grpo_loss(logp, logp, adv, mask, ref_logprobs=logp.clone(), beta=0.5)
+    without, _ = grpo_loss(logp, logp, adv, mask)
+    assert stats.kl == 0.0 and with_kl.item() == pytest.approx(without.item())
+    _, moved = grpo_loss(logp, logp, adv, mask, ref_logprobs=logp + 0.3, beta=0.5)
+    assert moved.kl > 0  # and it grows once the policy moves away
+    mean = torch.randn(2, 5)
+    _, flow_stats = flow_grpo_loss(torch.zeros(2), torch.zeros(2), torch.ones(2), mean=mean, ref_mean=mean.clone(),
+                                   std=0.3, beta=0.04)
+    assert flow_stats.kl == 0.0
+
+
+# ----------------------------------------------------------------------------- Flow-GRPO
+def test_sde_logprob_is_the_gaussian_density():
+    torch.manual_seed(0)
+    x, v = torch.randn(3, 4, 6), torch.randn(3, 4, 6)
+    mean, std = sde_step(x, v, 0.6, 0.5, noise_level=0.7)
+    sample = mean + std * torch.randn_like(mean)
+    expected = torch.distributions.Normal(mean, std).log_prob(sample).flatten(1).mean(1)
+    assert torch.allclose(gaussian_logprob(sample, mean, std), expected, atol=1e-5)
+    # the reference formulas: std = a sqrt(sigma / (1 - sigma)), scaled by sqrt(-dt)
+    s = 0.7 * math.sqrt(0.6 / 0.4)
+    assert float(std) == pytest.approx(s * math.sqrt(0.1))
+    dt = -0.1
+    assert torch.allclose(mean, x * (1 + s**2 * dt / 1.2) + v * (1 + s**2 * 0.4 / 1.2) * dt, atol=1e-6)
+    # at sigma = 1 the next sigma stands in for the infinite std
+    _, first = sde_step(x, v, 1.0, 0.9, noise_level=0.7)
+    assert float(first) == pytest.approx(0.7 * math.sqrt(0.9 / 0.1) * math.sqrt(0.1))
+
+
+def test_sde_with_noise_level_zero_is_the_ode():
+    torch.manual_seed(0)
+    weight = torch.randn(6, 6) * 0.3
+
+    def velocity(x, sigma):
+        return x @ weight + sigma.view(-1, 1, 1)
+
+    noise = torch.randn(2, 5, 6)
+    sigmas = flow.sigma_schedule(8, shift=3.0)
+    ode = flow.euler_sample(velocity, noise, sigmas)
+    trajectory = sde_sample(velocity, noise, sigmas, noise_level=0.0)
+    assert torch.allclose(trajectory.sample, ode, atol=1e-5)
+    assert len(trajectory.logprobs) == 8
+    window = sde_sample(velocity, noise, sigmas, noise_level=0.7, sde_steps=[3, 4],
+                        generator=torch.Generator().manual_seed(0))
+    assert window.steps == [3, 4] and len(window.inputs) == 2  # Flow-GRPO-Fast: only the window is recorded
+
+
+def test_sde_and_ode_agree_on_a_toy_flow():
+    """Data N(m, s^2) in 1-D: the exact velocity E[noise - x0 | x_sigma] is known in closed form;
+    both samplers must end at mean m and variance s^2."""
+    m, s = 1.5, 0.5
+
+    def velocity(x, sigma):
+        sigma = sigma.view(-1, 1)
+        var = (1 - sigma) ** 2 * s**2 + sigma**2  # variance of x_sigma
+        centred = x - (1 - sigma) * m
+        x0 = m + (1 - sigma) * s**2 / var * centred
+        eps = sigma / var * centred
+        return eps - x0
+
+    noise = torch.randn(20000, 1, generator=torch.Generator().manual_seed(0))
+    sigmas = flow.sigma_schedule(200)
+    ode = flow.euler_sample(velocity, noise, sigmas)
+    sde = sde_sample(velocity, noise, sigmas, noise_level=0.7, generator=torch.Generator().manual_seed(1)).sample
+    for x in (ode, sde):
+        assert x.mean().item() == pytest.approx(m, abs=0.03)
+        assert x.var().item() == pytest.approx(s**2, rel=0.06)
+
+
+def test_flow_grpo_loss_clips_and_clamps():
+    adv = torch.tensor([10.0, -1.0])  # the first is clamped to 5
+    loss, stats = flow_grpo_loss(torch.log(torch.tensor([1.5, 1.0])), torch.zeros(2), adv, clip_range=1e-4)
+    # A = 5, ratio 1.5: max(-7.5, -5 * 1.0001) = -5.0005; A = -1, ratio 1: 1
+    assert loss.item() == pytest.approx((-5.0005 + 1.0) / 2)
+    assert stats.clip_fraction == 0.5
+
+
+# ----------------------------------------------------------------------------- rewards
+def test_rewards_registry_and_shapeworld_rules():
+    item = suites.build("composition", 6, "train")[0]
+    right = Image.fromarray(render(item.scene, 32))
+    wrong = Image.new("RGB", (32, 32), "white")  # nothing drawn
+    assert get_reward("shapeworld")([item, item], [right, wrong], ["", ""]) == [1.0, 0.0]
+    assert get_reward("instruction")([item], [None], [item.canonical]) == [1.0]
+    with pytest.raises(ValueError, match="unknown reward"):
+        get_reward("nope")
+    assert get_reward("thinkgen.rewards:instruction_reward") is REWARDS["instruction"]
+
+    @register_reward("constant_test")
+    def constant(items, images, rewrites):
+        return [0.25] * len(items)
+
+    total, parts = WeightedReward({"shapeworld": 1.0, "constant_test": 2.0})([item], [right], [""])
+    assert total == [1.5] and parts == {"shapeworld": 1.0, "constant_test": 0.25}
+    text = suites.build("text", 1, "train")[0]
+    read = get_reward("shapeworld")([text], [Image.fromarray(render(text.scene, 64))], [""])
+    assert read == [1.0]
+
+
+# ----------------------------------------------------------------------------- the stages
+@register_reward("brightness_test")
+def brightness(items, images, rewrites):
+    """A dense image reward (a random tiny DiT never passes a rule), so advantages are not all 0."""
+    return [float(np.asarray(image, dtype=np.float32).mean()) / 255 for image in images]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_rl") / "pipe"
+    tiny_pipeline(seed=0, max_think_tokens=6, max_rewrite_tokens=6).save_pretrained(folder)
+    return folder
+
+
+def rl_config(tiny_dir, out, stage, steps=2, **rl):
+    return C.from_dict({
+        "stage": stage, "output_dir": str(out), "init": str(tiny_dir),
+        "run": {"steps": steps, "batch_size": 2, "log_every": 1, "save_every": 100, "seed": 5},
+        "optim": {"lr": 1e-3, "warmup_steps": 1},
+        "rl": {"num_generations": 3, "images_per_prompt": 2, "pool_size": 8, "render_steps": 2, "train_steps": 3,
+               "scenarios": {"composition": 1.0, "reasoning": 1.0}, "rewards": {"brightness_test": 1.0,
+                                                                                  "instruction": 1.0}, **rl},
+    })
+
+
+def parts(stage):
+    pipe = stage.pipe
+    return {"thinker": {k: v.clone() for k, v in pipe.thinker.model.state_dict().items()},
+            "dit": {k: v.clone() for k, v in pipe.transformer.state_dict().items()}}
+
+
+def changed(before, after):
+    return any(not torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("name, thinker_moves, dit_moves", [
+    ("thinker_grpo", True, False), ("dit_flow_grpo", False, True), ("dual_grpo", True, True),
+])
+def test_each_stage_trains_what_it_should(tiny_dir, tmp_path, name, thinker_moves, dit_moves):
+    config = rl_config(tiny_dir, tmp_path, name, beta=0.1, flow_beta=0.1)
+    stage = build_stage(config)
+    before = parts(stage)
+    train(config, stage, progress=False)
+    after = parts(stage)
+    assert changed(before["thinker"], after["thinker"]) == thinker_moves
+    assert changed(before["dit"], after["dit"]) == dit_moves
+    assert (tmp_path / "final" / "model_index.json").exists() and (tmp_path / "rollouts.jsonl").exists()
+    assert "reward" in stage.metrics
+
+
+def test_sep_grpo_alternates_rounds(tiny_dir, tmp_path):
+    config = rl_config(tiny_dir, tmp_path, "sep_grpo", steps=3, rounds=[["thinker", 2], ["dit", 1]])
+    stage = build_stage(config)
+    assert [stage.phase(s) for s in range(6)] == ["thinker", "thinker", "dit"] * 2
+    batch = stage.batch(2, 0, 2)
+    assert set(batch) == {"phase", "dit"}
+
+
+def test_group_rollouts_share_their_noise(tiny_dir, tmp_path):
+    stage = build_stage(rl_config(tiny_dir, tmp_path, "thinker_grpo", scenarios={"composition": 1.0},
+                                  rewards={"shapeworld": 1.0}))
+    seen = []
+    original = stage.pipe.initial_noise
+
+    def record(seeds, height, width):
+        noise = original(seeds, height, width)
+        seen.append(noise)
+        return noise
+
+    stage.pipe.initial_noise = record
+    stage.batch(0, 0, 2)
+    noise = torch.cat(seen)  # (P G, N, C): G = 3 rollouts per prompt
+    assert noise.shape[0] == 6
+    assert torch.equal(noise[0], noise[1]) and torch.equal(noise[0], noise[2])
+    assert torch.equal(noise[3], noise[5]) and not torch.equal(noise[0], noise[3])
+
+
+def test_rl_resume_is_exact(tiny_dir, tmp_path):
+    from tests.test_train import stop_at
+
+    straight = build_stage(rl_config(tiny_dir, tmp_path / "a", "thinker_grpo", steps=4))
+    train(rl_config(tiny_dir, tmp_path / "a", "thinker_grpo", steps=4), straight, progress=False)
+    first = stop_at(build_stage(rl_config(tiny_dir, tmp_path / "b", "thinker_grpo", steps=4)), 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(rl_config(tiny_dir, tmp_path / "b", "thinker_grpo", steps=4), first, progress=False)
+    resumed = build_stage(rl_config(tiny_dir, tmp_path / "b", "thinker_grpo", steps=4))
+    train(rl_config(tiny_dir, tmp_path / "b", "thinker_grpo", steps=4), resumed, resume=True, progress=False)
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_rl_config_errors(tiny_dir):
+    with pytest.raises(C.ConfigError, match="suite"):
+        C.from_dict({"stage": "thinker_grpo", "output_dir": "x", "rl": {"scenarios": {"poems": 1.0}}})
+    with pytest.raises(C.ConfigError, match="loss_type"):
+        C.from_dict({"stage": "thinker_grpo", "output_dir": "x", "rl": {"loss_type": "ppo"}})
+    with pytest.raises(C.ConfigError, match="rounds"):
+        C.from_dict({"stage": "sep_grpo", "output_dir": "x", "rl": {"rounds": [["both", 3]]}})
+    with pytest.raises(ValueError, match="init"):
+        build_stage(C.from_dict({"stage": "thinker_grpo", "output_dir": "x"}))

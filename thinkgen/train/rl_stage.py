@@ -1,0 +1,404 @@
+"""Reinforcement-learning stages: thinker GRPO, DiT Flow-GRPO, SepGRPO and Dual-GRPO.
+
+* ``thinker_grpo`` (ThinkGen stage 4): per prompt, G sampled reasoning + rewrite rollouts; the
+  frozen DiT draws every rollout of a prompt **from the same initial noise** (so the rewrite is the
+  only thing that differs), the reward registry scores the images, and the thinker takes a GRPO step.
+* ``dit_flow_grpo`` (stage 5): the thinker (frozen, greedy) writes each prompt's instruction once;
+  the DiT draws K images with the SDE sampler, recording log-probabilities; the bridge and DiT
+  take a Flow-GRPO step.
+* ``sep_grpo``: both, alternating in rounds (``rl.rounds``, e.g. ``[[thinker, 200], [dit, 100]]``).
+* ``dual_grpo`` (T2G): a tree of J sampled traces x K images per prompt. A trace's reward is the
+  mean over its K images and its advantage is relative to the prompt's J traces; each image's
+  advantage is relative to the K images of its trace. Both models update every step, with loss
+  weights ``rl.beta_thinker`` and ``rl.beta_dit``.
+
+Everything runs inside the shared loop (:mod:`.loop`): ``batch(step, ...)`` makes the rollouts
+(no gradients), ``model(batch)`` returns the loss. ``run.batch_size`` counts *prompts* per step.
+Rollouts are a pure function of the weights, the seed and the step, so resuming from a
+checkpoint repeats them exactly. With ``rl.num_iterations`` > 1 a rollout batch is reused for that
+many optimizer steps (the clipped ratio then matters); resuming inside such a window draws the
+window's rollouts again with the resumed weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from ..eval.shapeworld import REFLECTION_PROMPT
+from ..flow import euler_sample
+from ..generator import Reference, backend_for
+from ..pipeline import ThinkGenPipeline, _to_pil
+from ..rewards import WeightedReward
+from ..rl.flow_grpo import flow_grpo_loss, gaussian_logprob, sde_sample, sde_step
+from ..rl.grpo import completion_logprobs, group_advantages, grpo_loss
+from ..thinker import Thinker
+from ..world import suites
+from ..world.captions import canonical, target_of
+from ..world.render import render
+from .config import TrainConfig
+from .loop import load_ema
+
+DEFAULT_SPLITS = {"reasoning": "rl"}  # other suites: "train"
+
+
+def _seed(*parts: Any) -> int:
+    return random.Random(repr(parts)).randrange(2**31)
+
+
+def prompt_for(item: suites.Item) -> str:
+    """What the thinker is asked. Reflection: the request plus a description of the wrong image."""
+    if item.suite == "reflection":
+        return REFLECTION_PROMPT.format(prompt=item.prompt, shown=canonical(target_of(item.source)))
+    return item.prompt
+
+
+class RLModule(nn.Module):
+    """The trained parts (thinker LM, bridge, DiT); ``forward(batch)`` is the RL loss."""
+
+    def __init__(self, stage: RLStage) -> None:
+        super().__init__()
+        self.thinker_model = stage.pipe.thinker.model
+        self.bridge, self.transformer = stage.pipe.bridge, stage.pipe.transformer
+        self.stage = [stage]  # a list: not a submodule
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        stage = self.stage[0]
+        rl = stage.config.rl
+        loss = torch.zeros((), device=self.transformer.device)
+        if "thinker" in batch:
+            weight = rl.beta_thinker if batch["phase"] == "dual" else 1.0
+            loss = loss + weight * stage.thinker_loss(batch["thinker"])
+        if "dit" in batch:
+            weight = rl.beta_dit if batch["phase"] == "dual" else 1.0
+            loss = loss + weight * stage.dit_loss(batch["dit"])
+        return loss
+
+
+class RLStage:
+    def __init__(self, config: TrainConfig) -> None:
+        if not config.init:
+            raise ValueError(f"{config.stage} needs `init`: a trained pipeline folder to improve")
+        self.config = config
+        rl = config.rl
+        self.pipe = pipe = ThinkGenPipeline.from_pretrained(config.init)
+        # train in float32; save in the precision the pipeline came in (the embedded model is fp16)
+        self.saved_dtype = pipe.transformer.dtype
+        for module in self._modules():
+            module.float()
+        self.trains_thinker = config.stage in ("thinker_grpo", "sep_grpo", "dual_grpo")
+        self.trains_dit = config.stage in ("dit_flow_grpo", "sep_grpo", "dual_grpo")
+        pipe.thinker.model.requires_grad_(self.trains_thinker)
+        pipe.bridge.requires_grad_(self.trains_dit)
+        pipe.transformer.requires_grad_(self.trains_dit)
+        # frozen copies for the KL terms (only when they are weighted)
+        self.ref_thinker = self._frozen(pipe.thinker.model) if self.trains_thinker and rl.beta else None
+        self.ref_bridge = self._frozen(pipe.bridge) if self.trains_dit and rl.flow_beta else None
+        self.ref_backend = backend_for(self._frozen(pipe.transformer)) if self.ref_bridge is not None else None
+        sampling = replace(pipe.thinker.config, do_sample=True, temperature=rl.temperature, top_k=rl.top_k,
+                           top_p=1.0)
+        self.sampler = Thinker(pipe.thinker.model, pipe.thinker.tokenizer, pipe.thinker.processor, sampling)
+        self.rewards = WeightedReward(rl.rewards)
+        self.pools = {suite: suites.build(suite, rl.pool_size, rl.splits.get(suite, DEFAULT_SPLITS.get(suite, "train")))
+                      for suite in rl.scenarios}
+        for suite, pool in self.pools.items():
+            if not pool:
+                raise ValueError(f"no {suite} items for RL")
+        self.model = RLModule(self)
+        self.metrics: dict[str, float] = {}
+        self._cache: tuple[tuple[int, int, int], dict] | None = None
+        self.log_path = Path(config.output_dir) / "rollouts.jsonl"
+
+    def _modules(self) -> tuple[nn.Module, ...]:
+        return (self.pipe.thinker.model, self.pipe.bridge, self.pipe.transformer, self.pipe.vae)
+
+    @staticmethod
+    def _frozen(module: nn.Module) -> nn.Module:
+        return copy.deepcopy(module).requires_grad_(False).eval()
+
+    # ------------------------------------------------------------------ what trains, at what lr
+    def param_groups(self) -> list[dict[str, Any]]:
+        rl, lr = self.config.rl, self.config.optim.lr
+        groups = []
+        if self.trains_thinker:
+            groups.append({"params": [p for p in self.pipe.thinker.model.parameters() if p.requires_grad],
+                           "lr": rl.thinker_lr or lr})
+        if self.trains_dit:
+            params = list(self.pipe.bridge.parameters()) + list(self.pipe.transformer.parameters())
+            groups.append({"params": [p for p in params if p.requires_grad], "lr": rl.dit_lr or lr})
+        return groups
+
+    def phase(self, step: int) -> str:
+        stage = self.config.stage
+        if stage == "thinker_grpo":
+            return "thinker"
+        if stage == "dit_flow_grpo":
+            return "dit"
+        if stage == "dual_grpo":
+            return "dual"
+        rounds = self.config.rl.rounds
+        position = step % sum(n for _, n in rounds)
+        for name, n in rounds:
+            if position < n:
+                return name
+            position -= n
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------ rollouts
+    def _items(self, window: int) -> list[suites.Item]:
+        """The global batch of prompts of a step (a pure function of seed and step)."""
+        rl = self.config.rl
+        rng = random.Random(_seed(self.config.run.seed, "prompts", window))
+        names = list(rl.scenarios)
+        chosen = rng.choices(names, weights=[rl.scenarios[n] for n in names], k=self.config.run.batch_size)
+        return [rng.choice(self.pools[name]) for name in chosen]
+
+    def batch(self, step: int, start: int, size: int) -> dict[str, Any]:
+        window = step - step % self.config.rl.num_iterations
+        key = (window, start, size)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        items = self._items(window)[start : start + size]
+        phase = self.phase(window)
+        self.metrics = {}
+        with torch.no_grad():
+            if phase == "thinker":
+                batch = {"phase": phase, "thinker": self._thinker_rollout(items, window, start)}
+            elif phase == "dit":
+                batch = {"phase": phase, "dit": self._dit_rollout(items, window, start)}
+            else:
+                thinker_part, dit_part = self._dual_rollout(items, window, start)
+                batch = {"phase": phase, "thinker": thinker_part, "dit": dit_part}
+        self._cache = (key, batch)
+        if start == 0:  # one process logs
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps({"step": step, "phase": phase, **self.metrics}) + "\n")
+        return batch
+
+    def _resolution(self, item: suites.Item) -> int:
+        return suites.RESOLUTION.get(item.suite, self.pipe.defaults["height"])
+
+    def _by_resolution(self, items: list[suites.Item]) -> dict[int, list[int]]:
+        groups: dict[int, list[int]] = {}
+        for index, item in enumerate(items):
+            groups.setdefault(self._resolution(item), []).append(index)
+        return groups
+
+    def _null(self, bridge: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unconditional text states through ``bridge`` (re-encoded: the thinker may be training)."""
+        thought = self.pipe.thinker.encode([""], think=False)
+        return (bridge or self.pipe.bridge)(thought.states.to(self.pipe.device), thought.mask.to(self.pipe.device))
+
+    def _reference(self, items: list[suites.Item], resolution: int) -> Reference | None:
+        if not any(item.source is not None for item in items):
+            return None
+        images = [Image.fromarray(render(item.source or item.scene, resolution)) for item in items]
+        return self.pipe.reference(images, resolution, resolution)
+
+    def _images(self, items: list[suites.Item], states: torch.Tensor, mask: torch.Tensor,
+                seeds: list[int]) -> list[Image.Image | None]:
+        """Draw every sample with the frozen DiT (ODE sampler), sample i from noise ``seeds[i]``."""
+        rl, pipe = self.config.rl, self.pipe
+        images: list[Image.Image | None] = [None] * len(items)
+        null = self._null()
+        for resolution, rows in self._by_resolution(items).items():
+            rows = [r for r in rows if items[r].suite != "reflection"]
+            if not rows:
+                continue
+            grid = pipe.token_grid(resolution, resolution)
+            text, text_mask = pipe.bridge(states[rows], mask[rows])
+            velocity = pipe.guided_velocity(text, text_mask, grid, self._reference([items[r] for r in rows], resolution),
+                                            self._cfg(), pipe.defaults["image_guidance_scale"], null=null)
+            noise = pipe.initial_noise([seeds[r] for r in rows], resolution, resolution)
+            x = euler_sample(velocity, noise, pipe.sigmas(rl.render_steps, grid))
+            for r, image in zip(rows, _to_pil(pipe.decode(x, resolution, resolution)), strict=True):
+                images[r] = image
+        return images
+
+    def _cfg(self) -> float:
+        cfg = self.config.rl.guidance_scale
+        return self.pipe.defaults["guidance_scale"] if cfg is None else cfg
+
+    def _sample_thoughts(self, items: list[suites.Item], copies: int, seed: int):
+        prompts = [prompt_for(item) for item in items for _ in range(copies)]
+        return self.sampler.encode(prompts, think=True, seed=seed)
+
+    def _thinker_part(self, thought, advantages: torch.Tensor) -> dict[str, Any]:
+        rl = self.config.rl
+        part = {"sequences": thought.sequences, "prompt_lengths": thought.prompt_lengths,
+                "advantages": advantages.to(self.pipe.device)}
+        pad = self.pipe.thinker.pad_id
+        if rl.num_iterations > 1:  # the rollout policy's log-probs; otherwise the current ones, detached
+            part["old_logprobs"], _ = completion_logprobs(self.pipe.thinker.model, thought.sequences,
+                                                          thought.prompt_lengths, pad, rl.temperature)
+        if self.ref_thinker is not None:
+            part["ref_logprobs"], _ = completion_logprobs(self.ref_thinker, thought.sequences,
+                                                          thought.prompt_lengths, pad, rl.temperature)
+        lengths = [self._think_length(seq[start:]) for seq, start in zip(thought.sequences, thought.prompt_lengths,
+                                                                         strict=True)]
+        self.metrics["cot_length"] = sum(lengths) / len(lengths)
+        self.metrics["completion_length"] = sum(len(s) - p for s, p in zip(thought.sequences, thought.prompt_lengths,
+                                                                           strict=True)) / len(lengths)
+        return part
+
+    def _think_length(self, completion: torch.Tensor) -> int:
+        hits = (completion == self.pipe.thinker.close_id).nonzero()
+        return int(hits[0, 0]) if len(hits) else len(completion)
+
+    def _score(self, items: list[suites.Item], images, rewrites: list[str]) -> torch.Tensor:
+        rewards, parts = self.rewards(items, images, rewrites)
+        self.metrics["reward"] = sum(rewards) / len(rewards)
+        for suite in sorted({i.suite for i in items}):
+            picked = [r for r, i in zip(rewards, items, strict=True) if i.suite == suite]
+            self.metrics[f"reward/{suite}"] = sum(picked) / len(picked)
+        for name, value in parts.items():
+            self.metrics[f"reward_part/{name}"] = value
+        return torch.tensor(rewards, dtype=torch.float32)
+
+    def _thinker_rollout(self, items: list[suites.Item], window: int, start: int) -> dict[str, Any]:
+        rl, seed = self.config.rl, self.config.run.seed
+        G = rl.num_generations
+        thought = self._sample_thoughts(items, G, _seed(seed, "think", window, start))
+        expanded = [item for item in items for _ in range(G)]
+        # the same initial noise for every rollout of a prompt: only the rewrite differs
+        noise_seeds = [_seed(seed, "noise", window, start + p) for p in range(len(items)) for _ in range(G)]
+        images = (self._images(expanded, thought.states.to(self.pipe.device), thought.mask.to(self.pipe.device),
+                               noise_seeds) if self.rewards.needs_images else [None] * len(expanded))
+        rewards = self._score(expanded, images, thought.rewritten)
+        self.last_images, self.last_noise_seeds = images, noise_seeds
+        return self._thinker_part(thought, group_advantages(rewards, G, rl.scale_rewards))
+
+    def _dit_part(self, items: list[suites.Item], states: torch.Tensor, mask: torch.Tensor, group: int,
+                  window: int, start: int, rewrites: list[str]) -> tuple[dict[str, Any], torch.Tensor]:
+        """SDE rollouts of the policy DiT for already-thought samples; images in groups of ``group``."""
+        rl, pipe, seed = self.config.rl, self.pipe, self.config.run.seed
+        rng = random.Random(_seed(seed, "window", window, start))
+        null = self._null()
+        parts, images = [], [None] * len(items)
+        for resolution, rows in self._by_resolution(items).items():
+            grid = pipe.token_grid(resolution, resolution)
+            sigmas = pipe.sigmas(rl.train_steps, grid)
+            steps = None
+            if rl.sde_window:  # Flow-GRPO-Fast: a short stochastic window at a random place
+                first = rng.randrange(0, max(1, rl.train_steps - rl.sde_window))
+                steps = range(first, min(rl.train_steps, first + rl.sde_window))
+            reference = self._reference([items[r] for r in rows], resolution)
+            text, text_mask = pipe.bridge(states[rows], mask[rows])
+            velocity = pipe.guided_velocity(text, text_mask, grid, reference, self._cfg_dit(),
+                                            pipe.defaults["image_guidance_scale"], null=null)
+            noise = pipe.initial_noise([_seed(seed, "dit-noise", window, start, r) for r in rows], resolution,
+                                       resolution)
+            generator = torch.Generator().manual_seed(_seed(seed, "sde", window, start, resolution))
+            trajectory = sde_sample(velocity, noise, sigmas, rl.noise_level, steps, generator)
+            for r, image in zip(rows, _to_pil(pipe.decode(trajectory.sample, resolution, resolution)), strict=True):
+                images[r] = image
+            recorded = list(range(len(trajectory.steps)))
+            keep = max(1, round(rl.timestep_fraction * len(recorded)))
+            chosen = sorted(rng.sample(recorded, keep))
+            parts.append({"rows": rows, "states": states[rows], "mask": mask[rows], "grid": grid, "sigmas": sigmas,
+                          "reference": reference, "steps": [trajectory.steps[j] for j in chosen],
+                          "inputs": [trajectory.inputs[j] for j in chosen],
+                          "outputs": [trajectory.outputs[j] for j in chosen],
+                          "old_logprobs": [trajectory.logprobs[j] for j in chosen]})
+        rewards = self._score(items, images, rewrites)
+        advantages = group_advantages(rewards, group, rl.scale_rewards).to(pipe.device)
+        for part in parts:
+            part["advantages"] = advantages[part["rows"]]
+        self.last_images = images
+        return {"parts": parts}, rewards
+
+    def _cfg_dit(self) -> float:
+        return self._cfg() if self.config.rl.flow_cfg else 1.0
+
+    def _dit_rollout(self, items: list[suites.Item], window: int, start: int) -> dict[str, Any]:
+        rl = self.config.rl
+        items = [i for i in items if i.suite != "reflection"]  # reflection draws nothing
+        if not items:
+            raise ValueError("dit_flow_grpo needs a scenario that draws images (not only reflection)")
+        thought = self.pipe.thinker.encode([prompt_for(i) for i in items], think=rl.think)
+        K = rl.images_per_prompt
+        states = thought.states.to(self.pipe.device).repeat_interleave(K, 0)
+        mask = thought.mask.to(self.pipe.device).repeat_interleave(K, 0)
+        expanded = [item for item in items for _ in range(K)]
+        rewrites = [r for r in thought.rewritten for _ in range(K)]
+        part, _ = self._dit_part(expanded, states, mask, K, window, start, rewrites)
+        return part
+
+    def _dual_rollout(self, items: list[suites.Item], window: int, start: int):
+        rl, seed = self.config.rl, self.config.run.seed
+        J, K = rl.num_generations, rl.images_per_prompt
+        items = [i for i in items if i.suite != "reflection"]
+        thought = self._sample_thoughts(items, J, _seed(seed, "think", window, start))
+        states = thought.states.to(self.pipe.device).repeat_interleave(K, 0)  # (P J K, L, D)
+        mask = thought.mask.to(self.pipe.device).repeat_interleave(K, 0)
+        expanded = [item for item in items for _ in range(J * K)]
+        rewrites = [r for r in thought.rewritten for _ in range(K)]
+        dit_part, rewards = self._dit_part(expanded, states, mask, K, window, start, rewrites)
+        trace_rewards = rewards.view(-1, K).mean(dim=1)  # (P J,): a trace scores the mean of its images
+        thinker_part = self._thinker_part(thought, group_advantages(trace_rewards, J, rl.scale_rewards))
+        return thinker_part, dit_part
+
+    # ------------------------------------------------------------------ losses (with gradients)
+    def thinker_loss(self, part: dict[str, Any]) -> torch.Tensor:
+        rl = self.config.rl
+        logprobs, mask = completion_logprobs(self.pipe.thinker.model, part["sequences"], part["prompt_lengths"],
+                                             self.pipe.thinker.pad_id, rl.temperature)
+        old = part.get("old_logprobs", logprobs.detach())
+        loss, stats = grpo_loss(logprobs, old, part["advantages"], mask, rl.epsilon, rl.epsilon_high,
+                                part.get("ref_logprobs"), rl.beta, rl.importance, rl.loss_type,
+                                self.pipe.thinker.config.max_think_tokens + self.pipe.thinker.config.max_rewrite_tokens + 3)
+        self.metrics.update({"thinker/clip_fraction": stats.clip_fraction, "thinker/kl": stats.kl,
+                             "thinker/ratio": stats.ratio_mean})
+        return loss
+
+    def dit_loss(self, part: dict[str, Any]) -> torch.Tensor:
+        rl, pipe = self.config.rl, self.pipe
+        null = self._null()
+        ref_null = self._null(self.ref_bridge) if self.ref_bridge is not None else None
+        total, count, clip_fractions, kls = 0.0, 0, [], []
+        for sub in part["parts"]:
+            text, text_mask = pipe.bridge(sub["states"], sub["mask"])
+            velocity = pipe.guided_velocity(text, text_mask, sub["grid"], sub["reference"], self._cfg_dit(),
+                                            pipe.defaults["image_guidance_scale"], null=null)
+            ref_velocity = None
+            if self.ref_bridge is not None:
+                with torch.no_grad():
+                    ref_text, ref_mask = self.ref_bridge(sub["states"], sub["mask"])
+                    ref_velocity = pipe.guided_velocity(ref_text, ref_mask, sub["grid"], sub["reference"],
+                                                        self._cfg_dit(), pipe.defaults["image_guidance_scale"],
+                                                        backend=self.ref_backend, null=ref_null)
+            sigmas, sigma_max = sub["sigmas"], float(sub["sigmas"][1])
+            for i, x, x_next, old in zip(sub["steps"], sub["inputs"], sub["outputs"], sub["old_logprobs"], strict=True):
+                sigma = sigmas[i].expand(x.shape[0])
+                mean, std = sde_step(x, velocity(x, sigma), sigmas[i], sigmas[i + 1], rl.noise_level, sigma_max)
+                logprob = gaussian_logprob(x_next, mean, std)
+                ref_mean = None
+                if ref_velocity is not None:
+                    with torch.no_grad():
+                        ref_mean, _ = sde_step(x, ref_velocity(x, sigma), sigmas[i], sigmas[i + 1], rl.noise_level,
+                                               sigma_max)
+                loss, stats = flow_grpo_loss(logprob, old, sub["advantages"], rl.clip_range, rl.advantage_clip,
+                                             mean, ref_mean, std, rl.flow_beta)
+                total = total + loss * x.shape[0]
+                count += x.shape[0]
+                clip_fractions.append(stats.clip_fraction)
+                kls.append(stats.kl)
+        self.metrics.update({"dit/clip_fraction": sum(clip_fractions) / len(clip_fractions),
+                             "dit/kl": sum(kls) / len(kls)})
+        return total / count
+
+    # ------------------------------------------------------------------ the result
+    def finalize(self, directory: Path, ema: dict[str, torch.Tensor] | None) -> None:
+        load_ema(self.model, ema)
+        for module in self._modules():
+            module.to(self.saved_dtype).eval()
+        self.pipe.save_pretrained(directory)
