@@ -3,6 +3,7 @@ initialisation, the SDE step and sampler against Gaussians and the ODE, rewards,
 stages running (with what they train, same-noise groups and exact resume)."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from thinkgen.rl.flow_grpo import flow_grpo_loss, gaussian_logprob, sde_sample, 
 from thinkgen.rl.grpo import completion_logprobs, group_advantages, grpo_loss
 from thinkgen.train import config as C
 from thinkgen.train.loop import train
+from thinkgen.train.rl_stage import stored_dtype
 from thinkgen.train.run import build_stage
 from thinkgen.world import suites
 from thinkgen.world.render import render
@@ -308,3 +310,23 @@ def test_rl_config_errors(tiny_dir):
         C.from_dict({"stage": "sep_grpo", "output_dir": "x", "rl": {"rounds": [["both", 3]]}})
     with pytest.raises(ValueError, match="init"):
         build_stage(C.from_dict({"stage": "thinker_grpo", "output_dir": "x"}))
+
+
+def test_rl_trains_in_float32_and_saves_in_the_stored_precision(tiny_dir, tmp_path):
+    from thinkgen import ThinkGenPipeline
+
+    half = tmp_path / "half"
+    ThinkGenPipeline.from_pretrained(tiny_dir, torch_dtype=torch.float16).save_pretrained(half)
+    config = rl_config(half, tmp_path / "out", "dit_flow_grpo", steps=1)
+    stage = build_stage(config)
+    assert stage.pipe.transformer.dtype == torch.float32 and stage.pipe.thinker.model.dtype == torch.float32
+    train(config, stage, progress=False)
+    for part in ("thinker", "bridge", "transformer"):
+        assert stored_dtype(tmp_path / "out" / "final" / part) == torch.float16
+
+
+def test_partial_reward_counts_met_requirements():
+    item = next(i for i in suites.build("composition", 60, "train") if i.category == "two_object")
+    first_only = Image.fromarray(render(replace(item.scene, objects=item.scene.objects[:1]), 32))
+    assert get_reward("shapeworld")([item], [first_only], [""]) == [0.0]
+    assert get_reward("shapeworld_partial")([item], [first_only], [""]) == [0.25]  # 1 of 2 met, halved

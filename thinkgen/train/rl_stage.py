@@ -54,6 +54,17 @@ def _seed(*parts: Any) -> int:
     return random.Random(repr(parts)).randrange(2**31)
 
 
+def stored_dtype(folder: Path) -> torch.dtype:
+    """The dtype a component folder stores its weights in (its first tensor's)."""
+    from safetensors import safe_open
+
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), "pt") as f:
+            for name in f.keys():
+                return f.get_tensor(name).dtype
+    return torch.float32
+
+
 def prompt_for(item: suites.Item) -> str:
     """What the thinker is asked. Reflection: the request plus a description of the wrong image."""
     if item.suite == "reflection":
@@ -89,11 +100,9 @@ class RLStage:
             raise ValueError(f"{config.stage} needs `init`: a trained pipeline folder to improve")
         self.config = config
         rl = config.rl
-        self.pipe = pipe = ThinkGenPipeline.from_pretrained(config.init)
         # train in float32; save in the precision the pipeline came in (the embedded model is fp16)
-        self.saved_dtype = pipe.transformer.dtype
-        for module in self._modules():
-            module.float()
+        self.saved_dtype = stored_dtype(Path(config.init) / "transformer")
+        self.pipe = pipe = ThinkGenPipeline.from_pretrained(config.init, torch_dtype=torch.float32)
         self.trains_thinker = config.stage in ("thinker_grpo", "sep_grpo", "dual_grpo")
         self.trains_dit = config.stage in ("dit_flow_grpo", "sep_grpo", "dual_grpo")
         pipe.thinker.model.requires_grad_(self.trains_thinker)
