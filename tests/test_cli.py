@@ -116,3 +116,13 @@ def test_default_model_and_demo(capsys, model_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(thinkgen.cli, "EMBEDDED", tmp_path / "none")
     code, out, _ = run(capsys, "demo", "-o", tmp_path / "r.png")
     assert code == 0 and "RANDOM,\nUNTRAINED" in out
+
+
+def test_train_mistakes_are_one_line_errors(capsys, tmp_path):
+    config = tmp_path / "rl.yaml"
+    config.write_text(f"stage: thinker_grpo\noutput_dir: {tmp_path / 'out'}\n")
+    assert_user_error(run(capsys, "train", config), "needs `init`")
+    config.write_text(f"stage: dit_flow_grpo\noutput_dir: {tmp_path / 'out'}\ninit: {tmp_path / 'nowhere'}\n")
+    assert_user_error(run(capsys, "train", config), "not found")
+    config.write_text(f"stage: thinker_grpo\noutput_dir: {tmp_path / 'out'}\nrl: {{loss_type: ppo}}\n")
+    assert_user_error(run(capsys, "train", config), "rl.loss_type")

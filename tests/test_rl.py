@@ -308,8 +308,11 @@ def test_rl_config_errors(tiny_dir):
         C.from_dict({"stage": "thinker_grpo", "output_dir": "x", "rl": {"loss_type": "ppo"}})
     with pytest.raises(C.ConfigError, match="rounds"):
         C.from_dict({"stage": "sep_grpo", "output_dir": "x", "rl": {"rounds": [["both", 3]]}})
-    with pytest.raises(ValueError, match="init"):
+    with pytest.raises(C.ConfigError, match="init"):
         build_stage(C.from_dict({"stage": "thinker_grpo", "output_dir": "x"}))
+    with pytest.raises(C.ConfigError, match="unknown reward"):
+        build_stage(C.from_dict({"stage": "thinker_grpo", "output_dir": "x", "init": str(tiny_dir),
+                                 "rl": {"rewards": {"clip_scroe": 1.0}}}))
 
 
 def test_rl_trains_in_float32_and_saves_in_the_stored_precision(tiny_dir, tmp_path):

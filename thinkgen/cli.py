@@ -295,12 +295,13 @@ def _override(text: str) -> tuple[str, object]:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    from .pipeline import PipelineLoadError
     from .train.config import ConfigError
     from .train.run import run
 
     try:
         final = run(args.config, resume=args.resume, overrides=dict(args.set or []))
-    except ConfigError as error:
+    except (ConfigError, PipelineLoadError) as error:
         raise UserError(str(error)) from None
     except KeyboardInterrupt:
         return 130

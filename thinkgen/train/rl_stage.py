@@ -44,7 +44,7 @@ from ..thinker import Thinker
 from ..world import suites
 from ..world.captions import canonical, target_of
 from ..world.render import render
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .loop import load_ema
 
 DEFAULT_SPLITS = {"reasoning": "rl"}  # other suites: "train"
@@ -95,9 +95,11 @@ class RLModule(nn.Module):
 
 
 class RLStage:
+    """Rollouts, rewards and losses of the four RL stages (see the module docstring)."""
+
     def __init__(self, config: TrainConfig) -> None:
         if not config.init:
-            raise ValueError(f"{config.stage} needs `init`: a trained pipeline folder to improve")
+            raise ConfigError(f"{config.stage} needs `init`: a trained pipeline folder to improve")
         self.config = config
         rl = config.rl
         # train in float32; save in the precision the pipeline came in (the embedded model is fp16)
@@ -115,7 +117,10 @@ class RLStage:
         sampling = replace(pipe.thinker.config, do_sample=True, temperature=rl.temperature, top_k=rl.top_k,
                            top_p=1.0)
         self.sampler = Thinker(pipe.thinker.model, pipe.thinker.tokenizer, pipe.thinker.processor, sampling)
-        self.rewards = WeightedReward(rl.rewards)
+        try:
+            self.rewards = WeightedReward(rl.rewards)
+        except ValueError as error:
+            raise ConfigError(f"rl.rewards: {error}") from None
         self.pools = {suite: suites.build(suite, rl.pool_size, rl.splits.get(suite, DEFAULT_SPLITS.get(suite, "train")))
                       for suite in rl.scenarios}
         for suite, pool in self.pools.items():
