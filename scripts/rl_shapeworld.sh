@@ -22,7 +22,6 @@ evaluate runs/shapeworld/thinker_grpo/final results/rl/thinker_grpo
 evaluate runs/shapeworld/dit_flow_grpo/final results/rl/sep_grpo
 evaluate runs/shapeworld/dual_grpo/final results/rl/dual_grpo
 $PYTHON scripts/plot_rl.py docs/rl_curves.png \
-  "runs/shapeworld/thinker_grpo=thinker GRPO (stage 4)" \
-  "runs/shapeworld/thinker_grpo+runs/shapeworld/dit_flow_grpo=SepGRPO (stage 4 + 5)" \
+  "runs/shapeworld/thinker_grpo+runs/shapeworld/dit_flow_grpo=SepGRPO (steps 0-299 stage 4, then stage 5)" \
   "runs/shapeworld/dual_grpo=Dual-GRPO"
 $PYTHON scripts/rl_table.py
