@@ -288,7 +288,6 @@ class RLStage:
         images = (self._images(expanded, thought.states.to(self.pipe.device), thought.mask.to(self.pipe.device),
                                noise_seeds) if self.rewards.needs_images else [None] * len(expanded))
         rewards = self._score(expanded, images, thought.rewritten)
-        self.last_images, self.last_noise_seeds = images, noise_seeds
         return self._thinker_part(thought, group_advantages(rewards, G, rl.scale_rewards))
 
     def _dit_part(self, items: list[suites.Item], states: torch.Tensor, mask: torch.Tensor, group: int,
@@ -327,7 +326,6 @@ class RLStage:
         advantages = group_advantages(rewards, group, rl.scale_rewards).to(pipe.device)
         for part in parts:
             part["advantages"] = advantages[part["rows"]]
-        self.last_images = images
         return {"parts": parts}, rewards
 
     def _cfg_dit(self) -> float:
