@@ -3,11 +3,16 @@ initialisation, the SDE step and sampler against Gaussians and the ODE, rewards,
 stages running (with what they train, same-noise groups and exact resume)."""
 
 import math
+import os
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from thinkgen import flow, tiny_pipeline
@@ -20,6 +25,8 @@ from thinkgen.train.rl_stage import stored_dtype
 from thinkgen.train.run import build_stage
 from thinkgen.world import suites
 from thinkgen.world.render import render
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # ----------------------------------------------------------------------------- advantages
@@ -287,6 +294,60 @@ def test_group_rollouts_share_their_noise(tiny_dir, tmp_path):
     assert torch.equal(noise[3], noise[5]) and not torch.equal(noise[0], noise[3])
 
 
+def record_noise(stage):
+    seen = []
+    original = stage.pipe.initial_noise
+
+    def record(seeds, height, width):
+        seen.append(list(seeds))
+        return original(seeds, height, width)
+
+    stage.pipe.initial_noise = record
+    return seen
+
+
+@pytest.mark.parametrize("name, per_prompt", [("dit_flow_grpo", 2), ("dual_grpo", 6)])
+def test_dit_rollouts_share_noise_per_prompt_and_place_the_window(tiny_dir, tmp_path, name, per_prompt):
+    """share_noise: a prompt's K images (Dual: its J x K tree) start from one noise; other prompts
+    from another. Without it every image has its own. sde_window_range bounds the window's start."""
+    scenarios = {"composition": 1.0}
+    shared = build_stage(rl_config(tiny_dir, tmp_path / "a", name, scenarios=scenarios, share_noise=True,
+                                   sde_window=1, sde_window_range=[1, 1]))
+    seen = record_noise(shared)
+    batch = shared.batch(0, 0, 2)
+    seeds = [s for call in seen for s in call]  # P = 2 prompts, K = 2 (Dual: J = 3 traces of K = 2)
+    assert len(seeds) == 2 * per_prompt
+    assert len(set(seeds[:per_prompt])) == 1 and len(set(seeds[per_prompt:])) == 1 and seeds[0] != seeds[-1]
+    assert all(part["steps"] == [1] for part in batch["dit"]["parts"])
+    own = build_stage(rl_config(tiny_dir, tmp_path / "b", name, scenarios=scenarios))
+    seen = record_noise(own)
+    own.batch(0, 0, 2)
+    assert len({s for call in seen for s in call}) == 2 * per_prompt
+    with pytest.raises(C.ConfigError, match="sde_window_range"):
+        rl_config(tiny_dir, tmp_path, name, sde_window=2, sde_window_range=[0, 2])  # 2 + 2 > 3 train_steps
+
+
+def test_state_anchor_reads_what_the_dit_reads_and_grows_with_training(tiny_dir, tmp_path):
+    """The anchor's teacher-forced states are the ones generation handed the bridge; the drift is
+    0 at the start and positive once the thinker has moved."""
+    stage = build_stage(rl_config(tiny_dir, tmp_path, "thinker_grpo", state_beta=1.0))
+    thought = stage._sample_thoughts(stage._items(0)[:2], 3, seed=1)
+    part = stage._thinker_part(thought, torch.ones(6))
+    for row, ref in enumerate(part["ref_states"]):
+        length = int(thought.mask[row].sum())
+        assert ref.shape == (length, thought.states.shape[-1])
+        torch.testing.assert_close(ref, thought.states[row, :length], rtol=1e-4, atol=1e-4)
+    stage.thinker_loss(part)
+    assert stage.metrics["thinker/state_drift"] == 0.0
+    with torch.no_grad():
+        for parameter in stage.pipe.thinker.model.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    loss = stage.thinker_loss(part)
+    assert stage.metrics["thinker/state_drift"] > 0
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in stage.pipe.thinker.model.parameters())
+
+
 def test_rl_resume_is_exact(tiny_dir, tmp_path):
     from tests.test_train import stop_at
 
@@ -301,6 +362,36 @@ def test_rl_resume_is_exact(tiny_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_dual_grpo_trains_on_two_processes(tiny_dir, tmp_path):
+    """DDP on CPU (gloo), two ranks with a prompt each: Dual-GRPO with the dapo normalisation (an
+    all_reduce of the global token count inside the loss) trains both models; rank 0 alone logs."""
+    from thinkgen import ThinkGenPipeline
+
+    out = tmp_path / "two"
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump({
+        "stage": "dual_grpo", "output_dir": str(out), "init": str(tiny_dir),
+        "run": {"steps": 2, "batch_size": 2, "log_every": 1, "save_every": 100, "seed": 5, "threads": 1},
+        "optim": {"lr": 1e-3, "warmup_steps": 1},
+        "rl": {"num_generations": 2, "images_per_prompt": 2, "pool_size": 8, "train_steps": 3, "loss_type": "dapo",
+               "scenarios": {"composition": 1.0}, "rewards": {"tests.test_rl:brightness": 1.0, "instruction": 1.0}},
+    }))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29534",
+                           "-m", "thinkgen.cli", "train", str(path)], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "training on 2 processes" in done.stdout + done.stderr
+    assert len((out / "rollouts.jsonl").read_text().splitlines()) == 2
+    before = ThinkGenPipeline.from_pretrained(tiny_dir)
+    after = ThinkGenPipeline.from_pretrained(out / "final")
+    for name in ("thinker", "transformer"):
+        start = getattr(before, name).model if name == "thinker" else before.transformer
+        end = getattr(after, name).model if name == "thinker" else after.transformer
+        a, b = start.state_dict(), end.state_dict()
+        assert any(not torch.equal(a[k], b[k]) for k in a), f"{name} did not train"
+
+
 def test_rl_config_errors(tiny_dir):
     with pytest.raises(C.ConfigError, match="suite"):
         C.from_dict({"stage": "thinker_grpo", "output_dir": "x", "rl": {"scenarios": {"poems": 1.0}}})
@@ -310,6 +401,9 @@ def test_rl_config_errors(tiny_dir):
         C.from_dict({"stage": "sep_grpo", "output_dir": "x", "rl": {"rounds": [["both", 3]]}})
     with pytest.raises(C.ConfigError, match="init"):
         build_stage(C.from_dict({"stage": "thinker_grpo", "output_dir": "x"}))
+    with pytest.raises(C.ConfigError, match="lora_rank"):
+        build_stage(C.from_dict({"stage": "thinker_grpo", "output_dir": "x", "init": str(tiny_dir),
+                                 "thinker": {"lora_rank": 8}}))
     with pytest.raises(C.ConfigError, match="unknown reward"):
         build_stage(C.from_dict({"stage": "thinker_grpo", "output_dir": "x", "init": str(tiny_dir),
                                  "rl": {"rewards": {"clip_scroe": 1.0}}}))

@@ -98,8 +98,9 @@ def text_decoder(model: nn.Module) -> nn.Module:
 
 
 @contextlib.contextmanager
-def capture_last_layers(model: nn.Module, num_layers: int) -> Iterator[list[list[torch.Tensor]]]:
-    """Record what transformers would return as ``hidden_states[-num_layers:]``, call by call.
+def capture_last_layers(model: nn.Module, num_layers: int, detach: bool = True) -> Iterator[list[list[torch.Tensor]]]:
+    """Record what transformers would return as ``hidden_states[-num_layers:]``, call by call
+    (``detach=False`` keeps them in the autograd graph, for losses on the states).
 
     Yields one list per captured tensor (oldest layer first, the final norm last); every forward
     call appends its ``(B, T_call, D)`` output. Generation with a KV cache calls the model once
@@ -117,7 +118,7 @@ def capture_last_layers(model: nn.Module, num_layers: int) -> Iterator[list[list
     def make_hook(store: list[torch.Tensor]):
         def hook(_module, _inputs, output):
             tensor = output[0] if isinstance(output, tuple) else output
-            store.append(tensor.detach())
+            store.append(tensor.detach() if detach else tensor)
 
         return hook
 
@@ -129,7 +130,7 @@ def capture_last_layers(model: nn.Module, num_layers: int) -> Iterator[list[list
             handle.remove()
 
 
-def _stack_records(records: list[list[torch.Tensor]]) -> torch.Tensor:
+def stack_records(records: list[list[torch.Tensor]]) -> torch.Tensor:
     return torch.cat([torch.cat(r, dim=1) for r in records], dim=-1)  # (B, S, n * D)
 
 
@@ -386,7 +387,7 @@ class Thinker:
         ids, attention = batch["input_ids"], batch["attention_mask"]
         with capture_last_layers(self.model, self.config.num_layers) as records:
             self.model(**batch, use_cache=False)
-        states = _stack_records(records)  # (B, S, n * D)
+        states = stack_records(records)  # (B, S, n * D)
         spans, sequences, starts = [], [], []
         for row in range(ids.shape[0]):
             real = int(attention[row].sum())
@@ -429,7 +430,7 @@ class Thinker:
         prompt_length = batch["input_ids"].shape[1]
         with capture_last_layers(self.model, cfg.num_layers) as records:
             sequences = self.generate(batch)
-        states = _stack_records(records)  # (B, S - 1, n * D): every token but the last was fed
+        states = stack_records(records)  # (B, S - 1, n * D): every token but the last was fed
         attention = batch["attention_mask"]
         spans, reasoning, rewritten, seqs, starts = [], [], [], [], []
         for row in range(sequences.shape[0]):

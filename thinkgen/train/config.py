@@ -116,6 +116,9 @@ class RLConfig:
     epsilon: float = 0.2
     epsilon_high: float | None = None  # DAPO's clip-higher (e.g. 0.28); None = epsilon
     beta: float = 0.0  # KL to the frozen reference thinker
+    # anchor on the conditioning states (the rewrite span's last layers, what the DiT reads) to the
+    # frozen reference's on the same tokens: relative squared error, weighted by state_beta
+    state_beta: float = 0.0
     importance: str = "token"  # token | sequence
     loss_type: str = "grpo"  # grpo | dr_grpo | dapo
     thinker_lr: float | None = None  # None: optim.lr
@@ -127,6 +130,8 @@ class RLConfig:
     noise_level: float = 0.7
     train_steps: int = 10  # denoising reduction: SDE steps while training (evaluation uses the default)
     sde_window: int = 0  # > 0: Flow-GRPO-Fast, only this many consecutive steps are stochastic
+    sde_window_range: list[int] | None = None  # [lo, hi]: the window's first step is drawn from lo..hi
+    share_noise: bool = False  # the K images of a prompt (or trace) start from one initial noise
     timestep_fraction: float = 1.0  # share of the recorded steps trained on
     clip_range: float = 1e-4
     advantage_clip: float = 5.0
@@ -156,6 +161,13 @@ class RLConfig:
             raise ConfigError("rl.num_iterations, rl.train_steps and rl.render_steps must be >= 1")
         if not 0 < self.timestep_fraction <= 1:
             raise ConfigError(f"rl.timestep_fraction must be in (0, 1], got {self.timestep_fraction}")
+        if self.sde_window_range is not None:
+            window = self.sde_window_range
+            if not self.sde_window:
+                raise ConfigError("rl.sde_window_range places the SDE window: set rl.sde_window too")
+            if len(window) != 2 or not 0 <= window[0] <= window[1] or window[1] + self.sde_window > self.train_steps:
+                raise ConfigError(f"rl.sde_window_range must be [lo, hi] with 0 <= lo <= hi and hi + sde_window "
+                                  f"<= train_steps ({self.train_steps}), got {window}")
         if not self.rounds or any(len(r) != 2 or r[0] not in ("thinker", "dit") or int(r[1]) < 1 for r in self.rounds):
             raise ConfigError("rl.rounds must be a list of [thinker|dit, steps] pairs with steps >= 1")
 

@@ -22,6 +22,7 @@ window's rollouts again with the resumed weights.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import random
@@ -40,7 +41,7 @@ from ..pipeline import ThinkGenPipeline, _to_pil
 from ..rewards import WeightedReward
 from ..rl.flow_grpo import flow_grpo_loss, gaussian_logprob, sde_sample, sde_step
 from ..rl.grpo import completion_logprobs, group_advantages, grpo_loss
-from ..thinker import Thinker
+from ..thinker import Thinker, capture_last_layers, stack_records
 from ..world import suites
 from ..world.captions import canonical, target_of
 from ..world.render import render
@@ -100,6 +101,8 @@ class RLStage:
     def __init__(self, config: TrainConfig) -> None:
         if not config.init:
             raise ConfigError(f"{config.stage} needs `init`: a trained pipeline folder to improve")
+        if config.thinker.lora_rank:
+            raise ConfigError("thinker.lora_rank: LoRA is for the SFT stages; the RL stages train all weights")
         self.config = config
         rl = config.rl
         # train in float32; save in the precision the pipeline came in (the embedded model is fp16)
@@ -111,7 +114,8 @@ class RLStage:
         pipe.bridge.requires_grad_(self.trains_dit)
         pipe.transformer.requires_grad_(self.trains_dit)
         # frozen copies for the KL terms (only when they are weighted)
-        self.ref_thinker = self._frozen(pipe.thinker.model) if self.trains_thinker and rl.beta else None
+        self.ref_thinker = (self._frozen(pipe.thinker.model) if self.trains_thinker and (rl.beta or rl.state_beta)
+                            else None)
         self.ref_bridge = self._frozen(pipe.bridge) if self.trains_dit and rl.flow_beta else None
         self.ref_backend = backend_for(self._frozen(pipe.transformer)) if self.ref_bridge is not None else None
         sampling = replace(pipe.thinker.config, do_sample=True, temperature=rl.temperature, top_k=rl.top_k,
@@ -255,8 +259,11 @@ class RLStage:
             part["old_logprobs"], _ = completion_logprobs(self.pipe.thinker.model, thought.sequences,
                                                           thought.prompt_lengths, pad, rl.temperature)
         if self.ref_thinker is not None:
-            part["ref_logprobs"], _ = completion_logprobs(self.ref_thinker, thought.sequences,
-                                                          thought.prompt_lengths, pad, rl.temperature)
+            with capture_last_layers(self.ref_thinker, self.pipe.thinker.config.num_layers) as records:
+                part["ref_logprobs"], _ = completion_logprobs(self.ref_thinker, thought.sequences,
+                                                              thought.prompt_lengths, pad, rl.temperature)
+            if rl.state_beta:
+                part["ref_states"] = self._conditioning_states(records, part)
         lengths = [self._think_length(seq[start:]) for seq, start in zip(thought.sequences, thought.prompt_lengths,
                                                                          strict=True)]
         self.metrics["cot_length"] = sum(lengths) / len(lengths)
@@ -291,8 +298,9 @@ class RLStage:
         return self._thinker_part(thought, group_advantages(rewards, G, rl.scale_rewards))
 
     def _dit_part(self, items: list[suites.Item], states: torch.Tensor, mask: torch.Tensor, group: int,
-                  window: int, start: int, rewrites: list[str]) -> tuple[dict[str, Any], torch.Tensor]:
-        """SDE rollouts of the policy DiT for already-thought samples; images in groups of ``group``."""
+                  window: int, start: int, rewrites: list[str], per_prompt: int) -> tuple[dict[str, Any], torch.Tensor]:
+        """SDE rollouts of the policy DiT for already-thought samples; images in groups of ``group``
+        (advantages), ``per_prompt`` consecutive rows per prompt (``rl.share_noise``)."""
         rl, pipe, seed = self.config.rl, self.pipe, self.config.run.seed
         rng = random.Random(_seed(seed, "window", window, start))
         null = self._null()
@@ -302,13 +310,17 @@ class RLStage:
             sigmas = pipe.sigmas(rl.train_steps, grid)
             steps = None
             if rl.sde_window:  # Flow-GRPO-Fast: a short stochastic window at a random place
-                first = rng.randrange(0, max(1, rl.train_steps - rl.sde_window))
+                low, high = rl.sde_window_range or (0, max(0, rl.train_steps - rl.sde_window))
+                first = rng.randint(low, high)
                 steps = range(first, min(rl.train_steps, first + rl.sde_window))
             reference = self._reference([items[r] for r in rows], resolution)
             text, text_mask = pipe.bridge(states[rows], mask[rows])
             velocity = pipe.guided_velocity(text, text_mask, grid, reference, self._cfg_dit(),
                                             pipe.defaults["image_guidance_scale"], null=null)
-            noise = pipe.initial_noise([_seed(seed, "dit-noise", window, start, r) for r in rows], resolution,
+            # share_noise: a prompt's images differ only by the SDE steps, the ones that are trained,
+            # so the reward differences within a group are credited to what the DiT did there
+            noise_rows = [r // per_prompt if rl.share_noise else r for r in rows]
+            noise = pipe.initial_noise([_seed(seed, "dit-noise", window, start, n) for n in noise_rows], resolution,
                                        resolution)
             generator = torch.Generator().manual_seed(_seed(seed, "sde", window, start, resolution))
             trajectory = sde_sample(velocity, noise, sigmas, rl.noise_level, steps, generator)
@@ -342,7 +354,7 @@ class RLStage:
         mask = thought.mask.to(self.pipe.device).repeat_interleave(K, 0)
         expanded = [item for item in items for _ in range(K)]
         rewrites = [r for r in thought.rewritten for _ in range(K)]
-        part, _ = self._dit_part(expanded, states, mask, K, window, start, rewrites)
+        part, _ = self._dit_part(expanded, states, mask, K, window, start, rewrites, K)
         return part
 
     def _dual_rollout(self, items: list[suites.Item], window: int, start: int):
@@ -354,22 +366,44 @@ class RLStage:
         mask = thought.mask.to(self.pipe.device).repeat_interleave(K, 0)
         expanded = [item for item in items for _ in range(J * K)]
         rewrites = [r for r in thought.rewritten for _ in range(K)]
-        dit_part, rewards = self._dit_part(expanded, states, mask, K, window, start, rewrites)
+        dit_part, rewards = self._dit_part(expanded, states, mask, K, window, start, rewrites, J * K)
         trace_rewards = rewards.view(-1, K).mean(dim=1)  # (P J,): a trace scores the mean of its images
         thinker_part = self._thinker_part(thought, group_advantages(trace_rewards, J, rl.scale_rewards))
         return thinker_part, dit_part
 
     # ------------------------------------------------------------------ losses (with gradients)
+    def _conditioning_states(self, records: list[list[torch.Tensor]], part: dict[str, Any]) -> list[torch.Tensor]:
+        """From one teacher-forced forward's captured layers, each row's states at the positions the
+        pipeline hands the bridge (after ``</think>`` for extract="cut", else all): (T_i, n D) each."""
+        states = stack_records(records)  # (B, S, n D), right-padded like completion_logprobs' batch
+        cut = self.pipe.thinker.config.extract == "cut"
+        rows = []
+        for row, (seq, start) in enumerate(zip(part["sequences"], part["prompt_lengths"], strict=True)):
+            first = start + self._think_length(seq[start:]) + 1 if cut else 0
+            rows.append(states[row, first : len(seq)])
+        return rows
+
     def thinker_loss(self, part: dict[str, Any]) -> torch.Tensor:
         rl = self.config.rl
-        logprobs, mask = completion_logprobs(self.pipe.thinker.model, part["sequences"], part["prompt_lengths"],
-                                             self.pipe.thinker.pad_id, rl.temperature)
+        anchored = "ref_states" in part
+        with (capture_last_layers(self.pipe.thinker.model, self.pipe.thinker.config.num_layers, detach=False)
+              if anchored else contextlib.nullcontext([])) as records:
+            logprobs, mask = completion_logprobs(self.pipe.thinker.model, part["sequences"], part["prompt_lengths"],
+                                                 self.pipe.thinker.pad_id, rl.temperature)
+        anchor = None
+        if anchored:  # relative squared drift of what the DiT reads
+            states = self._conditioning_states(records, part)
+            drift = sum(((s - r) ** 2).sum() for s, r in zip(states, part["ref_states"], strict=True))
+            anchor = drift / sum((r**2).sum() for r in part["ref_states"])
         old = part.get("old_logprobs", logprobs.detach())
         loss, stats = grpo_loss(logprobs, old, part["advantages"], mask, rl.epsilon, rl.epsilon_high,
                                 part.get("ref_logprobs"), rl.beta, rl.importance, rl.loss_type,
                                 self.pipe.thinker.config.max_think_tokens + self.pipe.thinker.config.max_rewrite_tokens + 3)
         self.metrics.update({"thinker/clip_fraction": stats.clip_fraction, "thinker/kl": stats.kl,
                              "thinker/ratio": stats.ratio_mean})
+        if anchor is not None:
+            self.metrics["thinker/state_drift"] = float(anchor.detach())
+            loss = loss + rl.state_beta * anchor
         return loss
 
     def dit_loss(self, part: dict[str, Any]) -> torch.Tensor:
