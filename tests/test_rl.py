@@ -265,6 +265,10 @@ def test_each_stage_trains_what_it_should(tiny_dir, tmp_path, name, thinker_move
     assert changed(before["dit"], after["dit"]) == dit_moves
     assert (tmp_path / "final" / "model_index.json").exists() and (tmp_path / "rollouts.jsonl").exists()
     assert "reward" in stage.metrics
+    for model, moves in (("thinker", thinker_moves), ("dit", dit_moves)):
+        assert (f"{model}/frac_reward_zero_std" in stage.metrics) == moves
+    stage._advantages(torch.tensor([1.0, 1.0, 0.0, 1.0, 0.5, 0.5]), 2, "dit")  # groups: equal, not, equal
+    assert stage.metrics["dit/frac_reward_zero_std"] == pytest.approx(2 / 3)
 
 
 def test_sep_grpo_alternates_rounds(tiny_dir, tmp_path):

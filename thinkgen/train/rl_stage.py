@@ -285,6 +285,13 @@ class RLStage:
             self.metrics[f"reward_part/{name}"] = value
         return torch.tensor(rewards, dtype=torch.float32)
 
+    def _advantages(self, rewards: torch.Tensor, group: int, model: str) -> torch.Tensor:
+        """Group-relative advantages; logs the share of groups whose rewards are all equal (they
+        teach nothing: TRL's frac_reward_zero_std)."""
+        grouped = rewards.view(-1, group)
+        self.metrics[f"{model}/frac_reward_zero_std"] = float((grouped == grouped[:, :1]).all(dim=1).float().mean())
+        return group_advantages(rewards, group, self.config.rl.scale_rewards)
+
     def _thinker_rollout(self, items: list[suites.Item], window: int, start: int) -> dict[str, Any]:
         rl, seed = self.config.rl, self.config.run.seed
         G = rl.num_generations
@@ -295,7 +302,7 @@ class RLStage:
         images = (self._images(expanded, thought.states.to(self.pipe.device), thought.mask.to(self.pipe.device),
                                noise_seeds) if self.rewards.needs_images else [None] * len(expanded))
         rewards = self._score(expanded, images, thought.rewritten)
-        return self._thinker_part(thought, group_advantages(rewards, G, rl.scale_rewards))
+        return self._thinker_part(thought, self._advantages(rewards, G, "thinker"))
 
     def _dit_part(self, items: list[suites.Item], states: torch.Tensor, mask: torch.Tensor, group: int,
                   window: int, start: int, rewrites: list[str], per_prompt: int) -> tuple[dict[str, Any], torch.Tensor]:
@@ -335,7 +342,7 @@ class RLStage:
                           "outputs": [trajectory.outputs[j] for j in chosen],
                           "old_logprobs": [trajectory.logprobs[j] for j in chosen]})
         rewards = self._score(items, images, rewrites)
-        advantages = group_advantages(rewards, group, rl.scale_rewards).to(pipe.device)
+        advantages = self._advantages(rewards, group, "dit").to(pipe.device)
         for part in parts:
             part["advantages"] = advantages[part["rows"]]
         return {"parts": parts}, rewards
@@ -368,7 +375,7 @@ class RLStage:
         rewrites = [r for r in thought.rewritten for _ in range(K)]
         dit_part, rewards = self._dit_part(expanded, states, mask, K, window, start, rewrites, J * K)
         trace_rewards = rewards.view(-1, K).mean(dim=1)  # (P J,): a trace scores the mean of its images
-        thinker_part = self._thinker_part(thought, group_advantages(trace_rewards, J, rl.scale_rewards))
+        thinker_part = self._thinker_part(thought, self._advantages(trace_rewards, J, "thinker"))
         return thinker_part, dit_part
 
     # ------------------------------------------------------------------ losses (with gradients)
