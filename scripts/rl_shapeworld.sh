@@ -1,27 +1,54 @@
 #!/usr/bin/env bash
-# Reinforcement learning on ShapeWorld from the embedded model, then the README's RL tables:
-#   SepGRPO = stage 4 (thinker GRPO) then stage 5 (DiT Flow-GRPO); Dual-GRPO at a similar budget.
+# Reinforcement learning on ShapeWorld from the SFT model, then the README's RL tables:
+#   stage 4 (thinker GRPO): 300 steps, 600 steps, and 300 steps with the state anchor;
+#   stage 5 (DiT Flow-GRPO) after the 300-step stage 4 = SepGRPO: the recipe and two variants;
+#   Dual-GRPO at SepGRPO's wall time.
 # Every run resumes where it stopped; finished runs and evaluations are skipped.
-#   scripts/rl_shapeworld.sh            (~60 minutes on 2 cores)
+#   scripts/rl_shapeworld.sh            (~2 hours on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
 PYTHON=${PYTHON:-.venv/bin/python}
 export HF_HUB_OFFLINE=1
+train() {  # CONFIG: run it to its end unless it has finished
+  local out
+  out=$(grep '^output_dir:' "$1" | awk '{print $2}')
+  [ -f "$out/final/model_index.json" ] || $THINKGEN train "$1" --resume
+}
 evaluate() {  # MODEL OUT: the same protocol as the embedded model's README numbers
   for suite in reasoning composition; do
     [ -f "$2/$suite/scores.json" ] || $THINKGEN eval --suite $suite --model "$1" --think --n-per-prompt 4 \
       --n-items 120 --out "$2/$suite" > /dev/null
   done
 }
-for recipe in 5_thinker_grpo 6_dit_flow_grpo 7_dual_grpo; do
-  out=$(grep '^output_dir:' configs/shapeworld/$recipe.yaml | awk '{print $2}')
-  [ -f "$out/final/model_index.json" ] || $THINKGEN train configs/shapeworld/$recipe.yaml --resume
+V=configs/shapeworld/rl_variants
+continue_from() {  # SRC DST: a longer run continues SRC from its step-300 checkpoint (resume is exact)
+  if [ ! -d "$2/checkpoints" ]; then
+    mkdir -p "$2/checkpoints"
+    cp -r "$1/checkpoints/step-000300" "$2/checkpoints/"
+    cp "$1/rollouts.jsonl" "$2/"
+  fi
+}
+train configs/shapeworld/5_thinker_grpo.yaml
+train $V/thinker_grpo_anchor.yaml
+continue_from runs/shapeworld/thinker_grpo runs/shapeworld/thinker_grpo_600
+continue_from runs/shapeworld/thinker_grpo_anchor runs/shapeworld/thinker_grpo_anchor_600
+for config in $V/thinker_grpo_600.yaml $V/thinker_grpo_anchor_600.yaml configs/shapeworld/6_dit_flow_grpo.yaml \
+              $V/dit_flow_grpo_v1.yaml $V/dit_flow_grpo_early.yaml $V/dit_flow_grpo_after_anchor.yaml \
+              configs/shapeworld/7_dual_grpo.yaml; do
+  train $config
 done
 evaluate runs/shapeworld/thinker_grpo/final results/rl/thinker_grpo
+evaluate runs/shapeworld/thinker_grpo_600/final results/rl/thinker_grpo_600
+evaluate runs/shapeworld/thinker_grpo_anchor/final results/rl/thinker_grpo_anchor
 evaluate runs/shapeworld/dit_flow_grpo/final results/rl/sep_grpo
+evaluate runs/shapeworld/dit_flow_grpo_v1/final results/rl/sep_grpo_v1
+evaluate runs/shapeworld/dit_flow_grpo_early/final results/rl/sep_grpo_early
+evaluate runs/shapeworld/thinker_grpo_anchor_600/final results/rl/thinker_grpo_anchor_600
+evaluate runs/shapeworld/dit_flow_grpo_after_anchor/final results/rl/sep_grpo_after_anchor
 evaluate runs/shapeworld/dual_grpo/final results/rl/dual_grpo
 $PYTHON scripts/plot_rl.py docs/rl_curves.png \
   "runs/shapeworld/thinker_grpo+runs/shapeworld/dit_flow_grpo=SepGRPO (steps 0-299 stage 4, then stage 5)" \
+  "runs/shapeworld/thinker_grpo_anchor=stage 4 with the state anchor" \
   "runs/shapeworld/dual_grpo=Dual-GRPO"
 $PYTHON scripts/rl_table.py

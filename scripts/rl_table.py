@@ -9,8 +9,14 @@ import json
 from pathlib import Path
 
 ROWS = [("SFT only (embedded model)", "results/shapeworld/{suite}-think"),
-        ("+ thinker GRPO (stage 4)", "results/rl/thinker_grpo/{suite}"),
-        ("+ DiT Flow-GRPO = SepGRPO (stage 4 + 5)", "results/rl/sep_grpo/{suite}"),
+        ("+ thinker GRPO, 300 steps (stage 4)", "results/rl/thinker_grpo/{suite}"),
+        ("+ thinker GRPO, 600 steps", "results/rl/thinker_grpo_600/{suite}"),
+        ("+ thinker GRPO, 300 steps, state anchor", "results/rl/thinker_grpo_anchor/{suite}"),
+        ("+ thinker GRPO, 600 steps, state anchor", "results/rl/thinker_grpo_anchor_600/{suite}"),
+        ("SepGRPO: 300-step stage 4 + Flow-GRPO v1", "results/rl/sep_grpo_v1/{suite}"),
+        ("SepGRPO: + Flow-GRPO early window", "results/rl/sep_grpo_early/{suite}"),
+        ("SepGRPO: + Flow-GRPO (6_dit_flow_grpo)", "results/rl/sep_grpo/{suite}"),
+        ("SepGRPO: anchored 600-step stage 4 + Flow-GRPO", "results/rl/sep_grpo_after_anchor/{suite}"),
         ("Dual-GRPO", "results/rl/dual_grpo/{suite}")]
 
 
@@ -30,12 +36,12 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
     c = load(ROWS[0][1], "composition")
     if c:
-        print("\n| composition tag | " + " | ".join(n for n, _ in ROWS) + " |")
-        print("|---" * (len(ROWS) + 1) + "|")
-        for tag in c["categories"]:
-            values = [load(p, "composition") for _, p in ROWS]
-            print(f"| {tag} | " + " | ".join(f"{v['categories'][tag]:.3f}" if v else "-" for v in values) + " |")
-
+        tags = list(c["categories"])
+        print("\n| composition tags | " + " | ".join(tags) + " |\n" + "|---" * (len(tags) + 1) + "|")
+        for name, pattern in ROWS:
+            v = load(pattern, "composition")
+            if v:
+                print(f"| {name} | " + " | ".join(f"{v['categories'][t]:.3f}" for t in tags) + " |")
 
 if __name__ == "__main__":
     main()

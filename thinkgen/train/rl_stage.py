@@ -66,6 +66,32 @@ def stored_dtype(folder: Path) -> torch.dtype:
     return torch.float32
 
 
+def conditioning_states(records: list[list[torch.Tensor]], sequences: list[torch.Tensor], prompt_lengths: list[int],
+                        thinker: Thinker) -> list[torch.Tensor]:
+    """From one teacher-forced forward's captured layers (``capture_last_layers`` around
+    ``completion_logprobs``), each row's states at the positions the pipeline hands the bridge:
+    after ``</think>`` for extract="cut", else all. (T_i, n D) each."""
+    states = stack_records(records)  # (B, S, n D), right-padded like completion_logprobs' batch
+    cut = thinker.config.extract == "cut"
+    rows = []
+    for row, (seq, start) in enumerate(zip(sequences, prompt_lengths, strict=True)):
+        first = start + think_length(seq[start:], thinker.close_id) + 1 if cut else 0
+        rows.append(states[row, first : len(seq)])
+    return rows
+
+
+def relative_drift(states: list[torch.Tensor], reference: list[torch.Tensor]) -> torch.Tensor:
+    """sum ||states - reference||^2 / sum ||reference||^2 over every row and position."""
+    drift = sum(((s - r) ** 2).sum() for s, r in zip(states, reference, strict=True))
+    return drift / sum((r**2).sum() for r in reference)
+
+
+def think_length(completion: torch.Tensor, close_id: int) -> int:
+    """Tokens before the first ``</think>`` of a completion (all of it if there is none)."""
+    hits = (completion == close_id).nonzero()
+    return int(hits[0, 0]) if len(hits) else len(completion)
+
+
 def prompt_for(item: suites.Item) -> str:
     """What the thinker is asked. Reflection: the request plus a description of the wrong image."""
     if item.suite == "reflection":
@@ -263,17 +289,15 @@ class RLStage:
                 part["ref_logprobs"], _ = completion_logprobs(self.ref_thinker, thought.sequences,
                                                               thought.prompt_lengths, pad, rl.temperature)
             if rl.state_beta:
-                part["ref_states"] = self._conditioning_states(records, part)
-        lengths = [self._think_length(seq[start:]) for seq, start in zip(thought.sequences, thought.prompt_lengths,
-                                                                         strict=True)]
+                part["ref_states"] = conditioning_states(records, thought.sequences, thought.prompt_lengths,
+                                                         self.pipe.thinker)
+        close = self.pipe.thinker.close_id
+        lengths = [think_length(seq[start:], close) for seq, start in zip(thought.sequences, thought.prompt_lengths,
+                                                                          strict=True)]
         self.metrics["cot_length"] = sum(lengths) / len(lengths)
         self.metrics["completion_length"] = sum(len(s) - p for s, p in zip(thought.sequences, thought.prompt_lengths,
                                                                            strict=True)) / len(lengths)
         return part
-
-    def _think_length(self, completion: torch.Tensor) -> int:
-        hits = (completion == self.pipe.thinker.close_id).nonzero()
-        return int(hits[0, 0]) if len(hits) else len(completion)
 
     def _score(self, items: list[suites.Item], images, rewrites: list[str]) -> torch.Tensor:
         rewards, parts = self.rewards(items, images, rewrites)
@@ -379,17 +403,6 @@ class RLStage:
         return thinker_part, dit_part
 
     # ------------------------------------------------------------------ losses (with gradients)
-    def _conditioning_states(self, records: list[list[torch.Tensor]], part: dict[str, Any]) -> list[torch.Tensor]:
-        """From one teacher-forced forward's captured layers, each row's states at the positions the
-        pipeline hands the bridge (after ``</think>`` for extract="cut", else all): (T_i, n D) each."""
-        states = stack_records(records)  # (B, S, n D), right-padded like completion_logprobs' batch
-        cut = self.pipe.thinker.config.extract == "cut"
-        rows = []
-        for row, (seq, start) in enumerate(zip(part["sequences"], part["prompt_lengths"], strict=True)):
-            first = start + self._think_length(seq[start:]) + 1 if cut else 0
-            rows.append(states[row, first : len(seq)])
-        return rows
-
     def thinker_loss(self, part: dict[str, Any]) -> torch.Tensor:
         rl = self.config.rl
         anchored = "ref_states" in part
@@ -399,9 +412,8 @@ class RLStage:
                                                  self.pipe.thinker.pad_id, rl.temperature)
         anchor = None
         if anchored:  # relative squared drift of what the DiT reads
-            states = self._conditioning_states(records, part)
-            drift = sum(((s - r) ** 2).sum() for s, r in zip(states, part["ref_states"], strict=True))
-            anchor = drift / sum((r**2).sum() for r in part["ref_states"])
+            states = conditioning_states(records, part["sequences"], part["prompt_lengths"], self.pipe.thinker)
+            anchor = relative_drift(states, part["ref_states"])
         old = part.get("old_logprobs", logprobs.detach())
         loss, stats = grpo_loss(logprobs, old, part["advantages"], mask, rl.epsilon, rl.epsilon_high,
                                 part.get("ref_logprobs"), rl.beta, rl.importance, rl.loss_type,
