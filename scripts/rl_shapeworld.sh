@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# Reinforcement learning on ShapeWorld from the SFT model, then the README's RL tables:
-#   stage 4 (thinker GRPO): 300 steps, 600 steps, and 300 steps with the state anchor;
-#   stage 5 (DiT Flow-GRPO) after the 300-step stage 4 = SepGRPO: the recipe and two variants;
-#   Dual-GRPO at SepGRPO's wall time.
+# Reinforcement learning on ShapeWorld from the SFT model (runs/shapeworld/sft), then the README's RL tables:
+#   stage 4 (thinker GRPO): 300 and 600 steps, each with and without the state anchor;
+#   stage 5 (DiT Flow-GRPO) after the 300-step stage 4 = SepGRPO: the recipe and two variants,
+#   and the recipe after the anchored 600-step stage 4; Dual-GRPO at SepGRPO v1's wall time.
 # Every run resumes where it stopped; finished runs and evaluations are skipped.
-#   scripts/rl_shapeworld.sh            (~2 hours on 2 cores)
+#   scripts/rl_shapeworld.sh            (~2.5 hours on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
 PYTHON=${PYTHON:-.venv/bin/python}
 export HF_HUB_OFFLINE=1
+if [ ! -f runs/shapeworld/sft/model_index.json ]; then
+  if [ ! -f runs/shapeworld/dit_finetune/final/model_index.json ]; then
+    echo "the RL recipes start from the SFT model: run scripts/train_shapeworld.sh (stages 1-4) first" >&2
+    exit 2
+  fi
+  $PYTHON scripts/export_embedded.py runs/shapeworld/dit_finetune/final runs/shapeworld/sft
+fi
 train() {  # CONFIG: run it to its end unless it has finished
   local out
   out=$(grep '^output_dir:' "$1" | awk '{print $2}')
@@ -19,6 +26,12 @@ evaluate() {  # MODEL OUT: the same protocol as the embedded model's README numb
   for suite in reasoning composition; do
     [ -f "$2/$suite/scores.json" ] || $THINKGEN eval --suite $suite --model "$1" --think --n-per-prompt 4 \
       --n-items 120 --out "$2/$suite" > /dev/null
+  done
+}
+evaluate_direct() {  # MODEL OUT: direct mode too, for the embedded-model candidates
+  for suite in reasoning composition; do
+    [ -f "$2/$suite-direct/scores.json" ] || $THINKGEN eval --suite $suite --model "$1" --no-think \
+      --n-per-prompt 4 --n-items 120 --out "$2/$suite-direct" > /dev/null
   done
 }
 V=configs/shapeworld/rl_variants
@@ -45,10 +58,20 @@ evaluate runs/shapeworld/dit_flow_grpo/final results/rl/sep_grpo
 evaluate runs/shapeworld/dit_flow_grpo_v1/final results/rl/sep_grpo_v1
 evaluate runs/shapeworld/dit_flow_grpo_early/final results/rl/sep_grpo_early
 evaluate runs/shapeworld/thinker_grpo_anchor_600/final results/rl/thinker_grpo_anchor_600
-evaluate runs/shapeworld/dit_flow_grpo_after_anchor/final results/rl/sep_grpo_after_anchor
 evaluate runs/shapeworld/dual_grpo/final results/rl/dual_grpo
+for run in thinker_grpo_anchor thinker_grpo_anchor_600 dual_grpo; do
+  evaluate_direct runs/shapeworld/$run/final results/rl/$run
+done
+# the SFT model and the embedded model (the anchored SepGRPO run), both modes
+[ -f results/shapeworld_sft/reasoning-no-think/scores.json ] || scripts/eval_shapeworld.sh runs/shapeworld/sft results/shapeworld_sft
+[ -f results/shapeworld/reasoning-no-think/scores.json ] || \
+  scripts/eval_shapeworld.sh runs/shapeworld/dit_flow_grpo_after_anchor/final results/shapeworld
+for run in thinker_grpo thinker_grpo_600 thinker_grpo_anchor thinker_grpo_anchor_600; do
+  [ -f results/rl/$run/rewrites.txt ] || $PYTHON scripts/eval_thinker.py runs/shapeworld/$run/final \
+    > results/rl/$run/rewrites.txt
+done
 $PYTHON scripts/plot_rl.py docs/rl_curves.png \
-  "runs/shapeworld/thinker_grpo+runs/shapeworld/dit_flow_grpo=SepGRPO (steps 0-299 stage 4, then stage 5)" \
-  "runs/shapeworld/thinker_grpo_anchor=stage 4 with the state anchor" \
+  "runs/shapeworld/thinker_grpo+runs/shapeworld/dit_flow_grpo=SepGRPO (stage 4: 300 steps, then stage 5)" \
+  "runs/shapeworld/thinker_grpo_anchor_600+runs/shapeworld/dit_flow_grpo_after_anchor=embedded: anchored stage 4 (600), then stage 5" \
   "runs/shapeworld/dual_grpo=Dual-GRPO"
 $PYTHON scripts/rl_table.py

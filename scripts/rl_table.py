@@ -1,4 +1,4 @@
-"""The README's RL tables from results/ (written by scripts/rl_shapeworld.sh).
+"""The README's RL tables from results/ (written by scripts/rl_shapeworld.sh and eval_shapeworld.sh).
 
     python scripts/rl_table.py
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-ROWS = [("SFT only (embedded model)", "results/shapeworld/{suite}-think"),
+ROWS = [("SFT only (runs/shapeworld/sft)", "results/shapeworld_sft/{suite}-think"),
         ("+ thinker GRPO, 300 steps (stage 4)", "results/rl/thinker_grpo/{suite}"),
         ("+ thinker GRPO, 600 steps", "results/rl/thinker_grpo_600/{suite}"),
         ("+ thinker GRPO, 300 steps, state anchor", "results/rl/thinker_grpo_anchor/{suite}"),
@@ -16,8 +16,18 @@ ROWS = [("SFT only (embedded model)", "results/shapeworld/{suite}-think"),
         ("SepGRPO: 300-step stage 4 + Flow-GRPO v1", "results/rl/sep_grpo_v1/{suite}"),
         ("SepGRPO: + Flow-GRPO early window", "results/rl/sep_grpo_early/{suite}"),
         ("SepGRPO: + Flow-GRPO (6_dit_flow_grpo)", "results/rl/sep_grpo/{suite}"),
-        ("SepGRPO: anchored 600-step stage 4 + Flow-GRPO", "results/rl/sep_grpo_after_anchor/{suite}"),
+        ("SepGRPO: anchored 600-step stage 4 + Flow-GRPO = embedded model", "results/shapeworld/{suite}-think"),
         ("Dual-GRPO", "results/rl/dual_grpo/{suite}")]
+
+# candidates for the embedded model: think and direct mode on both suites
+CANDIDATES = [("SFT only", "results/shapeworld_sft/{suite}-think", "results/shapeworld_sft/{suite}-no-think"),
+              ("thinker GRPO 300, state anchor", "results/rl/thinker_grpo_anchor/{suite}",
+               "results/rl/thinker_grpo_anchor/{suite}-direct"),
+              ("thinker GRPO 600, state anchor", "results/rl/thinker_grpo_anchor_600/{suite}",
+               "results/rl/thinker_grpo_anchor_600/{suite}-direct"),
+              ("SepGRPO: anchored 600 + Flow-GRPO (embedded)", "results/shapeworld/{suite}-think",
+               "results/shapeworld/{suite}-no-think"),
+              ("Dual-GRPO", "results/rl/dual_grpo/{suite}", "results/rl/dual_grpo/{suite}-direct")]
 
 
 def load(pattern: str, suite: str) -> dict | None:
@@ -42,6 +52,16 @@ def main() -> None:
             v = load(pattern, "composition")
             if v:
                 print(f"| {name} | " + " | ".join(f"{v['categories'][t]:.3f}" for t in tags) + " |")
+    print("\n| candidate | composition think | composition direct | reasoning think | reasoning direct |\n"
+          "|---|---|---|---|---|")
+    for name, think, direct in CANDIDATES:
+        cells = []
+        for suite in ("composition", "reasoning"):
+            for pattern in (think, direct):
+                v = load(pattern, suite)
+                cells.append(f"{v['overall']:.3f}" if v else "-")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
 """How far RL moved what the DiT reads: the relative squared drift of the thinker's conditioning
 states (the rewrite span's last layers), trained vs reference thinker, on the same tokens.
 
-    python scripts/state_drift.py runs/shapeworld/thinker_grpo/final [--reference thinkgen/assets/shapeworld]
+    python scripts/state_drift.py runs/shapeworld/thinker_grpo/final [--reference runs/shapeworld/sft]
 
 The trained thinker writes (think mode, greedy) for 16 test prompts per suite; both thinkers then
 read those sequences teacher-forced. The same quantity as the ``thinker/state_drift`` metric that
@@ -24,7 +24,7 @@ from thinkgen.world import suites
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model")
-    parser.add_argument("--reference", default="thinkgen/assets/shapeworld")
+    parser.add_argument("--reference", default="runs/shapeworld/sft")
     parser.add_argument("--n", type=int, default=16)
     args = parser.parse_args()
     trained = ThinkGenPipeline.from_pretrained(args.model, torch_dtype=torch.float32).thinker

@@ -9,7 +9,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -218,12 +217,6 @@ def test_rewards_registry_and_shapeworld_rules():
 
 
 # ----------------------------------------------------------------------------- the stages
-@register_reward("brightness_test")
-def brightness(items, images, rewrites):
-    """A dense image reward (a random tiny DiT never passes a rule), so advantages are not all 0."""
-    return [float(np.asarray(image, dtype=np.float32).mean()) / 255 for image in images]
-
-
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_rl") / "pipe"
@@ -237,7 +230,7 @@ def rl_config(tiny_dir, out, stage, steps=2, **rl):
         "run": {"steps": steps, "batch_size": 2, "log_every": 1, "save_every": 100, "seed": 5},
         "optim": {"lr": 1e-3, "warmup_steps": 1},
         "rl": {"num_generations": 3, "images_per_prompt": 2, "pool_size": 8, "render_steps": 2, "train_steps": 3,
-               "scenarios": {"composition": 1.0, "reasoning": 1.0}, "rewards": {"brightness_test": 1.0,
+               "scenarios": {"composition": 1.0, "reasoning": 1.0}, "rewards": {"brightness": 1.0,
                                                                                   "instruction": 1.0}, **rl},
     })
 
@@ -378,7 +371,7 @@ def test_dual_grpo_trains_on_two_processes(tiny_dir, tmp_path):
         "run": {"steps": 2, "batch_size": 2, "log_every": 1, "save_every": 100, "seed": 5, "threads": 1},
         "optim": {"lr": 1e-3, "warmup_steps": 1},
         "rl": {"num_generations": 2, "images_per_prompt": 2, "pool_size": 8, "train_steps": 3, "loss_type": "dapo",
-               "scenarios": {"composition": 1.0}, "rewards": {"tests.test_rl:brightness": 1.0, "instruction": 1.0}},
+               "scenarios": {"composition": 1.0}, "rewards": {"brightness": 1.0, "instruction": 1.0}},
     }))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29534",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 
+import numpy as np
 from PIL import Image
 
 from .world import suites
@@ -81,6 +82,13 @@ def shapeworld_partial_reward(items, images, rewrites) -> list[float]:
     include requirements that were met (a denser signal)."""
     return [_rule(item, image, rewrite, partial=True) for item, image, rewrite in zip(items, images, rewrites,
                                                                                       strict=True)]
+
+
+@register_reward("brightness")
+def brightness_reward(items, images, rewrites) -> list[float]:
+    """Mean pixel value in [0, 1]: not a quality signal but a dense one, for checking that a stage
+    learns at all (every image scores differently, so no group is ever flat)."""
+    return [float(np.asarray(image, dtype=np.float32).mean()) / 255 for image in images]
 
 
 @register_reward("instruction")
