@@ -35,7 +35,7 @@ from PIL import Image
 from torch import nn
 
 from ..eval.shapeworld import REFLECTION_PROMPT
-from ..flow import euler_sample
+from ..flow import Velocity, euler_sample
 from ..generator import Reference, backend_for
 from ..pipeline import ThinkGenPipeline, _to_pil
 from ..rewards import WeightedReward
@@ -248,6 +248,15 @@ class RLStage:
         images = [Image.fromarray(render(item.source or item.scene, resolution)) for item in items]
         return self.pipe.reference(images, resolution, resolution)
 
+    def _velocity(self, states: torch.Tensor, mask: torch.Tensor, grid: tuple[int, int], reference: Reference | None,
+                  cfg: float, null: tuple[torch.Tensor, torch.Tensor], bridge: nn.Module | None = None,
+                  backend: Any = None) -> Velocity:
+        """The guided velocity for thinker states: through ``bridge`` (default: the trained one) and the
+        DiT ``backend`` (default: the trained one), with ``null`` as the unconditional text."""
+        text, text_mask = (bridge or self.pipe.bridge)(states, mask)
+        return self.pipe.guided_velocity(text, text_mask, grid, reference, cfg,
+                                         self.pipe.defaults["image_guidance_scale"], backend=backend, null=null)
+
     def _images(self, items: list[suites.Item], states: torch.Tensor, mask: torch.Tensor,
                 seeds: list[int]) -> list[Image.Image | None]:
         """Draw every sample with the frozen DiT (ODE sampler), sample i from noise ``seeds[i]``."""
@@ -259,9 +268,8 @@ class RLStage:
             if not rows:
                 continue
             grid = pipe.token_grid(resolution, resolution)
-            text, text_mask = pipe.bridge(states[rows], mask[rows])
-            velocity = pipe.guided_velocity(text, text_mask, grid, self._reference([items[r] for r in rows], resolution),
-                                            self._cfg(), pipe.defaults["image_guidance_scale"], null=null)
+            velocity = self._velocity(states[rows], mask[rows], grid,
+                                      self._reference([items[r] for r in rows], resolution), self._cfg(), null)
             noise = pipe.initial_noise([seeds[r] for r in rows], resolution, resolution)
             x = euler_sample(velocity, noise, pipe.sigmas(rl.render_steps, grid))
             for r, image in zip(rows, _to_pil(pipe.decode(x, resolution, resolution)), strict=True):
@@ -345,9 +353,7 @@ class RLStage:
                 first = rng.randint(low, high)
                 steps = range(first, min(rl.train_steps, first + rl.sde_window))
             reference = self._reference([items[r] for r in rows], resolution)
-            text, text_mask = pipe.bridge(states[rows], mask[rows])
-            velocity = pipe.guided_velocity(text, text_mask, grid, reference, self._cfg_dit(),
-                                            pipe.defaults["image_guidance_scale"], null=null)
+            velocity = self._velocity(states[rows], mask[rows], grid, reference, self._cfg_dit(), null)
             # share_noise: a prompt's images differ only by the SDE steps, the ones that are trained,
             # so the reward differences within a group are credited to what the DiT did there
             noise_rows = [r // per_prompt if rl.share_noise else r for r in rows]
@@ -426,21 +432,17 @@ class RLStage:
         return loss
 
     def dit_loss(self, part: dict[str, Any]) -> torch.Tensor:
-        rl, pipe = self.config.rl, self.pipe
+        rl = self.config.rl
         null = self._null()
         ref_null = self._null(self.ref_bridge) if self.ref_bridge is not None else None
         total, count, clip_fractions, kls = 0.0, 0, [], []
         for sub in part["parts"]:
-            text, text_mask = pipe.bridge(sub["states"], sub["mask"])
-            velocity = pipe.guided_velocity(text, text_mask, sub["grid"], sub["reference"], self._cfg_dit(),
-                                            pipe.defaults["image_guidance_scale"], null=null)
+            condition = (sub["states"], sub["mask"], sub["grid"], sub["reference"], self._cfg_dit())
+            velocity = self._velocity(*condition, null)
             ref_velocity = None
             if self.ref_bridge is not None:
                 with torch.no_grad():
-                    ref_text, ref_mask = self.ref_bridge(sub["states"], sub["mask"])
-                    ref_velocity = pipe.guided_velocity(ref_text, ref_mask, sub["grid"], sub["reference"],
-                                                        self._cfg_dit(), pipe.defaults["image_guidance_scale"],
-                                                        backend=self.ref_backend, null=ref_null)
+                    ref_velocity = self._velocity(*condition, ref_null, self.ref_bridge, self.ref_backend)
             sigmas, sigma_max = sub["sigmas"], float(sub["sigmas"][1])
             for i, x, x_next, old in zip(sub["steps"], sub["inputs"], sub["outputs"], sub["old_logprobs"], strict=True):
                 sigma = sigmas[i].expand(x.shape[0])
