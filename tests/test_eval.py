@@ -13,7 +13,7 @@ from thinkgen.eval.shapeworld import run_suite, summarise, wise_weighted
 from thinkgen.world import render
 from thinkgen.world import suites as S
 
-GENEVAL = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "geneval" / "evaluation_metadata.jsonl"
+GENEVAL = geneval.DEFAULT_METADATA  # shipped inside the package: nothing reads outside the repository
 
 
 class OraclePipeline:
@@ -167,7 +167,7 @@ def test_cli_eval_export_geneval_wise(tmp_path, capsys):
     assert summary["images"] == 4 and summary["think"] and summary["split"] == "test"
     assert main(["world", "export", "--suite", "composition", "--n", "12", "--out", str(tmp_path / "ds")]) == 0
     assert len(list((tmp_path / "ds" / "train").glob("*.png"))) == 12
-    assert main(["geneval", "--model", str(model), "--metadata", str(GENEVAL), "--limit", "2", "--steps", "1",
+    assert main(["geneval", "--model", str(model), "--limit", "2", "--steps", "1",  # the shipped metadata
                  "--n-samples", "2", "--out", str(tmp_path / "ge")]) == 0
     assert len(list((tmp_path / "ge").glob("*/samples/*.png"))) == 4
     (tmp_path / "wise.json").write_text(json.dumps(WISE_PROMPTS))

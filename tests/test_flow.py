@@ -88,11 +88,51 @@ def test_timestep_sampling():
 
 
 def test_resolution_shifts():
-    assert flow.resolution_mu(256) == pytest.approx(0.5)
-    assert flow.resolution_mu(4096) == pytest.approx(1.15)
     assert flow.resolution_shift(64 * 64) == pytest.approx(1.6)
     with pytest.raises(ValueError):
         flow.sigma_schedule(0)
+
+
+# Qwen-Image's scheduler_config.json: dynamic shifting, exponential time shift, shift_terminal 0.02
+QWEN_IMAGE_SCHEDULER = {"base_image_seq_len": 256, "base_shift": 0.5, "max_image_seq_len": 8192, "max_shift": 0.9,
+                        "shift": 1.0, "shift_terminal": 0.02, "time_shift_type": "exponential",
+                        "use_dynamic_shifting": True}
+
+
+@pytest.mark.parametrize("config", [QWEN_IMAGE_SCHEDULER, {**QWEN_IMAGE_SCHEDULER, "time_shift_type": "linear"},
+                                    {"shift": 3.0}, {"shift": 2.0, "invert_sigmas": False, "use_karras_sigmas": True}])
+@pytest.mark.parametrize("steps,tokens", [(1, 64), (2, 4096), (13, 300)])
+def test_scheduler_sigmas_are_diffusers_own(config, steps, tokens):
+    """Every config field is honoured: the sigmas equal what QwenImagePipeline computes."""
+    from diffusers.pipelines.qwenimage.pipeline_qwenimage import calculate_shift, retrieve_timesteps
+
+    theirs = FlowMatchEulerDiscreteScheduler(**config)
+    mu = calculate_shift(tokens, theirs.config.get("base_image_seq_len", 256), theirs.config.get("max_image_seq_len", 4096),
+                         theirs.config.get("base_shift", 0.5), theirs.config.get("max_shift", 1.15))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        retrieve_timesteps(theirs, steps, sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu)
+    if not torch.isfinite(theirs.sigmas).all():  # shift_terminal at one step divides 0 by 0 in diffusers
+        with pytest.raises(ValueError, match="no finite schedule"):
+            flow.scheduler_sigmas(FlowMatchEulerDiscreteScheduler(**config), steps, tokens)
+        return
+    ours = flow.scheduler_sigmas(FlowMatchEulerDiscreteScheduler(**config), steps, tokens)
+    assert torch.equal(ours, theirs.sigmas)
+
+
+def test_shift_terminal_is_not_ignored():
+    plain = {k: v for k, v in QWEN_IMAGE_SCHEDULER.items() if k != "shift_terminal"}
+    with_terminal = flow.scheduler_sigmas(FlowMatchEulerDiscreteScheduler(**QWEN_IMAGE_SCHEDULER), 2, 64)
+    without = flow.scheduler_sigmas(FlowMatchEulerDiscreteScheduler(**plain), 2, 64)
+    assert with_terminal[-2] == pytest.approx(0.02) and abs(without[-2] - with_terminal[-2]) > 0.1
+
+
+def test_rescaled_guidance_by_hand():
+    cond = torch.tensor([[[3.0, 4.0], [1.0, 0.0]]])  # norms 5 and 1
+    uncond = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    combined = uncond + 4 * (cond - uncond)  # [[9, 16], [4, -3]]: norms sqrt(337) and 5
+    expected = torch.stack([combined[0, 0] * 5 / 337**0.5, combined[0, 1] * 1 / 5])[None]
+    torch.testing.assert_close(flow.guide_rescaled(cond, uncond, 4.0), expected)
+    assert torch.allclose(flow.guide_rescaled(cond, uncond, 4.0).norm(dim=-1), cond.norm(dim=-1))
 
 
 def test_guidance():

@@ -112,5 +112,10 @@ def test_bad_inputs(make_thinker, tokenizer, thinker_model):
         ThinkerConfig(extract="middle")
     with pytest.raises(ValueError, match="num_layers"):
         make_thinker(num_layers=9).encode(["x"], think=False)
-    with pytest.raises(ValueError, match="single token"):
-        Thinker(thinker_model, tokenizer, config=ThinkerConfig(think_close="</reason>"))
+    # a tokenizer without the close token can be held (text-marker conditionings use it), but
+    # the token-level think and direct modes refuse it with a clear message
+    markerless = Thinker(thinker_model, tokenizer, config=ThinkerConfig(think_close="</reason>"))
+    assert markerless.close_id is None
+    for think in (True, False):
+        with pytest.raises(ValueError, match="single token for '</reason>'"):
+            markerless.encode(["x"], think=think)

@@ -221,3 +221,17 @@ def test_two_processes_match_one(tiny_dir, tmp_path):
         results[name] = load_file(latest_checkpoint(tmp_path / name / "checkpoints") / "model.safetensors")
     for key, value in results["one"].items():
         torch.testing.assert_close(results["two"][key], value, atol=1e-5, rtol=1e-4)
+
+
+def test_gradient_checkpointing_trains_the_same_weights(tiny_dir, tmp_path):
+    """run.gradient_checkpointing switches each library's own checkpointing on; recomputing the
+    activations in backward changes memory, not the result."""
+    plain = build_stage(dit_config(tiny_dir, tmp_path / "a", steps=3, save_every=100))
+    train(dit_config(tiny_dir, tmp_path / "a", steps=3, save_every=100), plain, progress=False)
+    config = dit_config(tiny_dir, tmp_path / "b", steps=3, save_every=100, gradient_checkpointing=True)
+    checkpointed = build_stage(config)
+    train(config, checkpointed, progress=False)
+    assert checkpointed.pipe.transformer.gradient_checkpointing
+    a, b = weights(plain.model), weights(checkpointed.model)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6, rtol=0) for k in a)
+    assert any(not torch.equal(a[k], v) for k, v in weights(build_stage(config).model).items())  # it trained

@@ -43,8 +43,13 @@ def _quiet_libraries() -> None:
 EMBEDDED = Path(__file__).resolve().parent / "assets" / "shapeworld"
 
 
-def _load(model: str | None):
-    """A pipeline folder, or the embedded ShapeWorld model when none is given."""
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+          "float16": "float16", "fp16": "float16"}
+
+
+def _load(model: str | None, dtype: str = "float32", device: str = "cpu", offload: str = "none"):
+    """A pipeline folder, or the embedded ShapeWorld model when none is given, in ``dtype``, on
+    ``device`` or offloaded to it (``model``: one component at a time; ``sequential``: per layer)."""
     import torch
 
     from .pipeline import PipelineLoadError, ThinkGenPipeline
@@ -54,9 +59,20 @@ def _load(model: str | None):
             raise UserError("no model given: pass --model DIR (`thinkgen init DIR` makes a tiny random one)")
         model = str(EMBEDDED)
     try:
-        return ThinkGenPipeline.from_pretrained(model, torch_dtype=torch.float32)  # CPU math in fp32
+        torch_device = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r} (e.g. cpu, cuda, cuda:1, mps)") from None
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} asked for, but this torch has no CUDA device")
+    try:
+        pipe = ThinkGenPipeline.from_pretrained(model, torch_dtype=getattr(torch, DTYPES[dtype]))
     except PipelineLoadError as error:
         raise UserError(str(error)) from None
+    if offload == "model":
+        return pipe.enable_model_cpu_offload(torch_device)
+    if offload == "sequential":
+        return pipe.enable_sequential_cpu_offload(torch_device)
+    return pipe.to(torch_device)
 
 
 def _output_paths(output: str, count: int) -> list[Path]:
@@ -93,16 +109,19 @@ def generate(args: argparse.Namespace) -> int:
     if not prompts or any(not p for p in prompts):
         raise UserError("the prompt is empty")
     paths = _output_paths(args.output, len(prompts) * args.batch)
-    pipe = _load(args.model)
+    pipe = _load(args.model, args.dtype, args.device, args.offload)
     height = pipe.defaults["height"] if args.height is None else args.height
     width = pipe.defaults["width"] if args.width is None else args.width
     try:
         pipe.check_size(height, width)
     except ValueError as error:
         raise UserError(str(error)) from None
-    out = pipe(prompts, think=args.think, num_inference_steps=args.steps, guidance_scale=args.cfg,
-               seed=args.seed, height=height, width=width, num_images_per_prompt=args.batch,
-               progress=True)
+    try:
+        out = pipe(prompts, think=args.think, num_inference_steps=args.steps, guidance_scale=args.cfg,
+                   seed=args.seed, height=height, width=width, num_images_per_prompt=args.batch,
+                   negative_prompt=args.negative_prompt, progress=True)
+    except ValueError as error:  # e.g. a schedule the scheduler cannot make for this step count
+        raise UserError(str(error)) from None
     _print_thoughts(prompts, out.reasoning, out.rewritten, args.think, args.batch)
     for image, path in zip(out.images, paths, strict=True):
         try:
@@ -114,6 +133,18 @@ def generate(args: argparse.Namespace) -> int:
 
 
 def info(args: argparse.Namespace) -> int:
+    if args.memory:
+        import torch
+
+        from .memory import memory_table
+        from .pipeline import PipelineLoadError
+
+        try:
+            print(f"weights of {args.model} (from the configs, nothing loaded):")
+            print(memory_table(args.model, getattr(torch, DTYPES[args.dtype])))
+        except PipelineLoadError as error:
+            raise UserError(str(error)) from None
+        return 0
     pipe = _load(args.model)
     print(f"thinkgen pipeline: {args.model}")
     total = 0
@@ -127,9 +158,11 @@ def info(args: argparse.Namespace) -> int:
             print(f"  {name:<12} {type(component).__name__}")
     print(f"  {'total':<12} {'':<32} {total:>14,d} params")
     cfg = pipe.thinker.config
-    print(f"  thinker states: last {cfg.num_layers} layers x {pipe.thinker.hidden_size} = "
-          f"{pipe.thinker.state_dim} channels, extract={cfg.extract}; "
-          f"prepadding K={pipe.bridge.num_prepadding}, connector={pipe.bridge.config.connector}")
+    print(f"  conditioning: {pipe.conditioning.name}")
+    if pipe.bridge is not None:
+        print(f"  thinker states: last {cfg.num_layers} layers x {pipe.thinker.hidden_size} = "
+              f"{pipe.thinker.state_dim} channels, extract={cfg.extract}; "
+              f"prepadding K={pipe.bridge.num_prepadding}, connector={pipe.bridge.config.connector}")
     print(f"  default size {pipe.defaults['height']}x{pipe.defaults['width']}, "
           f"sizes must be multiples of {pipe.multiple}")
     return 0
@@ -220,7 +253,7 @@ def geneval(args: argparse.Namespace) -> int:
     from .eval import geneval as geneval_module
 
     try:
-        metadata = geneval_module.read_metadata(args.metadata)
+        metadata = geneval_module.read_metadata(args.metadata or geneval_module.DEFAULT_METADATA)
     except (OSError, geneval_module.MetadataError) as error:
         raise UserError(f"cannot read GenEval metadata: {error}") from None
     if args.limit:
@@ -341,10 +374,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch", type=_positive_int, default=1, help="images per prompt")
     g.add_argument("--height", type=_positive_int, default=None)
     g.add_argument("--width", type=_positive_int, default=None)
+    g.add_argument("--negative-prompt", default=None, help="the negative branch of CFG (default: the model's)")
+    g.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                   help="weights and compute (bf16 for real checkpoints on a GPU)")
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    g.add_argument("--offload", choices=["none", "model", "sequential"], default="none",
+                   help="keep weights in CPU memory: model = one component on the device at a time, "
+                        "sequential = one layer at a time (least memory)")
     g.set_defaults(run=generate)
 
     i = commands.add_parser("info", help="print a pipeline's components and parameter counts")
-    i.add_argument("model", help="pipeline folder")
+    i.add_argument("model", help="pipeline folder (a config-only folder is enough with --memory)")
+    i.add_argument("--memory", action="store_true",
+                   help="parameters and weight memory per component from the configs, without loading weights")
+    i.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16", help="for --memory (default bf16)")
     i.set_defaults(run=info)
 
     n = commands.add_parser("init", help="write a tiny random pipeline (for tests and experiments)")
@@ -378,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ge = commands.add_parser("geneval", help="draw GenEval's prompts in its official output layout")
     _sampling_options(ge)
-    ge.add_argument("--metadata", required=True, help="evaluation_metadata.jsonl")
+    ge.add_argument("--metadata", default=None,
+                    help="evaluation_metadata.jsonl (default: GenEval's 553 prompts, shipped with thinkgen)")
     ge.add_argument("--n-samples", type=_positive_int, default=4)
     ge.add_argument("--limit", type=_positive_int, default=None, help="only the first N prompts")
     ge.add_argument("--out", required=True)

@@ -12,8 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import FlowMatchEulerDiscreteScheduler
+from diffusers.pipelines.qwenimage.pipeline_qwenimage import calculate_shift
 from tqdm.auto import tqdm
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, sigma (B,)) -> v
@@ -29,13 +32,6 @@ def shift_sigmas(sigmas: torch.Tensor, shift: float = 1.0, mu: float | None = No
     if mu is not None:
         return math.exp(mu) / (math.exp(mu) + (1 / sigmas - 1))
     return shift * sigmas / (1 + (shift - 1) * sigmas)
-
-
-def resolution_mu(num_tokens: int, base_tokens: int = 256, max_tokens: int = 4096,
-                  base_shift: float = 0.5, max_shift: float = 1.15) -> float:
-    """Qwen-Image / diffusers' ``mu``: linear in the number of image tokens."""
-    slope = (max_shift - base_shift) / (max_tokens - base_tokens)
-    return base_shift + slope * (num_tokens - base_tokens)
 
 
 def resolution_shift(num_latent_pixels: int) -> float:
@@ -71,17 +67,36 @@ def flow_loss(velocity: Velocity, x0: torch.Tensor, sigma: torch.Tensor,
 
 
 # ----------------------------------------------------------------------------- sampling
-def sigma_schedule(steps: int, shift: float = 1.0, mu: float | None = None) -> torch.Tensor:
-    """``steps + 1`` sigmas from 1 to 0: evenly spaced in ``[1, 1/steps]``, shifted, then 0.
+def scheduler_sigmas(scheduler: FlowMatchEulerDiscreteScheduler, steps: int, num_tokens: int,
+                     device: torch.device | str | None = None) -> torch.Tensor:
+    """``steps + 1`` sigmas from the saved scheduler itself, as Qwen-Image's pipeline asks for them.
 
-    Identical to ``FlowMatchEulerDiscreteScheduler(shift=shift).set_timesteps(sigmas=
-    linspace(1, 1/steps, steps), mu=mu)`` (the call Qwen-Image's pipeline makes).
+    The request is ``linspace(1, 1/steps, steps)`` with the resolution-dependent ``mu`` of
+    diffusers' ``calculate_shift``; ``set_timesteps`` then applies every config field the scheduler
+    has (``shift``, ``use_dynamic_shifting``, ``time_shift_type``, ``shift_terminal``, Karras /
+    exponential / beta sigmas, ``invert_sigmas``), so nothing here can drift from diffusers.
+    The scheduler is left ready for ``scheduler.step`` (begin index 0).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    sigmas = torch.linspace(1.0, 1.0 / steps, steps, dtype=torch.float64)
-    sigmas = shift_sigmas(sigmas, shift, mu).to(torch.float32)
-    return torch.cat([sigmas, sigmas.new_zeros(1)])
+    config = scheduler.config
+    mu = calculate_shift(num_tokens, config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096),
+                         config.get("base_shift", 0.5), config.get("max_shift", 1.15))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu, device=device)
+    if not bool(torch.isfinite(scheduler.sigmas).all()):  # e.g. shift_terminal with one step: 0/0
+        raise ValueError(f"the scheduler's config gives no finite schedule for {steps} step(s); use more steps")
+    scheduler.set_begin_index(0)
+    return scheduler.sigmas
+
+
+def sigma_schedule(steps: int, shift: float = 1.0, mu: float | None = None) -> torch.Tensor:
+    """The same schedule for a plain scheduler config: static ``shift``, or ``mu`` when given."""
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=shift, use_dynamic_shifting=mu is not None)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu)
+    return scheduler.sigmas
 
 
 def guide(v_cond: torch.Tensor, v_uncond: torch.Tensor, scale: float,
@@ -93,15 +108,30 @@ def guide(v_cond: torch.Tensor, v_uncond: torch.Tensor, scale: float,
     return v_uncond + image_scale * (v_image - v_uncond) + scale * (v_cond - v_image)
 
 
+def guide_rescaled(v_cond: torch.Tensor, v_uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Qwen-Image's "true CFG": plain guidance, then each token's vector rescaled to the norm of
+    the conditional one (``comb * |cond| / |comb|``), which keeps large scales from overshooting."""
+    combined = v_uncond + scale * (v_cond - v_uncond)  # (B, N, C)
+    return combined * (v_cond.norm(dim=-1, keepdim=True) / combined.norm(dim=-1, keepdim=True))
+
+
+Step = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]  # (x, v, step index) -> next x
+
+
 @torch.no_grad()
 def euler_sample(velocity: Velocity, noise: torch.Tensor, sigmas: torch.Tensor,
-                 progress: bool = False, callback: Callable[[int, torch.Tensor], None] | None = None
-                 ) -> torch.Tensor:
-    """Integrate the flow ODE from ``sigmas[0]`` to ``sigmas[-1]`` with Euler steps."""
+                 progress: bool = False, callback: Callable[[int, torch.Tensor], None] | None = None,
+                 step: Step | None = None) -> torch.Tensor:
+    """Integrate the flow ODE from ``sigmas[0]`` to ``sigmas[-1]`` with Euler steps.
+
+    ``step`` replaces the update ``x + (sigma_next - sigma) * v``: the pipeline passes the
+    scheduler's own ``step``, whose dtype handling (fp32 update, result in the model's dtype) is
+    part of what makes a picture bit-identical to diffusers'."""
     x = noise
     for i in tqdm(range(len(sigmas) - 1), desc="sampling", disable=not progress, leave=False):
         sigma = sigmas[i].expand(x.shape[0])  # (B,)
-        x = x + (sigmas[i + 1] - sigmas[i]) * velocity(x, sigma)  # (B, ...)
+        v = velocity(x, sigma)  # (B, ...)
+        x = x + (sigmas[i + 1] - sigmas[i]) * v if step is None else step(x, v, i)
         if callback is not None:
             callback(i, x)
     return x

@@ -18,6 +18,7 @@ import torch
 from diffusers import AutoencoderKLQwenImage, QwenImageTransformer2DModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
 
@@ -33,9 +34,13 @@ class PixelAutoencoder(ModelMixin, ConfigMixin):
         super().__init__()
         self.register_buffer("scale", torch.ones(()))
 
+    # apply_forward_hook: accelerate's offload hooks wrap forward(); diffusers' autoencoders run
+    # them for encode/decode too, and so must this one
+    @apply_forward_hook
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return images * self.scale  # (B, C, H, W)
 
+    @apply_forward_hook
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return latents / self.scale  # (B, C, H, W)
 
@@ -63,8 +68,8 @@ def encode_images(vae: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return vae.encode(images)
     if isinstance(vae, AutoencoderKLQwenImage):  # a video VAE: one frame, per-channel statistics
         z = vae.encode(images[:, :, None]).latent_dist.mode()[:, :, 0]  # (B, C, h, w)
-        mean = torch.tensor(vae.config.latents_mean, dtype=z.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(vae.config.latents_std, dtype=z.dtype).view(1, -1, 1, 1)
+        mean = torch.tensor(vae.config.latents_mean, dtype=z.dtype, device=z.device).view(1, -1, 1, 1)
+        std = torch.tensor(vae.config.latents_std, dtype=z.dtype, device=z.device).view(1, -1, 1, 1)
         return (z - mean) / std
     z = vae.encode(images).latent_dist.mode()
     shift = vae.config.shift_factor or 0.0
@@ -76,9 +81,11 @@ def decode_latents(vae: nn.Module, latents: torch.Tensor) -> torch.Tensor:
     if isinstance(vae, PixelAutoencoder):
         images = vae.decode(latents)
     elif isinstance(vae, AutoencoderKLQwenImage):
-        mean = torch.tensor(vae.config.latents_mean, dtype=latents.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(vae.config.latents_std, dtype=latents.dtype).view(1, -1, 1, 1)
-        images = vae.decode((latents * std + mean)[:, :, None]).sample[:, :, 0]
+        # diffusers' arithmetic, operation for operation (divide by 1/std, in the latents' dtype),
+        # so bf16 pictures match QwenImagePipeline's to the last bit
+        mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1).to(latents.device, latents.dtype)
+        inverse_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, -1, 1, 1).to(latents.device, latents.dtype)
+        images = vae.decode((latents / inverse_std + mean)[:, :, None]).sample[:, :, 0]
     else:
         shift = vae.config.shift_factor or 0.0
         images = vae.decode(latents / vae.config.scaling_factor + shift).sample
@@ -135,11 +142,15 @@ class QwenImageBackend:
             tokens = torch.cat([tokens, reference.tokens.to(tokens.dtype)], dim=1)  # (B, N + N_ref, D)
             shapes.append((1, *reference.grid))
         dtype = self.transformer.dtype
+        # QwenImagePipeline's timestep: the scheduler's t = 1000 sigma (fp32), cast to the latents'
+        # dtype, divided by 1000 there (the model multiplies by 1000 again); an all-ones mask is
+        # passed as None, as diffusers does, since the masked attention path rounds differently
+        timestep = (sigma * 1000).to(tokens.dtype) / 1000
         out = self.transformer(
             hidden_states=tokens.to(dtype),
             encoder_hidden_states=text.to(dtype),
-            encoder_hidden_states_mask=text_mask,
-            timestep=sigma.to(dtype),  # the model multiplies by 1000 itself
+            encoder_hidden_states_mask=None if bool(text_mask.all()) else text_mask,
+            timestep=timestep,
             img_shapes=[shapes] * tokens.shape[0],
             return_dict=False,
         )[0]

@@ -1,22 +1,14 @@
-"""ThinkGenPipeline: prompt (+ images) -> thinker -> bridge -> DiT + rectified flow -> images.
+"""ThinkGenPipeline: prompt (+ images) -> conditioning -> DiT + rectified flow -> images.
 
-A saved pipeline is a folder in Hugging Face layout, one subfolder per component::
-
-    model_index.json      component classes + thinker settings + sampling defaults
-    thinker/              transformers model (config.json, model.safetensors)
-    tokenizer/ | processor/
-    bridge/               thinkgen Bridge (config.json, diffusion_pytorch_model.safetensors)
-    transformer/          diffusers transformer
-    vae/                  diffusers autoencoder or thinkgen PixelAutoencoder
-    scheduler/            FlowMatchEulerDiscreteScheduler config
-
-Loading only ever instantiates classes from transformers, diffusers or thinkgen, only from local
-files, and only from safetensors.
+How prompts become DiT text states is a named strategy (:mod:`thinkgen.conditioning`), recorded
+in ``model_index.json``: ``thinkgen`` (thinker + VGI-refine bridge) or ``qwen-image`` (diffusers'
+Qwen-Image encoding, with T2G's thinking). The sigmas and every Euler step come from the saved
+diffusers scheduler itself. Folders are read and written by :mod:`thinkgen.loading`: thinkgen's
+own layout, and a diffusers ``QwenImagePipeline`` folder (the T2G release) unchanged.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
+from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from . import flow
 from .bridge import Bridge
+from .conditioning import Conditioning, build_conditioning
 from .generator import (
     Reference,
     backend_for,
@@ -39,13 +33,8 @@ from .generator import (
     spatial_factor,
     unpatchify,
 )
-from .thinker import Thinker, ThinkerConfig, ThinkerOutput, load_processor, save_processor
-
-MODEL_INDEX = "model_index.json"
-
-
-class PipelineLoadError(Exception):
-    """A pipeline folder is missing, incomplete or unreadable."""
+from .loading import MODEL_INDEX, PipelineLoadError, load_folder, save_folder  # noqa: F401 (re-exported)
+from .thinker import Thinker, ThinkerOutput
 
 
 @dataclass
@@ -57,7 +46,7 @@ class ThinkGenOutput:
 
 
 def _to_pil(images: torch.Tensor) -> list[Image.Image]:
-    array = (images.permute(0, 2, 3, 1).float().cpu().numpy() * 255).round().astype(np.uint8)
+    array = (images.permute(0, 2, 3, 1).float().cpu().numpy() * 255).round().astype(np.uint8)  # as diffusers
     return [Image.fromarray(a) for a in array]
 
 
@@ -76,41 +65,109 @@ def _pad_to(x: torch.Tensor, length: int) -> torch.Tensor:
 
 
 class ThinkGenPipeline:
-    """Think, then draw. Build it from components, or with :meth:`from_pretrained`."""
+    """Think, then draw. Build it from components, or with :meth:`from_pretrained`.
 
-    def __init__(self, thinker: Thinker, bridge: Bridge, transformer: torch.nn.Module,
+    ``bridge`` is the VGI-refine module of the ``thinkgen`` conditioning (None for strategies
+    without one, such as ``qwen-image``); ``conditioning`` is a strategy name (built from the
+    thinker, the bridge and ``conditioning_settings``) or a built :class:`Conditioning`.
+    """
+
+    def __init__(self, thinker: Thinker, bridge: Bridge | None, transformer: torch.nn.Module,
                  vae: torch.nn.Module, scheduler: FlowMatchEulerDiscreteScheduler,
-                 defaults: dict[str, Any] | None = None) -> None:
+                 defaults: dict[str, Any] | None = None, conditioning: str | Conditioning = "thinkgen",
+                 conditioning_settings: dict[str, Any] | None = None) -> None:
         self.thinker, self.bridge, self.transformer = thinker, bridge, transformer
         self.vae, self.scheduler = vae, scheduler
         self.backend = backend_for(transformer)
         self.patch = patch_size(self.backend.in_channels, vae)
-        if bridge.config.in_channels != thinker.state_dim:
-            raise ValueError(f"bridge expects {bridge.config.in_channels} channels, thinker gives {thinker.state_dim}")
-        if bridge.config.out_channels != self.backend.text_channels:
-            raise ValueError(f"bridge gives {bridge.config.out_channels} channels, DiT expects {self.backend.text_channels}")
+        if isinstance(conditioning, str):
+            conditioning = build_conditioning(conditioning, thinker, bridge, conditioning_settings)
+        self.conditioning = conditioning
+        if conditioning.text_channels != self.backend.text_channels:
+            raise ValueError(f"the {conditioning.name!r} conditioning gives {conditioning.text_channels} "
+                             f"channels, the DiT expects {self.backend.text_channels}")
         self.defaults = {"height": 32, "width": 32, "num_inference_steps": 20, "guidance_scale": 4.0,
                          "image_guidance_scale": 2.0, **(defaults or {})}
+        self.offload_device: torch.device | None = None  # set by enable_*_cpu_offload
+        self._hooks: list[Any] = []
 
     # ------------------------------------------------------------------ components
     @property
     def components(self) -> dict[str, Any]:
-        parts = {"thinker": self.thinker.model}
+        parts: dict[str, Any] = {"thinker": self.thinker.model}
         if self.thinker.processor is not None:
             parts["processor"] = self.thinker.processor
         else:
             parts["tokenizer"] = self.thinker.tokenizer
-        parts.update(bridge=self.bridge, transformer=self.transformer, vae=self.vae, scheduler=self.scheduler)
+        if self.bridge is not None:
+            parts["bridge"] = self.bridge
+        parts.update(transformer=self.transformer, vae=self.vae, scheduler=self.scheduler)
         return parts
 
+    @property
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {k: v for k, v in self.components.items() if isinstance(v, torch.nn.Module)}
+
     def to(self, device: str | torch.device) -> ThinkGenPipeline:
-        for module in (self.thinker.model, self.bridge, self.transformer, self.vae):
+        for module in self.modules.values():
             module.to(device)
         return self
 
     @property
     def device(self) -> torch.device:
+        """Where the computation runs (the accelerator when components are offloaded)."""
+        if self.offload_device is not None:
+            return self.offload_device
         return next(self.transformer.parameters()).device
+
+    def enable_model_cpu_offload(self, device: str | torch.device = "cuda") -> ThinkGenPipeline:
+        """Keep the components in CPU memory and move each to ``device`` when it runs, sending the
+        one before it back (accelerate's hooks, chained thinker -> bridge -> transformer -> vae, as
+        diffusers pipelines do): peak memory is about the largest component."""
+        from accelerate import cpu_offload_with_hook
+
+        self._remove_offload()
+        hook = None
+        self._hooks = []
+        for module in self.modules.values():
+            if next(module.parameters(), None) is None:  # e.g. the identity autoencoder: nothing to move
+                module.to(device)
+                continue
+            module.to("cpu")
+            _, hook = cpu_offload_with_hook(module, device, prev_module_hook=hook)
+            self._hooks.append(hook)
+        self._set_execution_device(torch.device(device))
+        return self
+
+    def enable_sequential_cpu_offload(self, device: str | torch.device = "cuda") -> ThinkGenPipeline:
+        """Keep the weights in CPU memory and move each submodule's weights to ``device`` only for
+        its own forward (accelerate's ``cpu_offload``): least memory, slowest."""
+        from accelerate import cpu_offload
+
+        self._remove_offload()
+        for module in self.modules.values():
+            module.to("cpu")
+            cpu_offload(module, execution_device=device, offload_buffers=True)
+        self._set_execution_device(torch.device(device))
+        return self
+
+    def _set_execution_device(self, device: torch.device | None) -> None:
+        self.offload_device = device
+        self.thinker.execution_device = device  # inputs go there, not where the weights rest
+
+    def _remove_offload(self) -> None:
+        from accelerate.hooks import remove_hook_from_module
+
+        if self.offload_device is not None:
+            for module in self.modules.values():
+                remove_hook_from_module(module, recurse=True)
+        self._hooks = []
+        self._set_execution_device(None)
+
+    def _release_offloaded(self) -> None:
+        """After a call, send every model-offloaded component back to the CPU."""
+        for hook in self._hooks:
+            hook.offload()
 
     @property
     def multiple(self) -> int:
@@ -119,90 +176,23 @@ class ThinkGenPipeline:
 
     # ------------------------------------------------------------------ saving and loading
     def save_pretrained(self, directory: str | Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        index: dict[str, Any] = {"_class_name": type(self).__name__}
-        for name, component in self.components.items():
-            module = type(component).__module__.split(".")[0]
-            index[name] = [module, type(component).__name__]
-            if isinstance(component, torch.nn.Module):
-                component.save_pretrained(directory / name, safe_serialization=True)
-            elif name == "processor":
-                save_processor(component, directory / name)
-            else:  # tokenizer, processor, scheduler: JSON and tokenizer files
-                component.save_pretrained(directory / name)
-        index["thinker_config"] = self.thinker.config.to_dict()
-        index["defaults"] = self.defaults
-        (directory / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+        """Write the folder: thinkgen's layout, or diffusers' for the ``qwen-image`` conditioning."""
+        save_folder(self, Path(directory))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, torch_dtype: torch.dtype | None = None) -> ThinkGenPipeline:
-        """Load a folder written by :meth:`save_pretrained` (local files only)."""
-        import diffusers
-        import transformers
-
-        from . import bridge as bridge_module
-        from . import generator as generator_module
-
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise PipelineLoadError(f"model folder not found: {directory}")
-        try:
-            index = json.loads((directory / MODEL_INDEX).read_text())
-        except FileNotFoundError:
-            raise PipelineLoadError(f"{directory} is not a thinkgen pipeline (no {MODEL_INDEX})") from None
-        except json.JSONDecodeError as error:
-            raise PipelineLoadError(f"{directory / MODEL_INDEX} is not valid JSON: {error}") from None
-        libraries = {"transformers": transformers, "diffusers": diffusers,
-                     "thinkgen": (bridge_module, generator_module)}
-        missing = {"thinker", "bridge", "transformer", "vae", "scheduler"} - set(index)
-        if missing or not ({"tokenizer", "processor"} & set(index)):
-            raise PipelineLoadError(f"{directory} lacks components: {sorted(missing) or ['tokenizer']}")
-        loaded: dict[str, Any] = {}
-        for name in ("thinker", "tokenizer", "processor", "bridge", "transformer", "vae", "scheduler"):
-            if name not in index:
-                continue
-            try:
-                library, class_name = index[name]
-                owners = libraries[library]
-                owners = owners if isinstance(owners, tuple) else (owners,)
-                klass = next(getattr(o, class_name) for o in owners if hasattr(o, class_name))
-            except (KeyError, ValueError, TypeError, StopIteration):
-                raise PipelineLoadError(f"{MODEL_INDEX}: unsupported class for {name}: {index[name]!r}") from None
-            kwargs: dict[str, Any] = {}
-            if name == "thinker":
-                kwargs = {"local_files_only": True, "dtype": torch_dtype or "auto"}
-            elif name in ("tokenizer", "processor"):
-                kwargs = {"local_files_only": True}
-            elif name != "scheduler" and torch_dtype is not None:
-                kwargs = {"torch_dtype": torch_dtype}
-            try:
-                if name == "processor":
-                    loaded[name] = load_processor(klass, directory / name)
-                else:
-                    loaded[name] = klass.from_pretrained(directory / name, **kwargs)
-            except Exception as error:  # any library's own error: report which component broke
-                raise PipelineLoadError(f"cannot load {name} from {directory / name}: {error}") from error
-        for module in ("thinker", "bridge", "transformer", "vae"):
-            loaded[module].eval()
-        thinker = Thinker(loaded["thinker"], tokenizer=loaded.get("tokenizer"),
-                          processor=loaded.get("processor"),
-                          config=ThinkerConfig(**index.get("thinker_config", {})))
-        return cls(thinker, loaded["bridge"], loaded["transformer"], loaded["vae"], loaded["scheduler"],
-                   defaults=index.get("defaults"))
+        """Load a thinkgen folder or a diffusers ``QwenImagePipeline`` folder (local files only)."""
+        parts = load_folder(Path(directory), torch_dtype)
+        return cls(**parts)
 
     # ------------------------------------------------------------------ conditioning
     def condition(self, thinker_output: ThinkerOutput) -> tuple[torch.Tensor, torch.Tensor]:
-        """Thinker states -> DiT text states and mask, through VGI-refine."""
-        states = thinker_output.states.to(self.device, self.bridge.dtype)
-        return self.bridge(states, thinker_output.mask.to(self.device))
+        """Thinker states -> DiT text states and mask, through VGI-refine (``thinkgen`` only)."""
+        return self.conditioning.refine(thinker_output)
 
     def unconditional(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The 'no prompt' condition for CFG: the pseudo-CoT encoding of an empty prompt."""
-        if getattr(self, "_null_thought", None) is None:  # the thinker is frozen at inference
-            self._null_thought = self.thinker.encode([""], think=False)
-        text, mask = self.condition(self._null_thought)
-        return text.expand(batch, -1, -1), mask.expand(batch, -1)
+        """The default negative branch for CFG, ``batch`` rows."""
+        return self.conditioning.negative(None, batch)
 
     def check_size(self, height: int, width: int) -> None:
         m = self.multiple
@@ -218,26 +208,37 @@ class ThinkGenPipeline:
                  image_guidance_scale: float | None = None, seed: int = 0,
                  height: int | None = None, width: int | None = None,
                  num_images_per_prompt: int = 1, output_type: str = "pil",
+                 negative_prompt: str | list[str] | None = None,
                  progress: bool = False) -> ThinkGenOutput:
         """Generate images; noise of image ``i`` comes from ``seed + i``, so results don't depend
-        on the batch they were drawn in (up to float rounding)."""
+        on the batch they were drawn in (up to float rounding). ``negative_prompt`` (one, or one
+        per prompt) replaces the conditioning's default negative branch of CFG."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         height = self.defaults["height"] if height is None else height
         width = self.defaults["width"] if width is None else width
         steps = self.defaults["num_inference_steps"] if num_inference_steps is None else num_inference_steps
         cfg = self.defaults["guidance_scale"] if guidance_scale is None else guidance_scale
         image_cfg = self.defaults["image_guidance_scale"] if image_guidance_scale is None else image_guidance_scale
+        negative = negative_prompt if negative_prompt is not None else self.defaults.get("negative_prompt")
+        negatives = [negative] * len(prompts) if isinstance(negative, str) else negative
         self.check_size(height, width)
         if num_images_per_prompt < 1 or steps < 1:
             raise ValueError("num_images_per_prompt and num_inference_steps must be >= 1")
         if output_type not in ("pil", "pt"):
             raise ValueError(f"output_type must be 'pil' or 'pt', got {output_type!r}")
+        if negatives is not None and len(negatives) != len(prompts):
+            raise ValueError(f"got {len(negatives)} negative prompts for {len(prompts)} prompts")
 
         thinker_images = images if self.thinker.processor is not None else None
-        thought = self.thinker.encode(prompts, think=think, images=thinker_images, seed=seed)
-        text, text_mask = self.condition(thought)  # (P, L, D), (P, L)
+        condition = self.conditioning.encode(prompts, think=think, images=thinker_images, seed=seed)
         repeat = num_images_per_prompt
-        text, text_mask = text.repeat_interleave(repeat, 0), text_mask.repeat_interleave(repeat, 0)
+        text = condition.text.repeat_interleave(repeat, 0).to(self.device)  # (B, L, D)
+        text_mask = condition.mask.repeat_interleave(repeat, 0).to(self.device)  # (B, L)
+        null = None
+        if self._guides(cfg):
+            null_text, null_mask = self.conditioning.negative(negatives, len(prompts))
+            null = (null_text.repeat_interleave(repeat, 0).to(self.device),
+                    null_mask.repeat_interleave(repeat, 0).to(self.device))
         batch = text.shape[0]
 
         grid = self.token_grid(height, width)
@@ -247,13 +248,24 @@ class ThinkGenPipeline:
             reference = self.reference([group[0] for group in images], height, width)
             reference = Reference(reference.tokens.repeat_interleave(repeat, 0), grid)
 
-        velocity = self.guided_velocity(text, text_mask, grid, reference, cfg, image_cfg)
-        x = flow.euler_sample(velocity, x, self.sigmas(steps, grid), progress=progress)
+        velocity = self.guided_velocity(text, text_mask, grid, reference, cfg, image_cfg, null=null)
+        sigmas = self.sigmas(steps, grid)
+        timesteps = self.scheduler.timesteps
+
+        def scheduler_step(x: torch.Tensor, v: torch.Tensor, i: int) -> torch.Tensor:
+            return self.scheduler.step(v, timesteps[i], x, return_dict=False)[0]
+
+        x = flow.euler_sample(velocity, x, sigmas, progress=progress, step=scheduler_step)
         pixels = self.decode(x, height, width)  # (B, 3, H, W) in [0, 1]
-        reasoning = [r for r in thought.reasoning for _ in range(repeat)]
-        rewritten = [r for r in thought.rewritten for _ in range(repeat)]
+        self._release_offloaded()
+        reasoning = [r for r in condition.reasoning for _ in range(repeat)]
+        rewritten = [r for r in condition.rewritten for _ in range(repeat)]
         out_images = _to_pil(pixels) if output_type == "pil" else pixels.cpu()
-        return ThinkGenOutput(out_images, reasoning, rewritten, thought)
+        return ThinkGenOutput(out_images, reasoning, rewritten, condition.thought)
+
+    def _guides(self, cfg: float) -> bool:
+        """Whether a negative branch runs: any scale but 1 (batched CFG), above 1 (true CFG)."""
+        return cfg > 1.0 if self.conditioning.guidance == "true-cfg" else cfg != 1.0
 
     # ------------------------------------------------------------------ the pieces of one generation
     # (``__call__`` chains them; reinforcement learning uses them one by one)
@@ -263,13 +275,16 @@ class ThinkGenPipeline:
         return height // factor, width // factor
 
     def initial_noise(self, seeds: list[int], height: int, width: int) -> torch.Tensor:
-        """Patchified Gaussian noise, image ``i`` drawn from its own ``seeds[i]``: (B, N, C p p)."""
+        """Patchified Gaussian noise, image ``i`` drawn from its own ``seeds[i]``: (B, N, C p p).
+
+        Drawn by diffusers' ``randn_tensor`` on the CPU, in the conditioning's latent dtype (bf16
+        noise is not fp32 noise rounded), so a seed gives what ``QwenImagePipeline`` gives for
+        ``generator=[torch.Generator().manual_seed(s) for s in seeds]``."""
         factor = spatial_factor(self.vae)
-        h, w = height // factor, width // factor  # latent grid
-        noise = torch.stack([
-            torch.randn(latent_channels(self.vae), h, w, generator=torch.Generator().manual_seed(seed))
-            for seed in seeds
-        ])  # (B, C, h, w)
+        shape = (1, latent_channels(self.vae), height // factor, width // factor)
+        dtype = self.conditioning.latent_dtype()
+        noise = torch.cat([randn_tensor(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+                           for seed in seeds])  # (B, C, h, w)
         return patchify(noise, self.patch).to(self.device)
 
     def reference(self, images: list[Image.Image], height: int, width: int) -> Reference:
@@ -279,18 +294,18 @@ class ThinkGenPipeline:
         return Reference(patchify(latents.float(), self.patch), self.token_grid(height, width))
 
     def sigmas(self, steps: int, grid: tuple[int, int]) -> torch.Tensor:
-        """The sampling schedule of the saved scheduler config, for this many tokens."""
-        sched = self.scheduler.config
-        mu = flow.resolution_mu(grid[0] * grid[1], sched.base_image_seq_len, sched.max_image_seq_len,
-                                sched.base_shift, sched.max_shift) if sched.use_dynamic_shifting else None
-        return flow.sigma_schedule(steps, shift=sched.shift, mu=mu).to(self.device)
+        """``steps + 1`` sigmas from the saved scheduler itself for this many image tokens (it is
+        left ready for ``scheduler.step``)."""
+        return flow.scheduler_sigmas(self.scheduler, steps, grid[0] * grid[1], device=self.device)
 
     def decode(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """Patchified latents (B, N, C p p) -> pixels (B, 3, H, W) in [0, 1]."""
+        """Patchified latents (B, N, C p p) -> pixels (B, 3, H, W) in [0, 1] (float32).
+
+        Denormalised in the VAE's dtype before the cast, as diffusers' image processor does."""
         factor = spatial_factor(self.vae)
         latents = unpatchify(x, height // factor, width // factor, self.patch)
-        pixels = decode_latents(self.vae, latents.to(self.vae.dtype))
-        return ((pixels.float() + 1) / 2).clamp(0, 1)
+        pixels = decode_latents(self.vae, latents.to(self.device, self.vae.dtype))
+        return (pixels / 2 + 0.5).clamp(0, 1).float()
 
     def guided_velocity(self, text: torch.Tensor, text_mask: torch.Tensor, grid: tuple[int, int],
                         reference: Reference | None = None, cfg: float = 1.0, image_cfg: float = 1.0,
@@ -301,6 +316,8 @@ class ThinkGenPipeline:
         ``backend`` and ``null`` (the unconditional text states and mask, (1, L, D) and (1, L))
         swap in other modules, e.g. a frozen reference copy during reinforcement learning.
         Gradients flow when the caller enables them."""
+        if self.conditioning.guidance == "true-cfg":
+            return self._true_cfg_velocity(text, text_mask, grid, reference, cfg, backend, null)
         backend = backend or self.backend
         batch = text.shape[0]
         branches = 1 if cfg == 1.0 else (3 if reference is not None and image_cfg != 1.0 else 2)
@@ -329,5 +346,24 @@ class ThinkGenPipeline:
                 return v
             v_cond, v_uncond = v.chunk(2)
             return flow.guide(v_cond, v_uncond, cfg)
+
+        return velocity
+
+    def _true_cfg_velocity(self, text: torch.Tensor, text_mask: torch.Tensor, grid: tuple[int, int],
+                           reference: Reference | None, cfg: float, backend: Any = None,
+                           null: tuple[torch.Tensor, torch.Tensor] | None = None) -> flow.Velocity:
+        """Qwen-Image's true CFG: the conditional and negative branches as two transformer calls,
+        each with its own text length and mask, combined with per-token norm rescaling."""
+        backend = backend or self.backend
+        if not self._guides(cfg):
+            return lambda x, sigma: backend(x, sigma, text, text_mask, grid, reference)
+        batch = text.shape[0]
+        null_text, null_mask = self.unconditional(batch) if null is None else (
+            null[0].expand(batch, -1, -1), null[1].expand(batch, -1))
+
+        def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            v_cond = backend(x, sigma, text, text_mask, grid, reference)  # (B, N, C p p)
+            v_negative = backend(x, sigma, null_text, null_mask, grid, reference)
+            return flow.guide_rescaled(v_cond, v_negative, cfg)
 
         return velocity

@@ -285,7 +285,10 @@ class Thinker:
         self.processor = processor
         self.tokenizer = tokenizer if tokenizer is not None else processor.tokenizer
         self.config = config or ThinkerConfig()
-        self.close_id = self._token_id(self.config.think_close)
+        # A tokenizer without a single-token </think> (e.g. Qwen-Image's) can still encode and
+        # think with text markers (see thinkgen.conditioning.qwen_image); only the token-level
+        # think/direct modes below need the id.
+        self.close_id = self._token_id(self.config.think_close, required=False)
         end = self.config.end_token
         if end is None:
             end = "<|im_end|>" if "<|im_end|>" in self.tokenizer.get_vocab() else self.tokenizer.eos_token
@@ -301,13 +304,22 @@ class Thinker:
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.end_ids[0]
 
-    def _token_id(self, token: str) -> int:
+    def _token_id(self, token: str, required: bool = True) -> int | None:
         ids = self.tokenizer.encode(token, add_special_tokens=False)
         if len(ids) != 1 or ids[0] == self.tokenizer.unk_token_id:
+            if not required:
+                return None
             raise ValueError(
                 f"the tokenizer has no single token for {token!r}; add it as a special token"
             )
         return ids[0]
+
+    def _require_think_tokens(self) -> None:
+        if self.close_id is None:
+            raise ValueError(
+                f"the tokenizer has no single token for {self.config.think_close!r}: the 'thinkgen' "
+                "conditioning needs one (add it as a special token), or use a text-marker "
+                "conditioning such as 'qwen-image'")
 
     # ------------------------------------------------------------------ properties
     @property
@@ -319,8 +331,13 @@ class Thinker:
         """Channels of the conditioning states: num_layers * hidden_size."""
         return self.config.num_layers * self.hidden_size
 
+    execution_device: torch.device | None = None  # set when the weights rest elsewhere (offload)
+
     @property
     def device(self) -> torch.device:
+        """Where inputs go: the execution device under CPU offload, else where the weights are."""
+        if self.execution_device is not None:
+            return self.execution_device
         return next(self.model.parameters()).device
 
     # ------------------------------------------------------------------ templates
@@ -371,6 +388,7 @@ class Thinker:
                images: Sequence[Sequence[Any]] | None = None, seed: int | None = None) -> ThinkerOutput:
         """Turn prompts (and optional per-prompt image lists) into conditioning states."""
         self._check(prompts, images)
+        self._require_think_tokens()
         device = self.device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             if seed is not None:

@@ -21,7 +21,7 @@ CHAT_TEMPLATE = (
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 
 
-def byte_tokenizer() -> PreTrainedTokenizerFast:
+def byte_tokenizer(special_tokens: list[str] | None = None) -> PreTrainedTokenizerFast:
     """A byte-level tokenizer (256 byte symbols + chat and think special tokens), no merges."""
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {symbol: i for i, symbol in enumerate(sorted(alphabet))}
@@ -32,7 +32,7 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
         tokenizer_object=backend,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        additional_special_tokens=SPECIAL_TOKENS,
+        additional_special_tokens=SPECIAL_TOKENS if special_tokens is None else special_tokens,
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
@@ -116,18 +116,20 @@ VL_CHAT_TEMPLATE = (
 
 
 def tiny_vl_thinker(family: str = "qwen2_5_vl", hidden_size: int = 64, num_layers: int = 2,
-                    seed: int = 0):
+                    seed: int = 0, think_tokens: bool = True):
     """A random Qwen2.5-VL or Qwen3-VL (``AutoModelForImageTextToText`` classes) and its processor.
 
     The image, video and vision-boundary token ids are moved inside the small vocabulary.
-    Returns ``(model, processor)``.
+    ``think_tokens=False`` leaves ``<think>``/``</think>`` out of the vocabulary, like Qwen2.5-VL's
+    own tokenizer (so they encode as plain bytes). Returns ``(model, processor)``.
     """
     import transformers
 
     from .thinker import image_only_processor
 
-    tokenizer = byte_tokenizer()
-    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS + VL_TOKENS})
+    specials = SPECIAL_TOKENS if think_tokens else [t for t in SPECIAL_TOKENS if "think" not in t]
+    tokenizer = byte_tokenizer(specials)
+    tokenizer.add_special_tokens({"additional_special_tokens": specials + VL_TOKENS})
     tokenizer.chat_template = VL_CHAT_TEMPLATE
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in zip(
         ("vision_start_token_id", "vision_end_token_id", "image_token_id", "video_token_id"),
@@ -168,3 +170,33 @@ def tiny_vl_thinker(family: str = "qwen2_5_vl", hidden_size: int = 64, num_layer
         torch.manual_seed(seed)
         model = model_class(config)
     return model.eval(), processor
+
+
+# ----------------------------------------------------------------------------- Qwen-Image / T2G
+# Qwen-Image's scheduler_config.json (dynamic, exponential time shift, stretched to 0.02 at the end)
+QWEN_IMAGE_SCHEDULER = {"base_image_seq_len": 256, "base_shift": 0.5, "max_image_seq_len": 8192, "max_shift": 0.9,
+                        "shift": 1.0, "shift_terminal": 0.02, "time_shift_type": "exponential",
+                        "use_dynamic_shifting": True}
+
+
+def tiny_qwen_image(seed: int = 0, text_width: int = 64, dit_layers: int = 2) -> dict:
+    """Tiny random components of diffusers' ``QwenImagePipeline`` (the T2G release's classes):
+    a Qwen2.5-VL text encoder whose tokenizer has no think tokens, the MMDiT, the Qwen-Image video
+    VAE (one 2x down level, 4 latent channels) and Qwen-Image's real scheduler config.
+    Returns the keyword arguments of ``QwenImagePipeline(...)``."""
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImageTransformer2DModel,
+    )
+
+    text_encoder, processor = tiny_vl_thinker("qwen2_5_vl", hidden_size=text_width, seed=seed, think_tokens=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        vae = AutoencoderKLQwenImage(base_dim=8, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[False],
+                                     latents_mean=[0.1, -0.2, 0.3, 0.0], latents_std=[1.5, 0.8, 1.1, 2.0])
+        transformer = QwenImageTransformer2DModel(
+            patch_size=2, in_channels=16, out_channels=4, num_layers=dit_layers, attention_head_dim=16,
+            num_attention_heads=2, joint_attention_dim=text_width, axes_dims_rope=(4, 6, 6))
+    return {"text_encoder": text_encoder, "tokenizer": processor.tokenizer, "transformer": transformer.eval(),
+            "vae": vae.eval(), "scheduler": FlowMatchEulerDiscreteScheduler(**QWEN_IMAGE_SCHEDULER)}

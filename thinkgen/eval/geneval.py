@@ -19,6 +19,9 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
+# GenEval's prompt file (553 prompts, MIT licence), shipped unmodified with its LICENCE and SOURCE.md
+DEFAULT_METADATA = Path(__file__).resolve().parent.parent / "assets" / "geneval" / "evaluation_metadata.jsonl"
+
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 
 
@@ -26,7 +29,7 @@ class MetadataError(ValueError):
     """A GenEval metadata file that cannot be read."""
 
 
-def read_metadata(path: str | Path) -> list[dict]:
+def read_metadata(path: str | Path = DEFAULT_METADATA) -> list[dict]:
     """Parse and validate ``evaluation_metadata.jsonl`` (blank lines are skipped)."""
     entries = []
     with open(path) as f:

@@ -51,6 +51,7 @@ class RunConfig:
     keep_last: int = 2
     sample_every: int = 0  # DiT stages: write a sample grid every N steps (0 = never)
     mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more time
     threads: int = 0  # torch threads per process, 0 = leave as is
 
 

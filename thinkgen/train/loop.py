@@ -134,6 +134,26 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler) -> tuple
     return state["step"], ema
 
 
+def enable_gradient_checkpointing(model: torch.nn.Module) -> int:
+    """Turn on each library's own activation checkpointing in every submodel that supports it
+    (transformers' ``gradient_checkpointing_enable``, diffusers' ``enable_gradient_checkpointing``).
+    Returns how many submodels were switched; a stage with none supporting it is an error."""
+    from diffusers.models.modeling_utils import ModelMixin
+    from transformers import PreTrainedModel
+
+    switched = 0
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel) and module.supports_gradient_checkpointing:
+            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            switched += 1
+        elif isinstance(module, ModelMixin) and getattr(module, "_supports_gradient_checkpointing", False):
+            module.enable_gradient_checkpointing()
+            switched += 1
+    if not switched:
+        raise ValueError("run.gradient_checkpointing: no model of this stage supports it")
+    return switched
+
+
 # ----------------------------------------------------------------------------- the loop
 def train(config: TrainConfig, stage: Stage, resume: bool = False, progress: bool = True) -> Path:
     """Run a stage to ``config.run.steps``; returns the folder ``finalize`` wrote."""
@@ -158,6 +178,8 @@ def train(config: TrainConfig, stage: Stage, resume: bool = False, progress: boo
     torch.manual_seed(config.run.seed)
 
     model = stage.model
+    if config.run.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     # a stage may give parameter groups with their own learning rates (RL: thinker vs DiT)
     groups = stage.param_groups() if hasattr(stage, "param_groups") else [
         {"params": [p for p in model.parameters() if p.requires_grad], "lr": config.optim.lr}]

@@ -1,0 +1,29 @@
+"""Named ways to turn prompts into DiT text states; a saved pipeline records which one it uses.
+
+* ``thinkgen`` — VGI-refine: thinker states after ``</think>`` (last two layers), prepadding
+  states and a connector (:mod:`.vgi`).
+* ``qwen-image`` — diffusers' Qwen-Image encoding, with T2G-style thinking (:mod:`.qwen_image`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Condition, Conditioning
+from .qwen_image import QwenImageEncoding
+from .vgi import VGIRefine
+
+CONDITIONINGS: dict[str, type[Conditioning]] = {c.name: c for c in (VGIRefine, QwenImageEncoding)}
+
+
+def build_conditioning(name: str, thinker, bridge=None, settings: dict[str, Any] | None = None) -> Conditioning:
+    """The strategy called ``name``, with its saved settings."""
+    if name not in CONDITIONINGS:
+        raise ValueError(f"unknown conditioning {name!r}; available: {sorted(CONDITIONINGS)}")
+    try:
+        return CONDITIONINGS[name](thinker, bridge, **(settings or {}))
+    except TypeError as error:
+        raise ValueError(f"bad settings for conditioning {name!r}: {error}") from None
+
+
+__all__ = ["CONDITIONINGS", "Condition", "Conditioning", "QwenImageEncoding", "VGIRefine", "build_conditioning"]

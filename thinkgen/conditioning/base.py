@@ -1,0 +1,62 @@
+"""What every conditioning strategy gives the pipeline: DiT text states, their mask, and the text.
+
+A strategy turns prompts into the DiT's text stream. The pipeline never branches on model
+families: it asks its strategy to ``encode`` the prompts and the ``negative`` prompts, and lets it
+name how guidance combines the two (``guidance``) and which dtype the latents live in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from ..thinker import Thinker, ThinkerOutput
+
+
+@dataclass
+class Condition:
+    """DiT text states for a batch of prompts, plus what the thinker wrote (one entry per prompt)."""
+
+    text: torch.Tensor  # (B, L, D) in the DiT's text width, right-padded
+    mask: torch.Tensor  # (B, L) 1 for real positions
+    reasoning: list[str]
+    rewritten: list[str]
+    thought: ThinkerOutput | None = field(default=None, repr=False)
+
+
+class Conditioning:
+    """Base class: a named way from prompts to DiT text states.
+
+    ``guidance`` names how CFG is done: ``"batched"`` (one transformer call on [cond; uncond],
+    plain CFG, active whenever the scale is not 1) or ``"true-cfg"`` (Qwen-Image's: separate calls,
+    norm-rescaled, active when the scale is above 1).
+    """
+
+    name: ClassVar[str]
+    guidance: ClassVar[str] = "batched"
+
+    def __init__(self, thinker: Thinker, bridge: torch.nn.Module | None = None, **settings: Any) -> None:
+        self.thinker, self.bridge = thinker, bridge
+
+    def settings(self) -> dict[str, Any]:
+        """What ``model_index.json`` records so that loading rebuilds this strategy exactly."""
+        return {}
+
+    def encode(self, prompts: list[str], think: bool = True, images: list[list[Any]] | None = None,
+               seed: int | None = None) -> Condition:
+        raise NotImplementedError
+
+    def negative(self, prompts: list[str] | None, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text states and mask ``(batch, L, D), (batch, L)`` of the negative branch; ``prompts``
+        None means the strategy's own default."""
+        raise NotImplementedError
+
+    def latent_dtype(self) -> torch.dtype:
+        """The dtype the noise is drawn in and the latents are kept in between steps."""
+        return torch.float32
+
+    @property
+    def text_channels(self) -> int:
+        raise NotImplementedError

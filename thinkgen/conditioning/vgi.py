@@ -1,0 +1,51 @@
+"""``thinkgen``: ThinkGen's VGI-refine. The thinker's last-layer states after ``</think>`` go
+through prepadding states and a connector (:class:`thinkgen.Bridge`) to the DiT."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..thinker import ThinkerOutput
+from .base import Condition, Conditioning
+
+
+class VGIRefine(Conditioning):
+    name = "thinkgen"
+    guidance = "batched"
+
+    def __init__(self, thinker, bridge=None, **settings: Any) -> None:
+        if bridge is None:
+            raise ValueError("the 'thinkgen' conditioning needs a bridge (VGI-refine)")
+        if settings:
+            raise ValueError(f"the 'thinkgen' conditioning takes no settings, got {sorted(settings)}")
+        super().__init__(thinker, bridge)
+        if bridge.config.in_channels != thinker.state_dim:
+            raise ValueError(f"bridge expects {bridge.config.in_channels} channels, thinker gives {thinker.state_dim}")
+        self._null: ThinkerOutput | None = None  # the thinker is frozen at inference: cache ""
+
+    @property
+    def text_channels(self) -> int:
+        return self.bridge.config.out_channels
+
+    def refine(self, thought: ThinkerOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """Thinker states -> DiT text states and mask."""
+        device = self.thinker.device
+        return self.bridge(thought.states.to(device, self.bridge.dtype), thought.mask.to(device))
+
+    def encode(self, prompts, think=True, images=None, seed=None) -> Condition:
+        thought = self.thinker.encode(prompts, think=think, images=images, seed=seed)
+        text, mask = self.refine(thought)
+        return Condition(text, mask, thought.reasoning, thought.rewritten, thought)
+
+    def negative(self, prompts, batch):
+        """The direct-mode encoding of the negative prompt; by default the empty prompt, so that
+        training with caption dropout to ``""`` matches it."""
+        if prompts is None or all(p == "" for p in prompts):
+            if self._null is None:
+                self._null = self.thinker.encode([""], think=False)
+            text, mask = self.refine(self._null)
+            return text.expand(batch, -1, -1), mask.expand(batch, -1)
+        text, mask = self.refine(self.thinker.encode(prompts, think=False))
+        return text, mask

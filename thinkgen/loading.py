@@ -1,0 +1,160 @@
+"""Reading and writing pipeline folders, in every layout thinkgen runs.
+
+* **thinkgen** — ``model_index.json`` names ``thinker``, ``tokenizer`` or ``processor``,
+  ``bridge``, ``transformer``, ``vae``, ``scheduler``, plus ``thinker_config``, ``defaults`` and
+  ``conditioning`` (``{"name": ..., "settings": {...}}``; absent means ``thinkgen``).
+* **diffusers QwenImagePipeline** (the T2G release) — ``text_encoder``, ``tokenizer``,
+  ``transformer``, ``vae``, ``scheduler``. Read unchanged with the ``qwen-image`` conditioning.
+  thinkgen's own choices go under a private ``_thinkgen`` key, which diffusers ignores, so a folder
+  thinkgen writes in this layout still loads with ``QwenImagePipeline.from_pretrained``.
+
+Only classes from transformers, diffusers or thinkgen are instantiated, only from local files,
+and weights only from safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .thinker import Thinker, ThinkerConfig, load_processor, save_processor
+
+if TYPE_CHECKING:
+    from .pipeline import ThinkGenPipeline
+
+MODEL_INDEX = "model_index.json"
+MODULES = ("thinker", "text_encoder", "bridge", "transformer", "vae")
+# diffusers' defaults for Qwen-Image, with T2G's guidance (true CFG 4 with the negative prompt " ")
+QWEN_IMAGE_DEFAULTS = {"height": 1024, "width": 1024, "num_inference_steps": 50, "guidance_scale": 4.0,
+                       "negative_prompt": " "}
+
+
+class PipelineLoadError(Exception):
+    """A pipeline folder is missing, incomplete or unreadable."""
+
+
+def _read_index(directory: Path) -> dict[str, Any]:
+    if not directory.is_dir():
+        raise PipelineLoadError(f"model folder not found: {directory}")
+    try:
+        index = json.loads((directory / MODEL_INDEX).read_text())
+    except FileNotFoundError:
+        raise PipelineLoadError(f"{directory} is not a thinkgen pipeline or diffusers QwenImagePipeline folder (no {MODEL_INDEX})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PipelineLoadError(f"{directory / MODEL_INDEX} is not valid JSON: {error}") from None
+    if not isinstance(index, dict):
+        raise PipelineLoadError(f"{directory / MODEL_INDEX} must hold a JSON object")
+    return index
+
+
+def layout_of(index: dict[str, Any]) -> str:
+    """``"qwen-image"`` for a diffusers QwenImagePipeline folder, else ``"thinkgen"``."""
+    if index.get("_class_name") == "QwenImagePipeline" or "text_encoder" in index:
+        return "qwen-image"
+    return "thinkgen"
+
+
+def _component_class(index: dict[str, Any], name: str) -> type:
+    import diffusers
+    import transformers
+
+    from . import bridge as bridge_module
+    from . import generator as generator_module
+
+    libraries = {"transformers": (transformers,), "diffusers": (diffusers,),
+                 "thinkgen": (bridge_module, generator_module)}
+    try:
+        library, class_name = index[name]
+        return next(getattr(o, class_name) for o in libraries[library] if hasattr(o, class_name))
+    except (KeyError, ValueError, TypeError, StopIteration):
+        raise PipelineLoadError(f"{MODEL_INDEX}: unsupported class for {name}: {index.get(name)!r}") from None
+
+
+def _load_component(directory: Path, index: dict[str, Any], name: str, dtype: torch.dtype | None) -> Any:
+    klass = _component_class(index, name)
+    kwargs: dict[str, Any] = {}
+    if name in ("thinker", "text_encoder"):
+        kwargs = {"local_files_only": True, "dtype": dtype or "auto"}
+    elif name in ("tokenizer", "processor"):
+        kwargs = {"local_files_only": True}
+    elif name != "scheduler" and dtype is not None:
+        kwargs = {"torch_dtype": dtype}
+    try:
+        if name == "processor":
+            return load_processor(klass, directory / name)
+        component = klass.from_pretrained(directory / name, **kwargs)
+    except Exception as error:  # any library's own error: report which component broke
+        raise PipelineLoadError(f"cannot load {name} from {directory / name}: {error}") from error
+    if name in MODULES:
+        component.eval()
+    return component
+
+
+def load_folder(directory: Path, torch_dtype: torch.dtype | None = None) -> dict[str, Any]:
+    """The keyword arguments of :class:`ThinkGenPipeline` for a folder in any supported layout."""
+    index = _read_index(directory)
+    if layout_of(index) == "qwen-image":
+        missing = {"text_encoder", "tokenizer", "transformer", "vae", "scheduler"} - set(index)
+        if missing:
+            raise PipelineLoadError(f"{directory} (a QwenImagePipeline folder) lacks components: {sorted(missing)}")
+        own = index.get("_thinkgen") or {}
+        loaded = {name: _load_component(directory, index, name, torch_dtype)
+                  for name in ("text_encoder", "tokenizer", "transformer", "vae", "scheduler")}
+        thinker = Thinker(loaded["text_encoder"], tokenizer=loaded["tokenizer"],
+                          config=ThinkerConfig(**own.get("thinker_config", {})))
+        conditioning = own.get("conditioning") or {"name": "qwen-image"}
+        defaults = {**QWEN_IMAGE_DEFAULTS, **own.get("defaults", {})}
+        return {"thinker": thinker, "bridge": None, "transformer": loaded["transformer"], "vae": loaded["vae"],
+                "scheduler": loaded["scheduler"], "defaults": defaults,
+                "conditioning": conditioning.get("name", "qwen-image"),
+                "conditioning_settings": conditioning.get("settings")}
+    missing = {"thinker", "bridge", "transformer", "vae", "scheduler"} - set(index)
+    if missing or not ({"tokenizer", "processor"} & set(index)):
+        raise PipelineLoadError(f"{directory} lacks components: {sorted(missing) or ['tokenizer']}")
+    loaded = {name: _load_component(directory, index, name, torch_dtype)
+              for name in ("thinker", "tokenizer", "processor", "bridge", "transformer", "vae", "scheduler")
+              if name in index}
+    thinker = Thinker(loaded["thinker"], tokenizer=loaded.get("tokenizer"), processor=loaded.get("processor"),
+                      config=ThinkerConfig(**index.get("thinker_config", {})))
+    conditioning = index.get("conditioning") or {"name": "thinkgen"}
+    return {"thinker": thinker, "bridge": loaded["bridge"], "transformer": loaded["transformer"],
+            "vae": loaded["vae"], "scheduler": loaded["scheduler"], "defaults": index.get("defaults"),
+            "conditioning": conditioning.get("name", "thinkgen"),
+            "conditioning_settings": conditioning.get("settings")}
+
+
+def _save_component(component: Any, name: str, folder: Path) -> list[str]:
+    if isinstance(component, torch.nn.Module):
+        component.save_pretrained(folder, safe_serialization=True)
+    elif name == "processor":
+        save_processor(component, folder)
+    else:  # tokenizer, scheduler: JSON and tokenizer files
+        component.save_pretrained(folder)
+    return [type(component).__module__.split(".")[0], type(component).__name__]
+
+
+def save_folder(pipe: ThinkGenPipeline, directory: Path) -> None:
+    """Write ``pipe``: diffusers' QwenImagePipeline layout for ``qwen-image``, else thinkgen's."""
+    directory.mkdir(parents=True, exist_ok=True)
+    conditioning = {"name": pipe.conditioning.name, "settings": pipe.conditioning.settings()}
+    if pipe.conditioning.name == "qwen-image":
+        import diffusers
+
+        index: dict[str, Any] = {"_class_name": "QwenImagePipeline", "_diffusers_version": diffusers.__version__}
+        names = {"thinker": "text_encoder"}
+        for name, component in pipe.components.items():
+            target = names.get(name, name)
+            index[target] = _save_component(component, name, directory / target)
+        index["_thinkgen"] = {"conditioning": conditioning, "thinker_config": pipe.thinker.config.to_dict(),
+                              "defaults": pipe.defaults}
+    else:
+        index = {"_class_name": type(pipe).__name__}
+        for name, component in pipe.components.items():
+            index[name] = _save_component(component, name, directory / name)
+        index["thinker_config"] = pipe.thinker.config.to_dict()
+        index["defaults"] = pipe.defaults
+        index["conditioning"] = conditioning
+    (directory / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n")
