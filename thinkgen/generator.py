@@ -157,10 +157,43 @@ class QwenImageBackend:
         return out[:, :n].to(tokens.dtype)  # (B, N, C p p): drop the reference tokens
 
 
-BACKENDS = {"QwenImageTransformer2DModel": QwenImageBackend}
+class ThinkGenBackend:
+    """Drives ThinkGen's OmniGen2-style DiT (:class:`thinkgen.models.ThinkGenTransformer2DModel`).
+
+    Its conventions differ from the pipeline's, and are converted here: it takes ``t = 1 - sigma``
+    (0 = noise), cast to the latents' dtype as the release does, and returns the velocity of the
+    opposite sign (data - noise); it reads whole latents, patchified inside in (p1, p2, c) order;
+    the text states go in unchanged (prepadding and caption embedder are part of the DiT)."""
+
+    def __init__(self, transformer: nn.Module) -> None:
+        self.transformer = transformer
+        self.p = transformer.config.patch_size
+
+    @property
+    def in_channels(self) -> int:  # the width of the pipeline's tokens (C p p)
+        return self.transformer.config.in_channels * self.p * self.p
+
+    @property
+    def text_channels(self) -> int:
+        return 2 * self.transformer.config.text_feat_dim
+
+    def __call__(self, tokens: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor,
+                 text_mask: torch.Tensor, grid: tuple[int, int],
+                 reference: Reference | None = None) -> torch.Tensor:
+        p, dtype = self.p, self.transformer.dtype
+        latents = unpatchify(tokens, grid[0] * p, grid[1] * p, p)  # (B, C, h, w)
+        refs = None
+        if reference is not None:
+            ref_latents = unpatchify(reference.tokens, reference.grid[0] * p, reference.grid[1] * p, p)
+            refs = [[r.to(dtype)] for r in ref_latents]
+        out = self.transformer(latents.to(dtype), (1 - sigma).to(tokens.dtype), text.to(dtype), text_mask, refs)
+        return patchify(-out, p).to(tokens.dtype)  # (B, N, C p p): noise - data
 
 
-def backend_for(transformer: nn.Module) -> QwenImageBackend:
+BACKENDS = {"QwenImageTransformer2DModel": QwenImageBackend, "ThinkGenTransformer2DModel": ThinkGenBackend}
+
+
+def backend_for(transformer: nn.Module) -> QwenImageBackend | ThinkGenBackend:
     name = type(transformer).__name__
     if name not in BACKENDS:
         raise TypeError(f"no thinkgen backend for {name}; available: {sorted(BACKENDS)}")

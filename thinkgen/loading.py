@@ -3,6 +3,11 @@
 * **thinkgen** — ``model_index.json`` names ``thinker``, ``tokenizer`` or ``processor``,
   ``bridge``, ``transformer``, ``vae``, ``scheduler``, plus ``thinker_config``, ``defaults`` and
   ``conditioning`` (``{"name": ..., "settings": {...}}``; absent means ``thinkgen``).
+* **ThinkGen release** (``JSYuuu/ThinkGen``) — ``mllm`` (Qwen3-VL), ``processor``, ``transformer``
+  (ThinkGen's DiT), ``vae`` (FLUX's AutoencoderKL), ``scheduler``. Its ``model_index.json`` names
+  the release's own Python modules and a ``_split_seq`` entry: those are mapped to thinkgen's and
+  diffusers' classes by class name, never imported. The DiT's safetensors are checked key by key
+  and shape by shape against the model before loading.
 * **diffusers QwenImagePipeline** (the T2G release) — ``text_encoder``, ``tokenizer``,
   ``transformer``, ``vae``, ``scheduler``. Read unchanged with the ``qwen-image`` conditioning.
   thinkgen's own choices go under a private ``_thinkgen`` key, which diffusers ignores, so a folder
@@ -26,8 +31,14 @@ if TYPE_CHECKING:
     from .pipeline import ThinkGenPipeline
 
 MODEL_INDEX = "model_index.json"
-MODULES = ("thinker", "text_encoder", "bridge", "transformer", "vae")
+MODULES = ("thinker", "text_encoder", "mllm", "bridge", "transformer", "vae")
 # diffusers' defaults for Qwen-Image, with T2G's guidance (true CFG 4 with the negative prompt " ")
+# ThinkGen_Chat's settings (1024x1024, 50 steps, text CFG 4, image CFG 2), negative prompt "" (settable)
+THINKGEN_RELEASE_DEFAULTS = {"height": 1024, "width": 1024, "num_inference_steps": 50, "guidance_scale": 4.0,
+                             "image_guidance_scale": 2.0, "negative_prompt": ""}
+# The release's own modules, mapped by class name (nothing of the release is imported)
+RELEASE_CLASSES = {"ThinkGenTransformer2DModel": ("thinkgen", "ThinkGenTransformer2DModel"),
+                   "FlowMatchEulerDiscreteScheduler": ("diffusers", "FlowMatchEulerDiscreteScheduler")}
 QWEN_IMAGE_DEFAULTS = {"height": 1024, "width": 1024, "num_inference_steps": 50, "guidance_scale": 4.0,
                        "negative_prompt": " "}
 
@@ -51,9 +62,11 @@ def _read_index(directory: Path) -> dict[str, Any]:
 
 
 def layout_of(index: dict[str, Any]) -> str:
-    """``"qwen-image"`` for a diffusers QwenImagePipeline folder, else ``"thinkgen"``."""
+    """``"qwen-image"`` (diffusers QwenImagePipeline), ``"thinkgen-release"`` or ``"thinkgen"``."""
     if index.get("_class_name") == "QwenImagePipeline" or "text_encoder" in index:
         return "qwen-image"
+    if "mllm" in index:
+        return "thinkgen-release"
     return "thinkgen"
 
 
@@ -63,20 +76,54 @@ def _component_class(index: dict[str, Any], name: str) -> type:
 
     from . import bridge as bridge_module
     from . import generator as generator_module
+    from . import models as models_module
 
     libraries = {"transformers": (transformers,), "diffusers": (diffusers,),
-                 "thinkgen": (bridge_module, generator_module)}
+                 "thinkgen": (bridge_module, generator_module, models_module)}
     try:
         library, class_name = index[name]
+        if library not in libraries and class_name in RELEASE_CLASSES:  # a release module path
+            library, class_name = RELEASE_CLASSES[class_name]
         return next(getattr(o, class_name) for o in libraries[library] if hasattr(o, class_name))
     except (KeyError, ValueError, TypeError, StopIteration):
         raise PipelineLoadError(f"{MODEL_INDEX}: unsupported class for {name}: {index.get(name)!r}") from None
 
 
+def check_weights(folder: Path, klass: type) -> None:
+    """Refuse a DiT checkpoint whose keys or shapes differ from the model its config builds (the
+    release loads with ``ignore_mismatched_sizes``, which would silently re-initialise them)."""
+    from accelerate import init_empty_weights
+    from safetensors import safe_open
+
+    with init_empty_weights():
+        expected = {k: tuple(v.shape) for k, v in klass.from_config(klass.load_config(folder)).state_dict().items()}
+    found: dict[str, tuple[int, ...]] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(file, framework="pt") as weights:
+            found.update({k: tuple(weights.get_slice(k).get_shape()) for k in weights.keys()})  # noqa: SIM118
+    tolerated = {"prepad_mask"}  # a buffer the release may or may not have saved
+    missing = sorted(set(expected) - set(found) - tolerated)
+    unexpected = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    if missing or unexpected or wrong:
+        detail = [f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",
+                  f"shape of {wrong[0]}: {found[wrong[0]]} in the file, {expected[wrong[0]]} in the model" if wrong else ""]
+        raise PipelineLoadError(f"{folder}: the weights do not fit {klass.__name__}: "
+                                + "; ".join(d for d in detail if d))
+
+
 def _load_component(directory: Path, index: dict[str, Any], name: str, dtype: torch.dtype | None) -> Any:
     klass = _component_class(index, name)
+    if klass.__name__ == "ThinkGenTransformer2DModel":
+        check_weights(directory / name, klass)
+    if name == "scheduler" and layout_of(index) == "thinkgen-release":  # the release's own class: its
+        import inspect  # config has keys diffusers' scheduler lacks (dynamic_time_shift): keep the known ones
+
+        config = klass.load_config(directory / name)
+        known = set(inspect.signature(klass.__init__).parameters)
+        return klass.from_config({k: v for k, v in config.items() if k in known})
     kwargs: dict[str, Any] = {}
-    if name in ("thinker", "text_encoder"):
+    if name in ("thinker", "text_encoder", "mllm"):
         kwargs = {"local_files_only": True, "dtype": dtype or "auto"}
     elif name in ("tokenizer", "processor"):
         kwargs = {"local_files_only": True}
@@ -111,6 +158,23 @@ def load_folder(directory: Path, torch_dtype: torch.dtype | None = None) -> dict
                 "scheduler": loaded["scheduler"], "defaults": defaults,
                 "conditioning": conditioning.get("name", "qwen-image"),
                 "conditioning_settings": conditioning.get("settings")}
+    if layout_of(index) == "thinkgen-release":
+        missing = {"mllm", "processor", "transformer", "vae", "scheduler"} - set(index)
+        if missing:
+            raise PipelineLoadError(f"{directory} (a ThinkGen release folder) lacks components: {sorted(missing)}")
+        own = index.get("_thinkgen") or {}
+        loaded = {name: _load_component(directory, index, name, torch_dtype)
+                  for name in ("mllm", "processor", "transformer", "vae", "scheduler")}
+        processor = loaded["processor"]
+        is_processor = hasattr(processor, "tokenizer")
+        thinker = Thinker(loaded["mllm"], tokenizer=None if is_processor else processor,
+                          processor=processor if is_processor else None,
+                          config=ThinkerConfig(**own.get("thinker_config", {})))
+        conditioning = own.get("conditioning") or {"name": "thinkgen-release"}
+        return {"thinker": thinker, "bridge": None, "transformer": loaded["transformer"], "vae": loaded["vae"],
+                "scheduler": loaded["scheduler"], "defaults": {**THINKGEN_RELEASE_DEFAULTS, **own.get("defaults", {})},
+                "conditioning": conditioning.get("name", "thinkgen-release"),
+                "conditioning_settings": conditioning.get("settings")}
     missing = {"thinker", "bridge", "transformer", "vae", "scheduler"} - set(index)
     if missing or not ({"tokenizer", "processor"} & set(index)):
         raise PipelineLoadError(f"{directory} lacks components: {sorted(missing) or ['tokenizer']}")
@@ -140,7 +204,15 @@ def save_folder(pipe: ThinkGenPipeline, directory: Path) -> None:
     """Write ``pipe``: diffusers' QwenImagePipeline layout for ``qwen-image``, else thinkgen's."""
     directory.mkdir(parents=True, exist_ok=True)
     conditioning = {"name": pipe.conditioning.name, "settings": pipe.conditioning.settings()}
-    if pipe.conditioning.name == "qwen-image":
+    if pipe.conditioning.name == "thinkgen-release":  # the release's layout, thinkgen's class names
+        index = {"_class_name": "ThinkGenCoTPipeline"}
+        names = {"thinker": "mllm", "tokenizer": "processor"}
+        for name, component in pipe.components.items():
+            target = names.get(name, name)
+            index[target] = _save_component(component, name, directory / target)
+        index["_thinkgen"] = {"conditioning": conditioning, "thinker_config": pipe.thinker.config.to_dict(),
+                              "defaults": pipe.defaults}
+    elif pipe.conditioning.name == "qwen-image":
         import diffusers
 
         index: dict[str, Any] = {"_class_name": "QwenImagePipeline", "_diffusers_version": diffusers.__version__}

@@ -14,7 +14,8 @@ import torch
 from .loading import PipelineLoadError, _component_class, _read_index, layout_of
 
 MODEL_COMPONENTS = {"thinkgen": ("thinker", "bridge", "transformer", "vae"),
-                    "qwen-image": ("text_encoder", "transformer", "vae")}
+                    "qwen-image": ("text_encoder", "transformer", "vae"),
+                    "thinkgen-release": ("mllm", "transformer", "vae")}
 
 
 @dataclass

@@ -255,7 +255,8 @@ class ThinkGenPipeline:
         def scheduler_step(x: torch.Tensor, v: torch.Tensor, i: int) -> torch.Tensor:
             return self.scheduler.step(v, timesteps[i], x, return_dict=False)[0]
 
-        x = flow.euler_sample(velocity, x, sigmas, progress=progress, step=scheduler_step)
+        step = scheduler_step if self.conditioning.euler == "scheduler" else None  # None: in x's dtype
+        x = flow.euler_sample(velocity, x, sigmas, progress=progress, step=step)
         pixels = self.decode(x, height, width)  # (B, 3, H, W) in [0, 1]
         self._release_offloaded()
         reasoning = [r for r in condition.reasoning for _ in range(repeat)]
@@ -264,8 +265,8 @@ class ThinkGenPipeline:
         return ThinkGenOutput(out_images, reasoning, rewritten, condition.thought)
 
     def _guides(self, cfg: float) -> bool:
-        """Whether a negative branch runs: any scale but 1 (batched CFG), above 1 (true CFG)."""
-        return cfg > 1.0 if self.conditioning.guidance == "true-cfg" else cfg != 1.0
+        """Whether a negative branch runs: any scale but 1 (batched CFG), above 1 (separate calls)."""
+        return cfg != 1.0 if self.conditioning.guidance == "batched" else cfg > 1.0
 
     # ------------------------------------------------------------------ the pieces of one generation
     # (``__call__`` chains them; reinforcement learning uses them one by one)
@@ -295,7 +296,12 @@ class ThinkGenPipeline:
 
     def sigmas(self, steps: int, grid: tuple[int, int]) -> torch.Tensor:
         """``steps + 1`` sigmas from the saved scheduler itself for this many image tokens (it is
-        left ready for ``scheduler.step``)."""
+        left ready for ``scheduler.step``). A conditioning with a static per-resolution shift sets
+        it on the scheduler first (diffusers' ``set_shift``)."""
+        factor = self.patch
+        shift = self.conditioning.shift(grid[0] * factor, grid[1] * factor)
+        if shift is not None:
+            self.scheduler.set_shift(shift)
         return flow.scheduler_sigmas(self.scheduler, steps, grid[0] * grid[1], device=self.device)
 
     def decode(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -316,8 +322,8 @@ class ThinkGenPipeline:
         ``backend`` and ``null`` (the unconditional text states and mask, (1, L, D) and (1, L))
         swap in other modules, e.g. a frozen reference copy during reinforcement learning.
         Gradients flow when the caller enables them."""
-        if self.conditioning.guidance == "true-cfg":
-            return self._true_cfg_velocity(text, text_mask, grid, reference, cfg, backend, null)
+        if self.conditioning.guidance != "batched":
+            return self._separate_velocity(text, text_mask, grid, reference, cfg, backend, null)
         backend = backend or self.backend
         batch = text.shape[0]
         branches = 1 if cfg == 1.0 else (3 if reference is not None and image_cfg != 1.0 else 2)
@@ -349,11 +355,12 @@ class ThinkGenPipeline:
 
         return velocity
 
-    def _true_cfg_velocity(self, text: torch.Tensor, text_mask: torch.Tensor, grid: tuple[int, int],
+    def _separate_velocity(self, text: torch.Tensor, text_mask: torch.Tensor, grid: tuple[int, int],
                            reference: Reference | None, cfg: float, backend: Any = None,
                            null: tuple[torch.Tensor, torch.Tensor] | None = None) -> flow.Velocity:
-        """Qwen-Image's true CFG: the conditional and negative branches as two transformer calls,
-        each with its own text length and mask, combined with per-token norm rescaling."""
+        """CFG as two transformer calls, each branch with its own text length and mask, as the
+        releases run it: Qwen-Image's true CFG (per-token norm rescaling) or plain CFG (ThinkGen)."""
+        combine = flow.guide_rescaled if self.conditioning.guidance == "true-cfg" else flow.guide
         backend = backend or self.backend
         if not self._guides(cfg):
             return lambda x, sigma: backend(x, sigma, text, text_mask, grid, reference)
@@ -364,6 +371,6 @@ class ThinkGenPipeline:
         def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
             v_cond = backend(x, sigma, text, text_mask, grid, reference)  # (B, N, C p p)
             v_negative = backend(x, sigma, null_text, null_mask, grid, reference)
-            return flow.guide_rescaled(v_cond, v_negative, cfg)
+            return combine(v_cond, v_negative, cfg)
 
         return velocity

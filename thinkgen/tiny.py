@@ -200,3 +200,34 @@ def tiny_qwen_image(seed: int = 0, text_width: int = 64, dit_layers: int = 2) ->
             num_attention_heads=2, joint_attention_dim=text_width, axes_dims_rope=(4, 6, 6))
     return {"text_encoder": text_encoder, "tokenizer": processor.tokenizer, "transformer": transformer.eval(),
             "vae": vae.eval(), "scheduler": FlowMatchEulerDiscreteScheduler(**QWEN_IMAGE_SCHEDULER)}
+
+
+# ----------------------------------------------------------------------------- ThinkGen release
+def tiny_thinkgen_release(seed: int = 0, text_width: int = 64):
+    """A random pipeline with the ThinkGen release's classes and conventions: a Qwen3-VL thinker,
+    ThinkGen's OmniGen2-style DiT (prepadding and caption embedder inside), a FLUX-style
+    AutoencoderKL (shift and scale factors), the ``thinkgen-release`` conditioning."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
+
+    from .models import ThinkGenTransformer2DModel
+    from .pipeline import ThinkGenPipeline
+    from .thinker import Thinker
+
+    model, processor = tiny_vl_thinker("qwen3_vl", hidden_size=text_width, seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        transformer = ThinkGenTransformer2DModel(
+            patch_size=2, in_channels=4, hidden_size=48, num_layers=2, num_refiner_layers=1, num_attention_heads=2,
+            num_kv_heads=1, multiple_of=16, axes_dim_rope=(8, 8, 8), axes_lens=(1024, 1024, 1024),
+            text_feat_dim=text_width, num_prepadding=3, prepad_dim=2 * text_width)
+        for parameter in transformer.parameters():  # not the zero start: tests need every path to matter
+            parameter.data.normal_(0, 0.05) if parameter.dim() > 1 else parameter.data.uniform_(0.5, 1.5)
+        vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
+                            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                            layers_per_block=1, norm_num_groups=4, scaling_factor=0.3611, shift_factor=0.1159,
+                            use_quant_conv=False, use_post_quant_conv=False)
+    thinker = Thinker(model, processor=processor)
+    return ThinkGenPipeline(thinker, None, transformer.eval(), vae.eval(), FlowMatchEulerDiscreteScheduler(),
+                            defaults={"height": 32, "width": 32, "num_inference_steps": 4, "guidance_scale": 4.0,
+                                      "negative_prompt": ""},
+                            conditioning="thinkgen-release", conditioning_settings={"max_new_tokens": 12})

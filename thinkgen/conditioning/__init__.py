@@ -3,6 +3,8 @@
 * ``thinkgen`` — VGI-refine: thinker states after ``</think>`` (last two layers), prepadding
   states and a connector (:mod:`.vgi`).
 * ``qwen-image`` — diffusers' Qwen-Image encoding, with T2G-style thinking (:mod:`.qwen_image`).
+* ``thinkgen-release`` — the ThinkGen release's templates and conventions, for its own DiT
+  (:mod:`.thinkgen_release`).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from typing import Any
 
 from .base import Condition, Conditioning
 from .qwen_image import QwenImageEncoding
+from .thinkgen_release import ThinkGenRelease
 from .vgi import VGIRefine
 
-CONDITIONINGS: dict[str, type[Conditioning]] = {c.name: c for c in (VGIRefine, QwenImageEncoding)}
+CONDITIONINGS: dict[str, type[Conditioning]] = {c.name: c for c in (VGIRefine, QwenImageEncoding, ThinkGenRelease)}
 
 
 def build_conditioning(name: str, thinker, bridge=None, settings: dict[str, Any] | None = None) -> Conditioning:
@@ -26,4 +29,5 @@ def build_conditioning(name: str, thinker, bridge=None, settings: dict[str, Any]
         raise ValueError(f"bad settings for conditioning {name!r}: {error}") from None
 
 
-__all__ = ["CONDITIONINGS", "Condition", "Conditioning", "QwenImageEncoding", "VGIRefine", "build_conditioning"]
+__all__ = ["CONDITIONINGS", "Condition", "Conditioning", "QwenImageEncoding", "ThinkGenRelease", "VGIRefine",
+           "build_conditioning"]

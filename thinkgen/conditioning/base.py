@@ -7,6 +7,8 @@ name how guidance combines the two (``guidance``) and which dtype the latents li
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -35,7 +37,8 @@ class Conditioning:
     """
 
     name: ClassVar[str]
-    guidance: ClassVar[str] = "batched"
+    guidance: ClassVar[str] = "batched"  # "batched" | "true-cfg" | "separate" (two calls, plain CFG)
+    euler: ClassVar[str] = "scheduler"  # "scheduler": diffusers' step (fp32); "plain": in the latents' dtype
 
     def __init__(self, thinker: Thinker, bridge: torch.nn.Module | None = None, **settings: Any) -> None:
         self.thinker, self.bridge = thinker, bridge
@@ -57,6 +60,29 @@ class Conditioning:
         """The dtype the noise is drawn in and the latents are kept in between steps."""
         return torch.float32
 
+    def shift(self, latent_height: int, latent_width: int) -> float | None:
+        """A static schedule shift for this latent size, or None to use the scheduler's config."""
+        return None
+
     @property
     def text_channels(self) -> int:
         raise NotImplementedError
+
+
+def pad_rows(rows: list[torch.Tensor], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad per-prompt states ``(T_i, C)`` into ``(B, T, C)`` in ``dtype`` and a ``(B, T)`` mask."""
+    length = max(r.shape[0] for r in rows)
+    text = torch.stack([torch.cat([r, r.new_zeros(length - r.shape[0], r.shape[1])]) for r in rows])
+    mask = torch.zeros(len(rows), length, dtype=torch.long, device=text.device)
+    for i, r in enumerate(rows):
+        mask[i, : r.shape[0]] = 1
+    return text.to(dtype), mask
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
+    """Seed torch for a block (sampling in generation) without touching the caller's RNG state."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield

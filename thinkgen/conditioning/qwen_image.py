@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..thinker import capture_last_layers, stack_records
-from .base import Condition, Conditioning
+from .base import Condition, Conditioning, pad_rows, seeded
 
 # diffusers' QwenImagePipeline template and the number of leading tokens it drops
 TEMPLATE = ("<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, "
@@ -97,13 +97,8 @@ class QwenImageEncoding(Conditioning):
         return self._pad(rows, model.dtype)
 
     def _pad(self, rows: list[torch.Tensor], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        length = max(r.shape[0] for r in rows)
-        text = torch.stack([torch.cat([r, r.new_zeros(length - r.shape[0], r.shape[1])]) for r in rows])
-        mask = torch.stack([torch.cat([torch.ones(r.shape[0], dtype=torch.long, device=r.device),
-                                       torch.zeros(length - r.shape[0], dtype=torch.long, device=r.device)])
-                            for r in rows])
-        limit = self.max_sequence_length
-        return text[:, :limit].to(dtype), mask[:, :limit]
+        text, mask = pad_rows(rows, dtype)
+        return text[:, : self.max_sequence_length], mask[:, : self.max_sequence_length]
 
     def encode(self, prompts, think=True, images=None, seed=None) -> Condition:
         if images is not None and any(images):
@@ -111,7 +106,8 @@ class QwenImageEncoding(Conditioning):
         if not think:
             text, mask = self.embed(prompts)
             return Condition(text, mask, [""] * len(prompts), list(prompts))
-        texts, states = self.think(prompts, seed)
+        with seeded(seed, self.thinker.device):
+            texts, states = self.think(prompts)
         split = [extract_rewrite(t, self.rewrite_marker) for t in texts]
         reasoning, rewritten = [s[0] for s in split], [s[1] for s in split]
         if self.think_mode == "rewrite":
@@ -125,7 +121,7 @@ class QwenImageEncoding(Conditioning):
 
     # ------------------------------------------------------------------ thinking
     @torch.no_grad()
-    def think(self, prompts: list[str], seed: int | None = None) -> tuple[list[str], list[torch.Tensor]]:
+    def think(self, prompts: list[str]) -> tuple[list[str], list[torch.Tensor]]:
         """Greedy generation from ``instruction + prompt``, batched with left padding. Returns the
         generated texts and, per prompt, the captured last-layer states of the rewrite tokens
         (the tokens after the marker, through the end token)."""

@@ -1,0 +1,218 @@
+"""ThinkGen's DiT and the release's conventions, on tiny random weights of the real classes."""
+
+import json
+import math
+import sys
+
+import pytest
+import torch
+from accelerate import init_empty_weights
+from safetensors.torch import load_file, save_file
+
+from thinkgen import PipelineLoadError, ThinkGenPipeline
+from thinkgen.generator import ThinkGenBackend, patchify
+from thinkgen.models import ThinkGenTransformer2DModel
+from thinkgen.models import thinkgen_dit as dit
+from thinkgen.tiny import tiny_thinkgen_release
+
+# the release's model_index.json: its own module paths, and the private _split_seq entry
+RELEASE_INDEX = {"_class_name": "ThinkGenCoTPipeline", "_diffusers_version": "0.34.0", "_split_seq": ["torch", "Tensor"],
+                 "mllm": ["transformers", "Qwen3VLForConditionalGeneration"],
+                 "processor": ["transformers", "Qwen3VLProcessor"],
+                 "scheduler": ["ThinkGen.schedulers.scheduling_flow_match_euler_discrete", "FlowMatchEulerDiscreteScheduler"],
+                 "transformer": ["ThinkGen.models.transformers.transformer_thinkgen", "ThinkGenTransformer2DModel"],
+                 "vae": ["diffusers", "AutoencoderKL"]}
+
+
+def spec_shapes(D=2520, d=120, Hq=21, Hkv=7, F=10240, T=1024, P=64, K=4096, layers=32, refiners=2):
+    """Every parameter of the release DiT, named and sized as the architecture description says."""
+    shapes = {"x_embedder.weight": (D, P), "x_embedder.bias": (D,),
+              "ref_image_patch_embedder.weight": (D, P), "ref_image_patch_embedder.bias": (D,),
+              "time_caption_embed.timestep_embedder.linear_1.weight": (T, 256),
+              "time_caption_embed.timestep_embedder.linear_1.bias": (T,),
+              "time_caption_embed.timestep_embedder.linear_2.weight": (T, T),
+              "time_caption_embed.timestep_embedder.linear_2.bias": (T,),
+              "time_caption_embed.caption_embedder.0.weight": (2 * K,),
+              "time_caption_embed.caption_embedder.1.weight": (D, 2 * K),
+              "time_caption_embed.caption_embedder.1.bias": (D,),
+              "prepad_embed": (1, 23, 8192), "image_index_embedding": (5, D),
+              "norm_out.linear_1.weight": (D, T), "norm_out.linear_1.bias": (D,),
+              "norm_out.linear_2.weight": (P, D), "norm_out.linear_2.bias": (P,)}
+    blocks = [(f"noise_refiner.{i}", True) for i in range(refiners)] + [
+        (f"ref_image_refiner.{i}", True) for i in range(refiners)] + [
+        (f"context_refiner.{i}", False) for i in range(refiners)] + [(f"layers.{i}", True) for i in range(layers)]
+    for b, modulated in blocks:
+        shapes.update({f"{b}.attn.to_q.weight": (Hq * d, D), f"{b}.attn.to_k.weight": (Hkv * d, D),
+                       f"{b}.attn.to_v.weight": (Hkv * d, D), f"{b}.attn.to_out.0.weight": (D, Hq * d),
+                       f"{b}.attn.norm_q.weight": (d,), f"{b}.attn.norm_k.weight": (d,),
+                       f"{b}.feed_forward.linear_1.weight": (F, D), f"{b}.feed_forward.linear_3.weight": (F, D),
+                       f"{b}.feed_forward.linear_2.weight": (D, F),
+                       f"{b}.ffn_norm1.weight": (D,), f"{b}.norm2.weight": (D,), f"{b}.ffn_norm2.weight": (D,)})
+        if modulated:
+            shapes.update({f"{b}.norm1.linear.weight": (4 * D, T), f"{b}.norm1.linear.bias": (4 * D,),
+                           f"{b}.norm1.norm.weight": (D,)})
+        else:
+            shapes[f"{b}.norm1.weight"] = (D,)
+    return shapes
+
+
+def test_release_config_has_the_specified_parameters():
+    with init_empty_weights():
+        model = ThinkGenTransformer2DModel.from_config(
+            ThinkGenTransformer2DModel.load_config("configs/real/thinkgen/transformer"))
+    params = {k: tuple(v.shape) for k, v in model.named_parameters()}
+    assert params == spec_shapes()
+    assert {k: tuple(v.shape) for k, v in model.named_buffers()} == {"prepad_mask": (1, 23)}
+    assert sum(v.numel() for v in model.parameters()) == pytest.approx(3.983e9, abs=5e5)
+
+
+@pytest.fixture(scope="module")
+def release():
+    return tiny_thinkgen_release()
+
+
+def draw(pipe, **kwargs):
+    return pipe(["a red circle", "two blue squares"], seed=2, output_type="pt", **kwargs).images
+
+
+def test_round_trip_through_the_release_layout(release, tmp_path):
+    release.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert {"mllm", "processor", "transformer", "vae", "scheduler"} <= set(index)
+    (tmp_path / "model_index.json").write_text(json.dumps(RELEASE_INDEX))  # the release's own module paths
+    (tmp_path / "scheduler" / "scheduler_config.json").write_text(json.dumps(
+        {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "dynamic_time_shift": True}))
+    loaded = ThinkGenPipeline.from_pretrained(tmp_path)
+    assert not any(name == "ThinkGen" or name.startswith("ThinkGen.") for name in sys.modules)
+    assert loaded.conditioning.name == "thinkgen-release" and isinstance(loaded.backend, ThinkGenBackend)
+    ours, theirs = release.transformer.state_dict(), loaded.transformer.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    settings = {"negative_prompt": "", "num_inference_steps": 4, "height": 32, "width": 32}
+    assert torch.equal(draw(loaded, think=False, **settings), draw(release, think=False, **settings))
+
+
+@pytest.mark.parametrize("damage", ["rename", "reshape"])
+def test_strict_loading_names_the_bad_key(release, tmp_path, damage):
+    release.save_pretrained(tmp_path)
+    file = next((tmp_path / "transformer").glob("*.safetensors"))
+    weights = load_file(file)
+    if damage == "rename":
+        weights["layers.0.attn.to_qq.weight"] = weights.pop("layers.0.attn.to_q.weight")
+    else:
+        weights["prepad_embed"] = weights["prepad_embed"][:, :2]
+    save_file(weights, file)
+    with pytest.raises(PipelineLoadError, match="to_q.weight" if damage == "rename" else "prepad_embed"):
+        ThinkGenPipeline.from_pretrained(tmp_path)
+
+
+# ----------------------------------------------------------------------------- conventions
+def test_patch_order_is_p1_p2_c():
+    latent = torch.arange(3 * 4 * 6, dtype=torch.float32).view(3, 4, 6)  # (C, H, W)
+    tokens = dit.patchify(latent, 2)  # (H/2 * W/2, 2 * 2 * C)
+    for row, col, p1, p2, c in [(0, 0, 0, 1, 2), (1, 2, 1, 0, 1), (0, 1, 1, 1, 0)]:
+        token, feature = row * 3 + col, (p1 * 2 + p2) * 3 + c
+        assert tokens[token, feature] == latent[c, row * 2 + p1, col * 2 + p2]
+    assert torch.equal(dit.unpatchify(tokens, 4, 6, 2), latent)
+
+
+def test_rope_in_float64_and_omni_positions(release):
+    model = release.transformer
+    ids = torch.tensor([[3, 1, 2]])
+    rotation = model.rotations(ids)
+    assert rotation.dtype == torch.complex128 and rotation.shape == (1, 12)  # d/2 = (8 + 8 + 8) / 2
+    expected = [torch.polar(torch.tensor(1.0, dtype=torch.float64),
+                            torch.tensor(pos * 10000 ** (-2 * i / 8), dtype=torch.float64))
+                for pos in (3, 1, 2) for i in range(4)]
+    torch.testing.assert_close(rotation[0], torch.stack(expected))
+    seen = []
+    original = model.rotations
+    model.rotations = lambda ids: seen.append(ids.clone()) or original(ids)
+    try:
+        text = torch.randn(1, 5, 128)
+        mask = torch.tensor([[1, 1, 1, 0, 0]])
+        refs = [[torch.randn(4, 4, 8)]]  # a 2 x 4 token reference image
+        model(torch.randn(1, 4, 4, 4), torch.tensor([0.3]), text, mask, refs)
+    finally:
+        model.rotations = original
+    cap = 3 + 3  # 3 prepadding states + 3 valid text tokens
+    joint = seen[-1][0]  # [text | reference | noise]
+    assert joint[:cap].tolist() == [[k, k, k] for k in range(cap)]
+    assert joint[cap : cap + 8].tolist() == [[cap, r, c] for r in range(2) for c in range(4)]
+    assert joint[cap + 8 : cap + 12].tolist() == [[cap + 4, r, c] for r in range(2) for c in range(2)]  # +max(2, 4)
+
+
+def test_timestep_and_velocity_conventions(release):
+    """The DiT takes t = 1 - sigma and returns data - noise; the backend hands the pipeline noise - data."""
+    model, backend = release.transformer, release.backend
+    latents, sigma = torch.randn(1, 4, 8, 8), torch.tensor([0.3])
+    text, mask = torch.randn(1, 4, 128), torch.ones(1, 4, dtype=torch.long)
+    tokens = patchify(latents, 2)
+    expected = -model(latents, torch.tensor([0.7]), text, mask)
+    torch.testing.assert_close(backend(tokens, sigma, text, mask, (4, 4)), patchify(expected, 2))
+
+
+def test_static_resolution_shift(release):
+    sigmas = release.sigmas(6, (16, 16))  # latent 32 x 32 -> m = sqrt(32 * 32) / 40 = 0.8
+    m = math.sqrt(32 * 32) / 40
+    base = torch.linspace(1, 1 / 6, 6, dtype=torch.float64)
+    torch.testing.assert_close(sigmas[:-1], (m * base / (1 + (m - 1) * base)).float())
+    assert sigmas[-1] == 0
+
+
+def test_flux_vae_shift_and_scale(release):
+    from thinkgen.generator import decode_latents, encode_images
+
+    vae = release.vae
+    images = torch.rand(1, 3, 16, 16) * 2 - 1
+    z = vae.encode(images).latent_dist.mode()
+    torch.testing.assert_close(encode_images(vae, images), (z - 0.1159) * 0.3611)
+    latents = torch.randn(1, 4, 8, 8)
+    torch.testing.assert_close(decode_latents(vae, latents), vae.decode(latents / 0.3611 + 0.1159).sample.clamp(-1, 1))
+
+
+def test_direct_template_and_states(release):
+    conditioning, tokenizer = release.conditioning, release.thinker.tokenizer
+    assert conditioning.direct_text("a cat").endswith("<|im_start|>assistant\n<think>\n</think>a cat")
+    text, mask = conditioning.direct(["a cat"])
+    ids = tokenizer(conditioning.direct_text("a cat"), return_tensors="pt").input_ids
+    hidden = release.thinker.model(input_ids=ids, output_hidden_states=True).hidden_states
+    prompt_tokens = len(tokenizer("a cat", add_special_tokens=False).input_ids)
+    assert int(mask.sum()) == prompt_tokens and text.shape[-1] == 2 * 64  # last two layers, no end token
+    torch.testing.assert_close(text[0], torch.cat([hidden[-2], hidden[-1]], -1)[0, -prompt_tokens:])
+
+
+def test_empty_negative_keeps_the_whole_templated_sequence(release):
+    text, mask = release.conditioning.negative([""], 1)
+    length = len(release.thinker.tokenizer(release.conditioning.direct_text(""), add_special_tokens=False).input_ids)
+    assert int(mask.sum()) == length  # </think> is the last token: the release's fallback keeps everything
+
+
+def test_think_mode_excludes_the_final_token(release):
+    conditioning, tokenizer = release.conditioning, release.thinker.tokenizer
+    close = tokenizer.convert_tokens_to_ids("</think>")
+    calls = []
+    original = release.thinker.model.generate
+
+    def scripted(**kwargs):  # a model that thinks, closes, rewrites and ends: 2 + 1 + 2 + 1 tokens
+        calls.append(kwargs)
+        prompt = kwargs["input_ids"]
+        end = release.thinker.end_ids[0]
+        completion = torch.tensor([[70, 71, close, 72, 73, end]] * prompt.shape[0])
+        sequences = torch.cat([prompt, completion], dim=1)
+        release.thinker.model(input_ids=sequences[:, :-1])  # feed all but the last, as generate does
+        return sequences
+
+    release.thinker.model.generate = scripted
+    try:
+        condition = conditioning.encode(["a cat"], think=True)
+    finally:
+        release.thinker.model.generate = original
+    assert int(condition.mask.sum()) == 2  # the rewrite's two tokens; not </think>, not the end token
+    assert condition.rewritten == [tokenizer.decode([72, 73])]
+
+
+def test_bf16_model_draws_bf16_noise(release, tmp_path):
+    release.save_pretrained(tmp_path)
+    half = ThinkGenPipeline.from_pretrained(tmp_path, torch_dtype=torch.bfloat16)
+    assert half.initial_noise([0], 32, 32).dtype == torch.bfloat16
+    assert draw(half, think=False, num_inference_steps=2).isfinite().all()

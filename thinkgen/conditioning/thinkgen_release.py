@@ -1,0 +1,146 @@
+"""``thinkgen-release``: the prompt conventions of the ThinkGen release (``JSYuuu/ThinkGen``).
+
+The thinker is a Qwen3-VL; its states condition :class:`thinkgen.models.ThinkGenTransformer2DModel`,
+whose prepadding states and caption embedder sit *inside* the DiT (no separate bridge).
+
+* **Features** = the last two layers (transformers' ``hidden_states[-2]`` and ``[-1]``),
+  concatenated along channels: 2 x the thinker's width (8192 for Qwen3-VL-8B).
+* **Direct**: the chat template of [system, user] (no generation prompt), then
+  ``<|im_start|>assistant\\n<think>\\n</think>`` and the prompt; one forward pass; the positions
+  strictly after the first ``</think>`` are kept (so no end-of-turn token, unlike ``thinkgen``'s
+  pseudo-CoT template).
+* **Think**: the same chat text ending in ``<|im_start|>assistant\\n<think>\\n``; generation
+  (sampling as the thinker's ``generation_config`` says); the states of every fed token, i.e. all
+  but the final end token, from just after the first generated ``</think>``.
+* **Fallback** (the release's quirk, kept): when ``</think>`` is missing or is the last token —
+  e.g. an empty negative prompt — the whole templated sequence is kept.
+* **Negative prompt**: always the direct path (default ``""``); CFG is two separate transformer
+  calls combined plainly, when the scale is above 1.
+* **Schedule**: a static shift ``m = sqrt(latent h * latent w) / 40`` chosen per resolution; Euler
+  steps computed in the latents' dtype (bf16 for a bf16 model), as the release does.
+
+The release's system prompt is not shipped here: set ``system_prompt`` to the ``SYSPROMPT`` of the
+release's pipeline code to reproduce it exactly (thinkgen's default is a neutral text).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ..thinker import capture_last_layers, stack_records
+from .base import Condition, Conditioning, pad_rows, seeded
+
+DEFAULT_SYSTEM_PROMPT = ("You are a helpful assistant that draws images. Think about the request, then write "
+                         "one sentence that describes the image to generate.")
+
+
+class ThinkGenRelease(Conditioning):
+    name = "thinkgen-release"
+    guidance = "separate"
+    euler = "plain"  # x + (sigma_next - sigma) * v in the latents' dtype, not the scheduler's fp32 step
+
+    def __init__(self, thinker, bridge=None, system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+                 max_sequence_length: int = 1024, max_new_tokens: int = 4096, default_negative: str = "",
+                 think_close: str = "</think>") -> None:
+        if bridge is not None:
+            raise ValueError("the 'thinkgen-release' conditioning has no bridge: prepadding and caption "
+                             "embedder are part of ThinkGen's DiT")
+        super().__init__(thinker)
+        self.system_prompt, self.max_sequence_length = system_prompt, max_sequence_length
+        self.max_new_tokens, self.default_negative, self.think_close = max_new_tokens, default_negative, think_close
+        ids = thinker.tokenizer.encode(think_close, add_special_tokens=False)
+        if len(ids) != 1:
+            raise ValueError(f"the 'thinkgen-release' conditioning needs a single token for {think_close!r}")
+        self.close_id = ids[0]
+
+    def settings(self) -> dict[str, Any]:
+        return {"system_prompt": self.system_prompt, "max_sequence_length": self.max_sequence_length,
+                "max_new_tokens": self.max_new_tokens, "default_negative": self.default_negative,
+                "think_close": self.think_close}
+
+    @property
+    def text_channels(self) -> int:
+        return 2 * self.thinker.hidden_size
+
+    def latent_dtype(self) -> torch.dtype:
+        return self.thinker.model.dtype
+
+    def shift(self, latent_height: int, latent_width: int) -> float:
+        """The release's static shift for this latent size (1024 x 1024 -> 3.2)."""
+        return math.sqrt(latent_height * latent_width) / 40
+
+    # ------------------------------------------------------------------ templates
+    def chat(self, prompt: str) -> str:
+        """[system, user] through the chat template, without a generation prompt."""
+        messages = [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": prompt}]
+        return self.thinker.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+
+    def direct_text(self, prompt: str) -> str:
+        return self.chat(prompt) + "<|im_start|>assistant\n<think>\n" + self.think_close + prompt
+
+    def think_text(self, prompt: str) -> str:
+        return self.chat(prompt) + "<|im_start|>assistant\n<think>\n"
+
+    def _start(self, ids: list[int]) -> int:
+        """Index after the first </think>; 0 (keep everything) when it is missing or last."""
+        if self.close_id not in ids or ids.index(self.close_id) == len(ids) - 1:
+            return 0
+        return ids.index(self.close_id) + 1
+
+    # ------------------------------------------------------------------ encoding
+    @torch.no_grad()
+    def direct(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        tokenizer, model = self.thinker.tokenizer, self.thinker.model
+        batch = tokenizer([self.direct_text(p) for p in prompts], padding="longest", truncation=True,
+                          max_length=self.max_sequence_length, return_tensors="pt").to(self.thinker.device)
+        hidden = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                       output_hidden_states=True).hidden_states
+        features = torch.cat([hidden[-2], hidden[-1]], dim=-1)  # (B, S, 2 D)
+        rows = []
+        for row in range(features.shape[0]):
+            real = batch.attention_mask[row].bool()
+            ids = batch.input_ids[row][real].tolist()
+            rows.append(features[row][real][self._start(ids):])
+        return pad_rows(rows, model.dtype)
+
+    def encode(self, prompts, think=True, images=None, seed=None) -> Condition:
+        if images is not None and any(images):
+            raise ValueError("editing with the ThinkGen release conventions is not supported yet")
+        if not think:
+            text, mask = self.direct(prompts)
+            return Condition(text, mask, [""] * len(prompts), list(prompts))
+        with seeded(seed, self.thinker.device):
+            return self._think(prompts)
+
+    @torch.no_grad()
+    def _think(self, prompts: list[str]) -> Condition:
+        tokenizer, model = self.thinker.tokenizer, self.thinker.model
+        batch = tokenizer([self.think_text(p) for p in prompts], padding=True, padding_side="left",
+                          return_tensors="pt").to(self.thinker.device)
+        width = batch.input_ids.shape[1]
+        end_ids = self.thinker.end_ids
+        with capture_last_layers(model, 2) as records:
+            sequences = model.generate(**batch, max_new_tokens=self.max_new_tokens, eos_token_id=end_ids,
+                                       pad_token_id=self.thinker.pad_id)
+        states = stack_records(records)  # (B, S - 1, 2 D): every token but the last was fed
+        rows, reasoning, rewritten = [], [], []
+        for row in range(sequences.shape[0]):
+            completion = sequences[row, width:].tolist()
+            end = next((i for i, t in enumerate(completion) if t in end_ids), len(completion) - 1)
+            first = width - int(batch.attention_mask[row].sum())  # left padding
+            full = sequences[row, first : width + end + 1].tolist()  # prompt + generation through its last token
+            # the states cover every token but the last (it was never fed); the cut is found on the
+            # full sequence, as the release does, falling back to 0 when </think> is missing or last
+            rows.append(states[row, first + self._start(full) : first + len(full) - 1])
+            close = completion.index(self.close_id) if self.close_id in completion[:end] else end
+            reasoning.append(tokenizer.decode(completion[:close], skip_special_tokens=True).strip())
+            rewritten.append(tokenizer.decode(completion[close + 1 : end], skip_special_tokens=True).strip())
+        text, mask = pad_rows(rows, model.dtype)
+        return Condition(text, mask, reasoning, rewritten)
+
+    def negative(self, prompts, batch):
+        return self.direct(prompts if prompts is not None else [self.default_negative] * batch)
+
