@@ -6,9 +6,10 @@ needed. Prints one table:
 * think throughput: new tokens/s of ``generate`` at batch 1, 8 and 32, plain and with thinkgen's
   state capture (the ratio is the capture's overhead) — for T2G's Qwen2.5-VL-7B and ThinkGen's
   Qwen3-VL-8B;
-* one 1024x1024 sampling step of Qwen-Image's 20B MMDiT (true CFG: two transformer calls);
-* peak accelerator memory of a whole 1024x1024 T2G generation (encode, 2 steps, VAE decode), with
-  everything resident and with ``enable_model_cpu_offload``.
+* one 1024x1024 sampling step of Qwen-Image's 20B MMDiT (true CFG: two transformer calls) and of
+  ThinkGen's 3.98B DiT (CFG: two calls);
+* peak accelerator memory of a whole 1024x1024 generation of each system (encode, 2 steps, VAE
+  decode), with everything resident and with ``enable_model_cpu_offload``.
 
     python benchmarks/gpu_real_scale.py                 # on a GPU, about 5 minutes
     python benchmarks/gpu_real_scale.py --tiny --device cpu   # smoke run at tiny sizes (unit suite)
@@ -98,15 +99,45 @@ def t2g_components(tiny: bool, device: str, dtype: torch.dtype) -> dict:
     }
 
 
-def thinkgen_thinker(tiny: bool, device: str, dtype: torch.dtype) -> torch.nn.Module:
+def thinkgen_components(tiny: bool, device: str, dtype: torch.dtype) -> dict:
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
     from transformers import AutoConfig, Qwen3VLForConditionalGeneration
 
-    if tiny:
-        from thinkgen.tiny import tiny_vl_thinker
+    from thinkgen.models import ThinkGenTransformer2DModel
+    from thinkgen.tiny import tiny_thinkgen_release, tiny_vl_thinker
 
-        return tiny_vl_thinker("qwen3_vl")[0].to(device, dtype)
-    config = AutoConfig.from_pretrained(ROOT / "configs" / "real" / "thinkgen" / "mllm")
-    return random_model(lambda: Qwen3VLForConditionalGeneration._from_config(config), device, dtype)
+    if tiny:
+        pipe = tiny_thinkgen_release()
+        return {"mllm": pipe.thinker.model.to(device, dtype), "processor": pipe.thinker.processor,
+                "transformer": pipe.transformer.to(device, dtype), "vae": pipe.vae.to(device, dtype),
+                "scheduler": FlowMatchEulerDiscreteScheduler()}
+    folder = ROOT / "configs" / "real" / "thinkgen"
+    config = AutoConfig.from_pretrained(folder / "mllm")
+    _, processor = tiny_vl_thinker("qwen3_vl")  # byte tokenizer with think tokens: ids < 300
+    return {
+        "mllm": random_model(lambda: Qwen3VLForConditionalGeneration._from_config(config), device, dtype),
+        "processor": processor,
+        "transformer": random_model(lambda: ThinkGenTransformer2DModel.from_config(
+            ThinkGenTransformer2DModel.load_config(folder / "transformer")), device, dtype),
+        "vae": random_model(lambda: AutoencoderKL.from_config(AutoencoderKL.load_config(folder / "vae")), device, dtype),
+        "scheduler": FlowMatchEulerDiscreteScheduler(),
+    }
+
+
+def one_step(pipe, device: str, size: int) -> float:
+    """Seconds for one guided velocity (two transformer calls) at ``size`` x ``size``."""
+    condition = pipe.conditioning.encode(["a red apple on a wooden table, in soft morning light"], think=False)
+    text, mask = condition.text.to(device), condition.mask.to(device)
+    grid = pipe.token_grid(size, size)
+    velocity = pipe.guided_velocity(text, mask, grid, cfg=4.0, null=pipe.conditioning.negative(None, 1))
+    x = pipe.initial_noise([0], size, size)
+    sigma = torch.ones(1, device=device)
+    velocity(x, sigma)  # warm-up
+    sync(device)
+    start = time.perf_counter()
+    velocity(x, sigma)
+    sync(device)
+    return time.perf_counter() - start
 
 
 def peak_generation(pipe, device: str, size: int) -> float:
@@ -142,34 +173,30 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str]]:
     from thinkgen.thinker import Thinker
 
     parts = t2g_components(args.tiny, device, dtype)
-    thinker3 = thinkgen_thinker(args.tiny, device, dtype)
-    for label, model in (("T2G Qwen2.5-VL-7B", parts["text_encoder"]), ("ThinkGen Qwen3-VL-8B", thinker3)):
+    release = thinkgen_components(args.tiny, device, dtype)
+    for label, model in (("T2G Qwen2.5-VL-7B", parts["text_encoder"]), ("ThinkGen Qwen3-VL-8B", release["mllm"])):
         for batch in (int(b) for b in args.batches.split(",")):
             plain = think_rate(model, device, batch, 64, new, capture=False)
             captured = think_rate(model, device, batch, 64, new, capture=True)
             report(f"think {label}, batch {batch}: tokens/s plain | capture", f"{plain:9.1f} | {captured:9.1f}"
                    f"  (capture costs {plain / captured:.3f}x)")
-    del thinker3
-
-    pipe = ThinkGenPipeline(Thinker(parts["text_encoder"], parts["tokenizer"]), None, parts["transformer"],
-                            parts["vae"], parts["scheduler"], conditioning="qwen-image")
-    text, mask = pipe.conditioning.embed(["a red apple on a wooden table, photographed in soft morning light"])
-    grid = pipe.token_grid(size, size)
-    velocity = pipe.guided_velocity(text, mask, grid, cfg=4.0, null=pipe.conditioning.negative(None, 1))
-    x = pipe.initial_noise([0], size, size)
-    sigma = torch.ones(1, device=device)
-    velocity(x, sigma)  # warm-up
-    sync(device)
-    start = time.perf_counter()
-    velocity(x, sigma)
-    sync(device)
-    report(f"Qwen-Image MMDiT, one {size}x{size} step with true CFG (2 calls)", f"{time.perf_counter() - start:9.3f} s")
-
-    report(f"peak memory, {size}x{size} T2G generation, all resident", f"{peak_generation(pipe, device, size):9.2f} GiB")
-    if device.startswith("cuda"):
-        pipe.enable_model_cpu_offload(device)
-        report(f"peak memory, {size}x{size} T2G generation, model offload",
+    systems = {
+        "T2G (Qwen-Image MMDiT)": ThinkGenPipeline(Thinker(parts["text_encoder"], parts["tokenizer"]), None,
+                                                       parts["transformer"], parts["vae"], parts["scheduler"],
+                                                       conditioning="qwen-image"),
+        "ThinkGen (OmniGen2-style DiT)": ThinkGenPipeline(Thinker(release["mllm"], processor=release["processor"]),
+                                                             None, release["transformer"], release["vae"],
+                                                             release["scheduler"], conditioning="thinkgen-release"),
+    }
+    for label, pipe in systems.items():
+        report(f"{label}: one {size}x{size} step, CFG (2 calls)", f"{one_step(pipe, device, size):9.3f} s")
+        report(f"{label}: peak memory of a {size}x{size} generation, resident",
                f"{peak_generation(pipe, device, size):9.2f} GiB")
+    if device.startswith("cuda"):
+        for label, pipe in systems.items():  # offload moves every component to the CPU first
+            pipe.enable_model_cpu_offload(device)
+            report(f"{label}: peak memory of a {size}x{size} generation, model offload",
+                   f"{peak_generation(pipe, device, size):9.2f} GiB")
     return rows
 
 

@@ -1,10 +1,13 @@
-"""Check thinkgen's ThinkGen DiT against the release's own code, on the same tiny random weights.
+"""Check thinkgen's ThinkGen DiT and pipeline against the release's own code, on the same tiny weights.
 
 Needs a checkout of the ThinkGen release (github.com/jiaosiyuu/ThinkGen) and ``einops`` (which the
 release imports; thinkgen does not). Nothing of the release is copied into thinkgen: this script
 imports it from the path you give, builds both models at a tiny config, copies thinkgen's weights
 into the release's class with ``load_state_dict(strict=True)``, and prints the largest output
-difference in fp32 and bf16, with and without reference images.
+difference in fp32 and bf16, with and without reference images. Then it runs the release's
+``ThinkGenCoTPipeline`` and thinkgen's pipeline (``thinkgen-release`` conditioning) on the same
+tiny Qwen3-VL, DiT and VAE, with the release's system prompt, and compares the pictures (direct
+mode, text CFG 4 with the release's empty negative prompt, 4 steps).
 
     pip install einops --target /tmp/extra
     PYTHONPATH=/tmp/extra python scripts/compare_thinkgen_release.py --release /path/to/ThinkGen
@@ -57,6 +60,53 @@ def main() -> None:
                 b = b_model(latents, t, text, freqs, mask, ref_image_hidden_states=references)
             print(f"{str(dtype).removeprefix('torch.'):<10}{'yes' if references else 'no':<12}"
                   f"{(a.float() - b.float()).abs().max().item():.3g}")
+    compare_pipelines(Release)
+
+
+def compare_pipelines(release_class: type) -> None:
+    from diffusers import AutoencoderKL
+    from ThinkGen.pipelines.pipeline_thinkgen import ThinkGenCoTPipeline
+    from ThinkGen.schedulers.scheduling_flow_match_euler_discrete import (
+        FlowMatchEulerDiscreteScheduler as ReleaseScheduler,
+    )
+
+    from thinkgen import ThinkGenPipeline
+    from thinkgen.models import ThinkGenTransformer2DModel
+    from thinkgen.thinker import Thinker
+    from thinkgen.tiny import tiny_vl_thinker
+
+    width = 64  # the tiny thinker's width: the DiT reads 2 x 64 channels
+    config = dict(patch_size=2, in_channels=4, hidden_size=48, num_layers=2, num_refiner_layers=1,
+                  num_attention_heads=2, num_kv_heads=1, multiple_of=16, axes_dim_rope=(8, 8, 8),
+                  axes_lens=(1024, 1024, 1024), text_feat_dim=width, timestep_scale=1000.0)
+    print(f"\n{'dtype':<10}max |thinkgen - release| of the pictures (pipelines, direct, CFG 4)")
+    for dtype in (torch.float32, torch.bfloat16):
+        mllm, processor = tiny_vl_thinker("qwen3_vl", hidden_size=width, seed=0)
+        torch.manual_seed(2)
+        ours_dit = ThinkGenTransformer2DModel(**config, num_prepadding=23, prepad_dim=2 * width).eval()
+        for p in ours_dit.parameters():
+            p.data.normal_(0, 0.05) if p.dim() > 1 else p.data.uniform_(0.5, 1.5)
+        theirs_dit = release_class(**config).eval()
+        theirs_dit.prepad_embed = torch.nn.Parameter(torch.zeros(1, 23, 2 * width))  # its width is hard-coded
+        theirs_dit.load_state_dict(ours_dit.state_dict(), strict=True)
+        vae = AutoencoderKL(latent_channels=4, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+                            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                            scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False)
+        mllm, ours_dit, theirs_dit, vae = (m.to(dtype) for m in (mllm, ours_dit, theirs_dit, vae))
+        theirs = ThinkGenCoTPipeline(transformer=theirs_dit, vae=vae, scheduler=ReleaseScheduler(dynamic_time_shift=True),
+                                     mllm=mllm, processor=processor)
+        theirs.set_progress_bar_config(disable=True)
+        # the release hard-codes Qwen3's </think> id (151668); the tiny vocabulary has its own
+        theirs._split_seq = torch.tensor([processor.tokenizer.convert_tokens_to_ids("</think>")])
+        ours = ThinkGenPipeline(Thinker(mllm, processor=processor), None, ours_dit, vae, None,
+                                conditioning="thinkgen-release",
+                                conditioning_settings={"system_prompt": theirs.SYSPROMPT})
+        for prompt in ("a red circle", "two blue squares left of a tall green tree"):
+            a = theirs(prompt=prompt, height=32, width=32, num_inference_steps=4, text_guidance_scale=4.0,
+                       generator=torch.Generator().manual_seed(7), output_type="pt").images
+            b = ours([prompt], think=False, guidance_scale=4.0, negative_prompt="", seed=7, height=32, width=32,
+                     num_inference_steps=4, output_type="pt").images
+            print(f"{str(dtype).removeprefix('torch.'):<10}{(a.float() - b).abs().max().item():.3g}  ({prompt!r})")
 
 
 if __name__ == "__main__":

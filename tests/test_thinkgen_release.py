@@ -151,12 +151,17 @@ def test_timestep_and_velocity_conventions(release):
     torch.testing.assert_close(backend(tokens, sigma, text, mask, (4, 4)), patchify(expected, 2))
 
 
-def test_static_resolution_shift(release):
+def test_static_resolution_shift_and_release_step(release):
     sigmas = release.sigmas(6, (16, 16))  # latent 32 x 32 -> m = sqrt(32 * 32) / 40 = 0.8
     m = math.sqrt(32 * 32) / 40
-    base = torch.linspace(1, 1 / 6, 6, dtype=torch.float64)
-    torch.testing.assert_close(sigmas[:-1], (m * base / (1 + (m - 1) * base)).float())
-    assert sigmas[-1] == 0
+    t = torch.arange(6, dtype=torch.float64) / 6
+    torch.testing.assert_close(1 - sigmas[:-1], t / (m - m * t + t), atol=1e-7, rtol=0)  # t' = t / (m - m t + t)
+    assert sigmas[0] == 1 and sigmas[-1] == 0 and sigmas.dtype == torch.float64
+    # the step works in the release's t: the sample in fp32, (t_next - t) in fp32, the result in v's dtype
+    x, v = torch.randn(2, 3).bfloat16(), torch.randn(2, 3).bfloat16()
+    t0, t1 = (1 - sigmas[1]).float(), (1 - sigmas[2]).float()
+    expected = (x.float() + (t1 - t0) * -v).to(torch.bfloat16)
+    assert torch.equal(release.euler_step(sigmas)(x, v, 1), expected)
 
 
 def test_flux_vae_shift_and_scale(release):

@@ -20,6 +20,7 @@ and weights only from safetensors.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,26 @@ RELEASE_CLASSES = {"ThinkGenTransformer2DModel": ("thinkgen", "ThinkGenTransform
                    "FlowMatchEulerDiscreteScheduler": ("diffusers", "FlowMatchEulerDiscreteScheduler")}
 QWEN_IMAGE_DEFAULTS = {"height": 1024, "width": 1024, "num_inference_steps": 50, "guidance_scale": 4.0,
                        "negative_prompt": " "}
+
+
+@dataclass(frozen=True)
+class ForeignLayout:
+    """A release's own folder layout: which components hold the thinker and its tokenizer."""
+
+    title: str
+    class_name: str  # the model_index "_class_name" written back
+    thinker: str
+    text: str  # the tokenizer, or the VLM processor
+    conditioning: str
+    defaults: dict[str, Any]
+
+
+FOREIGN = {
+    "qwen-image": ForeignLayout("a QwenImagePipeline folder", "QwenImagePipeline", "text_encoder", "tokenizer",
+                                "qwen-image", QWEN_IMAGE_DEFAULTS),
+    "thinkgen-release": ForeignLayout("a ThinkGen release folder", "ThinkGenCoTPipeline", "mllm", "processor",
+                                      "thinkgen-release", THINKGEN_RELEASE_DEFAULTS),
+}
 
 
 class PipelineLoadError(Exception):
@@ -140,40 +161,29 @@ def _load_component(directory: Path, index: dict[str, Any], name: str, dtype: to
     return component
 
 
+def _thinker(model: Any, text: Any, config: dict[str, Any]) -> Thinker:
+    """A thinker from a model and its tokenizer or VLM processor (a processor carries a tokenizer)."""
+    is_processor = hasattr(text, "tokenizer")
+    return Thinker(model, tokenizer=None if is_processor else text, processor=text if is_processor else None,
+                   config=ThinkerConfig(**config))
+
+
 def load_folder(directory: Path, torch_dtype: torch.dtype | None = None) -> dict[str, Any]:
     """The keyword arguments of :class:`ThinkGenPipeline` for a folder in any supported layout."""
     index = _read_index(directory)
-    if layout_of(index) == "qwen-image":
-        missing = {"text_encoder", "tokenizer", "transformer", "vae", "scheduler"} - set(index)
+    layout = FOREIGN.get(layout_of(index))
+    if layout is not None:  # a release's own layout: thinkgen's choices, if any, under "_thinkgen"
+        names = (layout.thinker, layout.text, "transformer", "vae", "scheduler")
+        missing = set(names) - set(index)
         if missing:
-            raise PipelineLoadError(f"{directory} (a QwenImagePipeline folder) lacks components: {sorted(missing)}")
+            raise PipelineLoadError(f"{directory} ({layout.title}) lacks components: {sorted(missing)}")
         own = index.get("_thinkgen") or {}
-        loaded = {name: _load_component(directory, index, name, torch_dtype)
-                  for name in ("text_encoder", "tokenizer", "transformer", "vae", "scheduler")}
-        thinker = Thinker(loaded["text_encoder"], tokenizer=loaded["tokenizer"],
-                          config=ThinkerConfig(**own.get("thinker_config", {})))
-        conditioning = own.get("conditioning") or {"name": "qwen-image"}
-        defaults = {**QWEN_IMAGE_DEFAULTS, **own.get("defaults", {})}
-        return {"thinker": thinker, "bridge": None, "transformer": loaded["transformer"], "vae": loaded["vae"],
-                "scheduler": loaded["scheduler"], "defaults": defaults,
-                "conditioning": conditioning.get("name", "qwen-image"),
-                "conditioning_settings": conditioning.get("settings")}
-    if layout_of(index) == "thinkgen-release":
-        missing = {"mllm", "processor", "transformer", "vae", "scheduler"} - set(index)
-        if missing:
-            raise PipelineLoadError(f"{directory} (a ThinkGen release folder) lacks components: {sorted(missing)}")
-        own = index.get("_thinkgen") or {}
-        loaded = {name: _load_component(directory, index, name, torch_dtype)
-                  for name in ("mllm", "processor", "transformer", "vae", "scheduler")}
-        processor = loaded["processor"]
-        is_processor = hasattr(processor, "tokenizer")
-        thinker = Thinker(loaded["mllm"], tokenizer=None if is_processor else processor,
-                          processor=processor if is_processor else None,
-                          config=ThinkerConfig(**own.get("thinker_config", {})))
-        conditioning = own.get("conditioning") or {"name": "thinkgen-release"}
-        return {"thinker": thinker, "bridge": None, "transformer": loaded["transformer"], "vae": loaded["vae"],
-                "scheduler": loaded["scheduler"], "defaults": {**THINKGEN_RELEASE_DEFAULTS, **own.get("defaults", {})},
-                "conditioning": conditioning.get("name", "thinkgen-release"),
+        loaded = {name: _load_component(directory, index, name, torch_dtype) for name in names}
+        conditioning = own.get("conditioning") or {"name": layout.conditioning}
+        return {"thinker": _thinker(loaded[layout.thinker], loaded[layout.text], own.get("thinker_config", {})),
+                "bridge": None, "transformer": loaded["transformer"], "vae": loaded["vae"],
+                "scheduler": loaded["scheduler"], "defaults": {**layout.defaults, **own.get("defaults", {})},
+                "conditioning": conditioning.get("name", layout.conditioning),
                 "conditioning_settings": conditioning.get("settings")}
     missing = {"thinker", "bridge", "transformer", "vae", "scheduler"} - set(index)
     if missing or not ({"tokenizer", "processor"} & set(index)):
@@ -201,25 +211,18 @@ def _save_component(component: Any, name: str, folder: Path) -> list[str]:
 
 
 def save_folder(pipe: ThinkGenPipeline, directory: Path) -> None:
-    """Write ``pipe``: diffusers' QwenImagePipeline layout for ``qwen-image``, else thinkgen's."""
+    """Write ``pipe``: a release's layout for its conditioning (``qwen-image``: diffusers'
+    QwenImagePipeline; ``thinkgen-release``: ThinkGen's), else thinkgen's."""
+    import diffusers
+
     directory.mkdir(parents=True, exist_ok=True)
     conditioning = {"name": pipe.conditioning.name, "settings": pipe.conditioning.settings()}
-    if pipe.conditioning.name == "thinkgen-release":  # the release's layout, thinkgen's class names
-        index = {"_class_name": "ThinkGenCoTPipeline"}
-        names = {"thinker": "mllm", "tokenizer": "processor"}
+    layout = FOREIGN.get(pipe.conditioning.name)
+    if layout is not None:
+        index: dict[str, Any] = {"_class_name": layout.class_name, "_diffusers_version": diffusers.__version__}
+        names = {"thinker": layout.thinker, "tokenizer": layout.text, "processor": layout.text}
         for name, component in pipe.components.items():
-            target = names.get(name, name)
-            index[target] = _save_component(component, name, directory / target)
-        index["_thinkgen"] = {"conditioning": conditioning, "thinker_config": pipe.thinker.config.to_dict(),
-                              "defaults": pipe.defaults}
-    elif pipe.conditioning.name == "qwen-image":
-        import diffusers
-
-        index: dict[str, Any] = {"_class_name": "QwenImagePipeline", "_diffusers_version": diffusers.__version__}
-        names = {"thinker": "text_encoder"}
-        for name, component in pipe.components.items():
-            target = names.get(name, name)
-            index[target] = _save_component(component, name, directory / target)
+            index[names.get(name, name)] = _save_component(component, name, directory / names.get(name, name))
         index["_thinkgen"] = {"conditioning": conditioning, "thinker_config": pipe.thinker.config.to_dict(),
                               "defaults": pipe.defaults}
     else:

@@ -250,13 +250,7 @@ class ThinkGenPipeline:
 
         velocity = self.guided_velocity(text, text_mask, grid, reference, cfg, image_cfg, null=null)
         sigmas = self.sigmas(steps, grid)
-        timesteps = self.scheduler.timesteps
-
-        def scheduler_step(x: torch.Tensor, v: torch.Tensor, i: int) -> torch.Tensor:
-            return self.scheduler.step(v, timesteps[i], x, return_dict=False)[0]
-
-        step = scheduler_step if self.conditioning.euler == "scheduler" else None  # None: in x's dtype
-        x = flow.euler_sample(velocity, x, sigmas, progress=progress, step=step)
+        x = flow.euler_sample(velocity, x, sigmas, progress=progress, step=self.euler_step(sigmas))
         pixels = self.decode(x, height, width)  # (B, 3, H, W) in [0, 1]
         self._release_offloaded()
         reasoning = [r for r in condition.reasoning for _ in range(repeat)]
@@ -296,13 +290,19 @@ class ThinkGenPipeline:
 
     def sigmas(self, steps: int, grid: tuple[int, int]) -> torch.Tensor:
         """``steps + 1`` sigmas from the saved scheduler itself for this many image tokens (it is
-        left ready for ``scheduler.step``). A conditioning with a static per-resolution shift sets
-        it on the scheduler first (diffusers' ``set_shift``)."""
-        factor = self.patch
-        shift = self.conditioning.shift(grid[0] * factor, grid[1] * factor)
-        if shift is not None:
-            self.scheduler.set_shift(shift)
+        left ready for ``scheduler.step``), unless the conditioning reproduces a release's own
+        scheduler (``schedule``)."""
+        if self.conditioning.own_schedule:
+            return self.conditioning.schedule(steps, grid[0] * self.patch, grid[1] * self.patch).to(self.device)
         return flow.scheduler_sigmas(self.scheduler, steps, grid[0] * grid[1], device=self.device)
+
+    def euler_step(self, sigmas: torch.Tensor) -> flow.Step:
+        """The update of one step over :meth:`sigmas`: the saved diffusers scheduler's ``step``
+        (sample in fp32, result in the model's dtype), or a release scheduler's own."""
+        if self.conditioning.own_schedule:
+            return lambda x, v, i: self.conditioning.euler_step(x, v, sigmas[i], sigmas[i + 1])
+        timesteps = self.scheduler.timesteps
+        return lambda x, v, i: self.scheduler.step(v, timesteps[i], x, return_dict=False)[0]
 
     def decode(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """Patchified latents (B, N, C p p) -> pixels (B, 3, H, W) in [0, 1] (float32).

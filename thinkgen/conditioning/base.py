@@ -38,7 +38,7 @@ class Conditioning:
 
     name: ClassVar[str]
     guidance: ClassVar[str] = "batched"  # "batched" | "true-cfg" | "separate" (two calls, plain CFG)
-    euler: ClassVar[str] = "scheduler"  # "scheduler": diffusers' step (fp32); "plain": in the latents' dtype
+    own_schedule: ClassVar[bool] = False  # True: schedule() and euler_step() replace the diffusers scheduler
 
     def __init__(self, thinker: Thinker, bridge: torch.nn.Module | None = None, **settings: Any) -> None:
         self.thinker, self.bridge = thinker, bridge
@@ -60,9 +60,15 @@ class Conditioning:
         """The dtype the noise is drawn in and the latents are kept in between steps."""
         return torch.float32
 
-    def shift(self, latent_height: int, latent_width: int) -> float | None:
-        """A static schedule shift for this latent size, or None to use the scheduler's config."""
-        return None
+    def schedule(self, steps: int, latent_height: int, latent_width: int) -> torch.Tensor:
+        """``steps + 1`` sigmas of a release's own scheduler (with ``own_schedule``); otherwise the
+        saved diffusers scheduler is used, and every one of its config fields applies."""
+        raise NotImplementedError
+
+    def euler_step(self, x: torch.Tensor, v: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor
+                   ) -> torch.Tensor:
+        """One Euler step for :meth:`schedule`'s sigmas (only called when it returns some)."""
+        raise NotImplementedError
 
     @property
     def text_channels(self) -> int:

@@ -149,11 +149,16 @@ class QwenImageEncoding(Conditioning):
 
     def _rewrite_start(self, completion: list[int]) -> int:
         """Index of the first rewrite token: the shortest prefix whose text holds the marker (and
-        the newline after it, if any). Without a marker the whole completion is the rewrite."""
-        decode = self.thinker.tokenizer.decode
-        for k in range(1, len(completion) + 1):
-            text = decode(completion[:k], skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            if self.rewrite_marker in text:
-                rest = decode(completion[k:k + 1], skip_special_tokens=True, clean_up_tokenization_spaces=False)
-                return k + 1 if rest.startswith("\n") and text.endswith(self.rewrite_marker) else k
-        return 0
+        the newline after it, if any), found by bisection since holding it is monotone in the
+        prefix length. Without a marker the whole completion is the rewrite."""
+        def decode(ids: list[int]) -> str:
+            return self.thinker.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+        if self.rewrite_marker not in decode(completion):
+            return 0
+        low, high = 1, len(completion)  # the marker is in completion[:high], not in completion[:low - 1]
+        while low < high:
+            middle = (low + high) // 2
+            low, high = (low, middle) if self.rewrite_marker in decode(completion[:middle]) else (middle + 1, high)
+        text, rest = decode(completion[:low]), decode(completion[low : low + 1])
+        return low + 1 if rest.startswith("\n") and text.endswith(self.rewrite_marker) else low

@@ -16,8 +16,9 @@ whose prepadding states and caption embedder sit *inside* the DiT (no separate b
   e.g. an empty negative prompt — the whole templated sequence is kept.
 * **Negative prompt**: always the direct path (default ``""``); CFG is two separate transformer
   calls combined plainly, when the scale is above 1.
-* **Schedule**: a static shift ``m = sqrt(latent h * latent w) / 40`` chosen per resolution; Euler
-  steps computed in the latents' dtype (bf16 for a bf16 model), as the release does.
+* **Schedule**: the release's own scheduler (not diffusers'), reproduced: ``t = i / N`` with a static
+  shift ``m = sqrt(latent h * latent w) / 40`` per resolution, Euler steps with the sample in float32
+  and the result in the model's dtype (bf16 latents between steps for a bf16 model).
 
 The release's system prompt is not shipped here: set ``system_prompt`` to the ``SYSPROMPT`` of the
 release's pipeline code to reproduce it exactly (thinkgen's default is a neutral text).
@@ -25,9 +26,9 @@ release's pipeline code to reproduce it exactly (thinkgen's default is a neutral
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..thinker import capture_last_layers, stack_records
@@ -40,7 +41,7 @@ DEFAULT_SYSTEM_PROMPT = ("You are a helpful assistant that draws images. Think a
 class ThinkGenRelease(Conditioning):
     name = "thinkgen-release"
     guidance = "separate"
-    euler = "plain"  # x + (sigma_next - sigma) * v in the latents' dtype, not the scheduler's fp32 step
+    own_schedule = True
 
     def __init__(self, thinker, bridge=None, system_prompt: str = DEFAULT_SYSTEM_PROMPT,
                  max_sequence_length: int = 1024, max_new_tokens: int = 4096, default_negative: str = "",
@@ -68,9 +69,21 @@ class ThinkGenRelease(Conditioning):
     def latent_dtype(self) -> torch.dtype:
         return self.thinker.model.dtype
 
-    def shift(self, latent_height: int, latent_width: int) -> float:
-        """The release's static shift for this latent size (1024 x 1024 -> 3.2)."""
-        return math.sqrt(latent_height * latent_width) / 40
+    def schedule(self, steps: int, latent_height: int, latent_width: int) -> torch.Tensor:
+        """The release scheduler's grid, which counts t from 0 (noise) to 1 (data): ``t = i / N``
+        in float32, bent by the static shift ``m = sqrt(latent h * latent w) / 40`` (1024 x 1024:
+        3.2) as ``t / (m - m t + t)`` with numpy's dtype rules, then 1. It is returned as float64
+        sigmas ``1 - t``, in which ``1 - sigma`` gives back the release's t exactly."""
+        t = np.linspace(0, 1, steps + 1, dtype=np.float32)[:-1]
+        m = np.sqrt(latent_height * latent_width) / 40
+        t = torch.from_numpy(t / (m - m * t + t)).to(torch.float32)
+        return 1 - torch.cat([t, torch.ones(1)]).double()
+
+    def euler_step(self, x, v, sigma, sigma_next):
+        """The release scheduler's step in its own terms: ``x + (t_next - t) * v_data`` with the sample
+        in float32 and ``t_next - t`` in float32, cast back to the model's dtype (``v_data = -v``)."""
+        t, t_next = (1 - sigma).float(), (1 - sigma_next).float()
+        return (x.float() + (t_next - t) * -v).to(v.dtype)
 
     # ------------------------------------------------------------------ templates
     def chat(self, prompt: str) -> str:
