@@ -48,6 +48,20 @@ def test_offloaded_pictures_equal_resident_ones(qwen_folder, tmp_path, pipe, off
     assert torch.equal(draw(offloaded, **kwargs), resident)  # hooks survive a second call
 
 
+def test_vae_tiling_and_slicing(qwen_folder, tmp_path, pipe, capsys):
+    qwen = ThinkGenPipeline.from_pretrained(qwen_folder)
+    plain = draw(qwen, think=False)
+    qwen.enable_vae_tiling().enable_vae_slicing()
+    assert qwen.vae.use_tiling and qwen.vae.use_slicing
+    torch.testing.assert_close(draw(qwen, think=False), plain, atol=1e-5, rtol=0)  # one image at a time: rounding only
+    with pytest.raises(ValueError, match="no tiled decoding"):
+        pipe.enable_vae_tiling()  # the identity autoencoder of the tiny thinkgen pipeline
+    pipe.save_pretrained(tmp_path / "tiny")
+    assert main(["generate", "x", "--model", str(tmp_path / "tiny"), "--vae-tiling", "-o",
+                 str(tmp_path / "o.png")]) == 2
+    assert "no tiled decoding" in capsys.readouterr().err
+
+
 def test_memory_table_from_configs_only(capsys):
     """The T2G release at real size, from its configs (no weights in the repository)."""
     assert main(["info", "--memory", str(ROOT / "configs" / "real" / "t2g")]) == 0

@@ -47,7 +47,8 @@ DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16
           "float16": "float16", "fp16": "float16"}
 
 
-def _load(model: str | None, dtype: str = "float32", device: str = "cpu", offload: str = "none"):
+def _load(model: str | None, dtype: str = "float32", device: str = "cpu", offload: str = "none",
+          vae_tiling: bool = False):
     """A pipeline folder, or the embedded ShapeWorld model when none is given, in ``dtype``, on
     ``device`` or offloaded to it (``model``: one component at a time; ``sequential``: per layer)."""
     import torch
@@ -68,6 +69,11 @@ def _load(model: str | None, dtype: str = "float32", device: str = "cpu", offloa
         pipe = ThinkGenPipeline.from_pretrained(model, torch_dtype=getattr(torch, DTYPES[dtype]))
     except PipelineLoadError as error:
         raise UserError(str(error)) from None
+    if vae_tiling:
+        try:
+            pipe.enable_vae_tiling().enable_vae_slicing()
+        except ValueError as error:
+            raise UserError(str(error)) from None
     if offload == "model":
         return pipe.enable_model_cpu_offload(torch_device)
     if offload == "sequential":
@@ -109,7 +115,7 @@ def generate(args: argparse.Namespace) -> int:
     if not prompts or any(not p for p in prompts):
         raise UserError("the prompt is empty")
     paths = _output_paths(args.output, len(prompts) * args.batch)
-    pipe = _load(args.model, args.dtype, args.device, args.offload)
+    pipe = _load(args.model, args.dtype, args.device, args.offload, args.vae_tiling)
     height = pipe.defaults["height"] if args.height is None else args.height
     width = pipe.defaults["width"] if args.width is None else args.width
     try:
@@ -381,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--offload", choices=["none", "model", "sequential"], default="none",
                    help="keep weights in CPU memory: model = one component on the device at a time, "
                         "sequential = one layer at a time (least memory)")
+    g.add_argument("--vae-tiling", action="store_true",
+                   help="decode tile by tile and image by image (large images, little memory)")
     g.set_defaults(run=generate)
 
     i = commands.add_parser("info", help="print a pipeline's components and parameter counts")

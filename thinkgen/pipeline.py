@@ -151,6 +151,21 @@ class ThinkGenPipeline:
         self._set_execution_device(torch.device(device))
         return self
 
+    def enable_vae_tiling(self) -> ThinkGenPipeline:
+        """Decode (and encode) large images tile by tile, where the autoencoder supports it
+        (diffusers' ``AutoencoderKL`` and ``AutoencoderKLQwenImage`` do)."""
+        if not hasattr(self.vae, "enable_tiling"):
+            raise ValueError(f"{type(self.vae).__name__} has no tiled decoding")
+        self.vae.enable_tiling()
+        return self
+
+    def enable_vae_slicing(self) -> ThinkGenPipeline:
+        """Decode a batch one image at a time, where the autoencoder supports it."""
+        if not hasattr(self.vae, "enable_slicing"):
+            raise ValueError(f"{type(self.vae).__name__} has no sliced decoding")
+        self.vae.enable_slicing()
+        return self
+
     def _set_execution_device(self, device: torch.device | None) -> None:
         self.offload_device = device
         self.thinker.execution_device = device  # inputs go there, not where the weights rest
