@@ -1,10 +1,12 @@
 """ThinkGenPipeline: prompt (+ images) -> conditioning -> DiT + rectified flow -> images.
 
 How prompts become DiT text states is a named strategy (:mod:`thinkgen.conditioning`), recorded
-in ``model_index.json``: ``thinkgen`` (thinker + VGI-refine bridge) or ``qwen-image`` (diffusers'
-Qwen-Image encoding, with T2G's thinking). The sigmas and every Euler step come from the saved
-diffusers scheduler itself. Folders are read and written by :mod:`thinkgen.loading`: thinkgen's
-own layout, and a diffusers ``QwenImagePipeline`` folder (the T2G release) unchanged.
+in ``model_index.json``: ``thinkgen`` (thinker + VGI-refine bridge), ``qwen-image`` (diffusers'
+Qwen-Image encoding, with T2G's thinking) or ``thinkgen-release`` (the ThinkGen release's
+conventions). The sigmas and every Euler step come from the saved diffusers scheduler itself,
+unless a strategy reproduces a release's own scheduler. Folders are read and written by
+:mod:`thinkgen.loading`: thinkgen's layout, a diffusers ``QwenImagePipeline`` folder (the T2G
+release) and the ThinkGen release's layout, each unchanged.
 """
 
 from __future__ import annotations
@@ -191,12 +193,13 @@ class ThinkGenPipeline:
 
     # ------------------------------------------------------------------ saving and loading
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write the folder: thinkgen's layout, or diffusers' for the ``qwen-image`` conditioning."""
+        """Write the folder: thinkgen's layout, or the release's for ``qwen-image`` / ``thinkgen-release``."""
         save_folder(self, Path(directory))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, torch_dtype: torch.dtype | None = None) -> ThinkGenPipeline:
-        """Load a thinkgen folder or a diffusers ``QwenImagePipeline`` folder (local files only)."""
+        """Load a thinkgen folder, a diffusers ``QwenImagePipeline`` folder or a ThinkGen release
+        folder (local files only, safetensors only)."""
         parts = load_folder(Path(directory), torch_dtype)
         return cls(**parts)
 
