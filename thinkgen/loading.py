@@ -91,6 +91,22 @@ def layout_of(index: dict[str, Any]) -> str:
     return "thinkgen"
 
 
+# The classes a model_index.json may name: an explicit list, never an arbitrary attribute of a
+# module (["torch", "load"] or ["transformers", "pipeline"] must not resolve). Add here to support more.
+SUPPORTED_CLASSES: dict[str, frozenset[str]] = {
+    "transformers": frozenset({
+        # thinkers and text encoders
+        "Qwen3ForCausalLM", "Qwen2ForCausalLM", "LlamaForCausalLM",
+        "Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration", "Qwen3VLForConditionalGeneration",
+        # tokenizers and processors
+        "PreTrainedTokenizerFast", "TokenizersBackend", "Qwen2Tokenizer", "Qwen2TokenizerFast",
+        "Qwen2VLProcessor", "Qwen2_5_VLProcessor", "Qwen3VLProcessor"}),
+    "diffusers": frozenset({"QwenImageTransformer2DModel", "AutoencoderKL", "AutoencoderKLQwenImage",
+                            "FlowMatchEulerDiscreteScheduler"}),
+    "thinkgen": frozenset({"Bridge", "PixelAutoencoder", "ThinkGenTransformer2DModel"}),
+}
+
+
 def _component_class(index: dict[str, Any], name: str) -> type:
     import diffusers
     import transformers
@@ -101,13 +117,30 @@ def _component_class(index: dict[str, Any], name: str) -> type:
 
     libraries = {"transformers": (transformers,), "diffusers": (diffusers,),
                  "thinkgen": (bridge_module, generator_module, models_module)}
+    entry = index.get(name)
     try:
-        library, class_name = index[name]
+        library, class_name = entry
         if library not in libraries and class_name in RELEASE_CLASSES:  # a release module path
             library, class_name = RELEASE_CLASSES[class_name]
+        if class_name not in SUPPORTED_CLASSES[library]:
+            raise KeyError(class_name)
         return next(getattr(o, class_name) for o in libraries[library] if hasattr(o, class_name))
     except (KeyError, ValueError, TypeError, StopIteration):
-        raise PipelineLoadError(f"{MODEL_INDEX}: unsupported class for {name}: {index.get(name)!r}") from None
+        raise PipelineLoadError(f"{MODEL_INDEX}: unsupported class for {name}: {entry!r} (thinkgen loads "
+                                "the classes listed in thinkgen.loading.SUPPORTED_CLASSES)") from None
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _require_safetensors(folder: Path, name: str) -> None:
+    """Weights are read from safetensors only: pickle files can run code when loaded."""
+    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return  # a missing folder is reported by the library's own loader
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise PipelineLoadError(f"{folder}: {name} has pickle weights only ({', '.join(pickles[:3])}); thinkgen "
+                                "loads safetensors only (convert them with safetensors.torch.save_file)")
 
 
 def check_weights(folder: Path, klass: type) -> None:
@@ -144,12 +177,14 @@ def _load_component(directory: Path, index: dict[str, Any], name: str, dtype: to
         known = set(inspect.signature(klass.__init__).parameters)
         return klass.from_config({k: v for k, v in config.items() if k in known})
     kwargs: dict[str, Any] = {}
+    if name in MODULES:
+        _require_safetensors(directory / name, name)
     if name in ("thinker", "text_encoder", "mllm"):
-        kwargs = {"local_files_only": True, "dtype": dtype or "auto"}
+        kwargs = {"local_files_only": True, "dtype": dtype or "auto", "use_safetensors": True}
     elif name in ("tokenizer", "processor"):
         kwargs = {"local_files_only": True}
-    elif name != "scheduler" and dtype is not None:
-        kwargs = {"torch_dtype": dtype}
+    elif name != "scheduler":
+        kwargs = {"use_safetensors": True, **({"torch_dtype": dtype} if dtype is not None else {})}
     try:
         if name == "processor":
             return load_processor(klass, directory / name)
