@@ -76,11 +76,11 @@ def test_user_errors(capsys, model_dir, tmp_path, monkeypatch):
     assert_user_error(run(capsys, "generate", "x", "--model", model_dir, "-o", out, "--height", 30),
                       "multiple of 4")
     assert_user_error(run(capsys, "generate", "x", "--model", model_dir, "-o", out, "--width", 0),
-                      "positive integer")
+                      "expected an integer in")
     assert_user_error(run(capsys, "generate", "x", "--model", model_dir, "-o", out, "--steps", -1),
-                      "positive integer")
+                      "expected an integer in")
     assert_user_error(run(capsys, "generate", "x", "--model", model_dir, "-o", out, "--batch", "two"),
-                      "positive integer")
+                      "expected an integer")
     assert_user_error(run(capsys, "init", model_dir), "not empty")
     assert not out.exists()
 

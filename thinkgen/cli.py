@@ -7,26 +7,23 @@ with one ``error: ...`` line and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
 from pathlib import Path
 
+from . import validate
+
 USER_ERROR = 2
+SEED = validate.bounded_int(0, validate.MAX_SEED - 65536)  # leave room for seed + i per image
+STEPS = validate.bounded_int(1, validate.Limits.max_steps)
+CFG = validate.bounded_float(0.0, 100.0)
+SIDE = validate.bounded_int(1, 65536)
 
 
 class UserError(Exception):
     """A mistake in how thinkgen was called; printed as one line, exit code 2."""
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _quiet_libraries() -> None:
@@ -116,6 +113,8 @@ def generate(args: argparse.Namespace) -> int:
         raise UserError("the prompt is empty")
     paths = _output_paths(args.output, len(prompts) * args.batch)
     pipe = _load(args.model, args.dtype, args.device, args.offload, args.vae_tiling)
+    if args.max_pixels is not None:
+        pipe.limits = dataclasses.replace(pipe.limits, max_pixels=args.max_pixels)
     height = pipe.defaults["height"] if args.height is None else args.height
     width = pipe.defaults["width"] if args.width is None else args.width
     try:
@@ -238,9 +237,12 @@ def evaluate(args: argparse.Namespace) -> int:
             pipe.check_size(args.resolution, args.resolution)
         except ValueError as error:
             raise UserError(str(error)) from None
-    summary = run_suite(pipe, args.suite, out, think=args.think, n_per_prompt=args.n_per_prompt,
-                        n_items=args.n_items, seed=args.seed, batch_size=args.batch, resolution=args.resolution,
-                        num_inference_steps=args.steps, guidance_scale=args.cfg, split=args.split)
+    try:
+        summary = run_suite(pipe, args.suite, out, think=args.think, n_per_prompt=args.n_per_prompt,
+                            n_items=args.n_items, seed=args.seed, batch_size=args.batch, resolution=args.resolution,
+                            num_inference_steps=args.steps, guidance_scale=args.cfg, split=args.split)
+    except ValueError as error:  # a limit of the pipeline (sizes, steps, seeds)
+        raise UserError(str(error)) from None
     print(markdown(summary))
     print(f"wrote {out}/scores.json, scores.md, items.jsonl, grid.png and images/")
     return 0
@@ -273,7 +275,10 @@ def geneval(args: argparse.Namespace) -> int:
         n = args.n_samples
         return [result.images[i * n : (i + 1) * n] for i in range(len(prompts))]
 
-    count = geneval_module.generate(draw, metadata, out, n_samples=args.n_samples, batch_size=args.batch)
+    try:
+        count = geneval_module.generate(draw, metadata, out, n_samples=args.n_samples, batch_size=args.batch)
+    except ValueError as error:
+        raise UserError(str(error)) from None
     print(f"wrote {count} prompts x {args.n_samples} images in GenEval's layout to {out}")
     return 0
 
@@ -316,8 +321,11 @@ def wise(args: argparse.Namespace) -> int:
 
     for start in tqdm(range(0, len(prompts), args.batch), desc="wise"):
         batch = prompts[start : start + args.batch]
-        result = pipe([p.prompt for p in batch], think=args.think, seed=args.seed + start,
-                      num_inference_steps=args.steps, guidance_scale=args.cfg)
+        try:
+            result = pipe([p.prompt for p in batch], think=args.think, seed=args.seed + start,
+                          num_inference_steps=args.steps, guidance_scale=args.cfg)
+        except ValueError as error:
+            raise UserError(str(error)) from None
         for p, image in zip(batch, result.images, strict=True):
             image.save(out / wise_module.image_name(p))
     print(f"wrote {len(prompts)} images named <prompt_id>.png to {out}")
@@ -330,7 +338,12 @@ def _override(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. run.steps=100), got {text!r}")
     key, value = text.split("=", 1)
-    return key, yaml.safe_load(value)
+    if not key or any(not part for part in key.split(".")):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a dotted key (e.g. run.steps=100), got {text!r}")
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"the value of {text!r} is not valid YAML") from None
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -351,10 +364,10 @@ def train_command(args: argparse.Namespace) -> int:
 def _sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="pipeline folder")
     parser.add_argument("--think", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--steps", type=_positive_int, default=None, help="sampling steps")
-    parser.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch", type=_positive_int, default=8, help="prompts per batch")
+    parser.add_argument("--steps", type=STEPS, default=None, help="sampling steps")
+    parser.add_argument("--cfg", type=CFG, default=None, help="classifier-free guidance scale")
+    parser.add_argument("--seed", type=SEED, default=0)
+    parser.add_argument("--batch", type=validate.bounded_int(1, 256), default=8, help="prompts per batch")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -369,17 +382,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     g = commands.add_parser("generate", help="generate images from prompts")
-    g.add_argument("prompt", nargs="+", help="one or more prompts")
+    g.add_argument("prompt", nargs="+", type=validate.text, help="one or more prompts")
     g.add_argument("--model", help="pipeline folder (default: the embedded ShapeWorld model)")
     g.add_argument("--think", action=argparse.BooleanOptionalAction, default=True,
                    help="reason before drawing (default) or use the direct pseudo-CoT template")
-    g.add_argument("-o", "--output", default="out.png", help="image path (out.png; out-0.png, ... for several)")
-    g.add_argument("--steps", type=_positive_int, default=None, help="sampling steps")
-    g.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--batch", type=_positive_int, default=1, help="images per prompt")
-    g.add_argument("--height", type=_positive_int, default=None)
-    g.add_argument("--width", type=_positive_int, default=None)
+    g.add_argument("-o", "--output", type=validate.path, default="out.png",
+                   help="image path (out.png; out-0.png, ... for several)")
+    g.add_argument("--steps", type=STEPS, default=None, help="sampling steps")
+    g.add_argument("--cfg", type=CFG, default=None, help="classifier-free guidance scale")
+    g.add_argument("--seed", type=SEED, default=0)
+    g.add_argument("--batch", type=validate.bounded_int(1, 256), default=1, help="images per prompt")
+    g.add_argument("--height", type=SIDE, default=None)
+    g.add_argument("--width", type=SIDE, default=None)
+    g.add_argument("--max-pixels", type=validate.bounded_int(1, 2**40), default=None,
+                   help=f"refuse images above this many pixels (default {validate.Limits.max_pixels:,})")
     g.add_argument("--negative-prompt", default=None, help="the negative branch of CFG (default: the model's)")
     g.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
                    help="weights and compute (bf16 for real checkpoints on a GPU)")
@@ -400,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     n = commands.add_parser("init", help="write a tiny random pipeline (for tests and experiments)")
     n.add_argument("directory")
-    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--seed", type=SEED, default=0)
     n.set_defaults(run=init)
 
     from .world.suites import SUITES
@@ -408,32 +424,32 @@ def build_parser() -> argparse.ArgumentParser:
     e = commands.add_parser("eval", help="score a model on a ShapeWorld suite's test split")
     e.add_argument("--suite", required=True, choices=SUITES)
     _sampling_options(e)
-    e.add_argument("--n-per-prompt", type=_positive_int, default=4)
-    e.add_argument("--n-items", type=_positive_int, default=None, help="test items (default 120)")
-    e.add_argument("--resolution", type=_positive_int, default=None)
+    e.add_argument("--n-per-prompt", type=validate.bounded_int(1, 64), default=4)
+    e.add_argument("--n-items", type=validate.bounded_int(1, 100_000), default=None, help="test items (default 120)")
+    e.add_argument("--resolution", type=validate.bounded_int(8, 2048), default=None)
     e.add_argument("--split", default="test", choices=["test", "train", "rl"],
                    help="default test; train measures in-distribution specs")
-    e.add_argument("--out", required=True, help="output folder")
+    e.add_argument("--out", type=validate.path, required=True, help="output folder")
     e.set_defaults(run=evaluate)
 
     w = commands.add_parser("world", help="ShapeWorld data")
     world_commands = w.add_subparsers(dest="world_command", required=True, parser_class=_Parser)
     x = world_commands.add_parser("export", help="export a suite split as an imagefolder dataset")
     x.add_argument("--suite", required=True, choices=SUITES)
-    x.add_argument("--n", type=_positive_int, default=1000)
+    x.add_argument("--n", type=validate.bounded_int(1, 1_000_000), default=1000)
     x.add_argument("--split", default="train", choices=["train", "test", "rl"])
-    x.add_argument("--resolution", type=_positive_int, default=None)
-    x.add_argument("--seed", type=int, default=0)
-    x.add_argument("--out", required=True)
+    x.add_argument("--resolution", type=validate.bounded_int(8, 2048), default=None)
+    x.add_argument("--seed", type=SEED, default=0)
+    x.add_argument("--out", type=validate.path, required=True)
     x.set_defaults(run=world_export)
 
     ge = commands.add_parser("geneval", help="draw GenEval's prompts in its official output layout")
     _sampling_options(ge)
     ge.add_argument("--metadata", default=None,
                     help="evaluation_metadata.jsonl (default: GenEval's 553 prompts, shipped with thinkgen)")
-    ge.add_argument("--n-samples", type=_positive_int, default=4)
-    ge.add_argument("--limit", type=_positive_int, default=None, help="only the first N prompts")
-    ge.add_argument("--out", required=True)
+    ge.add_argument("--n-samples", type=validate.bounded_int(1, 64), default=4)
+    ge.add_argument("--limit", type=validate.bounded_int(1, 1_000_000), default=None, help="only the first N prompts")
+    ge.add_argument("--out", type=validate.path, required=True)
     ge.set_defaults(run=geneval)
 
     ws = commands.add_parser("wise", help="WISE: draw <prompt_id>.png, judge, or compute WiScore")
@@ -444,8 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     ws.add_argument("--endpoint", help="OpenAI-compatible base URL (judge); key in THINKGEN_JUDGE_KEY")
     ws.add_argument("--judge-model", help="model name at the endpoint (judge)")
     ws.add_argument("--judgments", help="JSONL of judge scores (score)")
-    ws.add_argument("--limit", type=_positive_int, default=None)
-    ws.add_argument("--out", help="output folder (generate, judge)")
+    ws.add_argument("--limit", type=validate.bounded_int(1, 1_000_000), default=None)
+    ws.add_argument("--out", type=validate.path, help="output folder (generate, judge)")
     ws.set_defaults(run=wise)
 
     t = commands.add_parser("train", help="train one stage from a YAML config (also under accelerate launch)")
@@ -456,9 +472,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(run=train_command)
 
     d = commands.add_parser("demo", help="run the default model on a reasoning prompt")
-    d.add_argument("prompt", nargs="?", default=None, help="default: a reasoning prompt")
-    d.add_argument("-o", "--output", default="demo.png", help="writes demo-0.png (think) and demo-1.png (direct)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("prompt", nargs="?", type=validate.text, default=None, help="default: a reasoning prompt")
+    d.add_argument("-o", "--output", type=validate.path, default="demo.png",
+                   help="writes demo-0.png (think) and demo-1.png (direct)")
+    d.add_argument("--seed", type=SEED, default=0)
     d.set_defaults(run=demo)
     return parser
 

@@ -75,6 +75,8 @@ def _read_index(directory: Path) -> dict[str, Any]:
         index = json.loads((directory / MODEL_INDEX).read_text())
     except FileNotFoundError:
         raise PipelineLoadError(f"{directory} is not a thinkgen pipeline or diffusers QwenImagePipeline folder (no {MODEL_INDEX})") from None
+    except IsADirectoryError:
+        raise PipelineLoadError(f"{directory / MODEL_INDEX} is a folder, not a JSON file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise PipelineLoadError(f"{directory / MODEL_INDEX} is not valid JSON: {error}") from None
     if not isinstance(index, dict):
@@ -192,8 +194,35 @@ def _load_component(directory: Path, index: dict[str, Any], name: str, dtype: to
     except Exception as error:  # any library's own error: report which component broke
         raise PipelineLoadError(f"cannot load {name} from {directory / name}: {error}") from error
     if name in MODULES:
+        missing = [n for n, p in component.named_parameters() if p.is_meta]
+        if missing:  # weights the files did not provide: refuse now, not at the first forward
+            raise PipelineLoadError(f"{directory / name}: the weights lack {len(missing)} tensor(s), e.g. {missing[0]}")
         component.eval()
     return component
+
+
+DEFAULT_TYPES = {"height": int, "width": int, "num_inference_steps": int, "guidance_scale": (int, float),
+                 "image_guidance_scale": (int, float), "negative_prompt": str}
+
+
+def check_metadata(index: dict[str, Any], where: Path) -> None:
+    """The settings thinkgen keeps in model_index.json: the right shapes and types, or one clear error."""
+    own = index.get("_thinkgen", index)
+    if not isinstance(own, dict):
+        raise PipelineLoadError(f"{where}: _thinkgen must be a JSON object")
+    for key in ("thinker_config", "defaults", "conditioning"):
+        if key in own and not isinstance(own[key], dict):
+            raise PipelineLoadError(f"{where}: {key} must be a JSON object, got {type(own[key]).__name__}")
+    for key, value in (own.get("defaults") or {}).items():
+        expected = DEFAULT_TYPES.get(key)
+        if expected is None:
+            raise PipelineLoadError(f"{where}: unknown default {key!r}; known: {sorted(DEFAULT_TYPES)}")
+        if not isinstance(value, expected) or isinstance(value, bool) or (expected is int and value < 1):
+            raise PipelineLoadError(f"{where}: defaults.{key} has a wrong value: {value!r}")
+    try:
+        ThinkerConfig(**(own.get("thinker_config") or {}))
+    except (TypeError, ValueError) as error:
+        raise PipelineLoadError(f"{where}: bad thinker_config: {error}") from None
 
 
 def _thinker(model: Any, text: Any, config: dict[str, Any]) -> Thinker:
@@ -206,6 +235,7 @@ def _thinker(model: Any, text: Any, config: dict[str, Any]) -> Thinker:
 def load_folder(directory: Path, torch_dtype: torch.dtype | None = None) -> dict[str, Any]:
     """The keyword arguments of :class:`ThinkGenPipeline` for a folder in any supported layout."""
     index = _read_index(directory)
+    check_metadata(index, directory / MODEL_INDEX)
     layout = FOREIGN.get(layout_of(index))
     if layout is not None:  # a release's own layout: thinkgen's choices, if any, under "_thinkgen"
         names = (layout.thinker, layout.text, "transformer", "vae", "scheduler")

@@ -37,6 +37,7 @@ from .generator import (
 )
 from .loading import MODEL_INDEX, PipelineLoadError, load_folder, save_folder  # noqa: F401 (re-exported)
 from .thinker import Thinker, ThinkerOutput
+from .validate import Limits
 
 
 @dataclass
@@ -90,6 +91,7 @@ class ThinkGenPipeline:
                              f"channels, the DiT expects {self.backend.text_channels}")
         self.defaults = {"height": 32, "width": 32, "num_inference_steps": 20, "guidance_scale": 4.0,
                          "image_guidance_scale": 2.0, **(defaults or {})}
+        self.limits = Limits()  # what one call may ask for (dataclasses.replace to raise max_pixels)
         self.offload_device: torch.device | None = None  # set by enable_*_cpu_offload
         self._hooks: list[Any] = []
 
@@ -201,7 +203,10 @@ class ThinkGenPipeline:
         """Load a thinkgen folder, a diffusers ``QwenImagePipeline`` folder or a ThinkGen release
         folder (local files only, safetensors only)."""
         parts = load_folder(Path(directory), torch_dtype)
-        return cls(**parts)
+        try:
+            return cls(**parts)
+        except (ValueError, TypeError) as error:  # e.g. a conditioning's settings, channel widths that disagree
+            raise PipelineLoadError(f"{directory}: the components do not fit together: {error}") from None
 
     # ------------------------------------------------------------------ conditioning
     def condition(self, thinker_output: ThinkerOutput) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,6 +251,12 @@ class ThinkGenPipeline:
             raise ValueError(f"output_type must be 'pil' or 'pt', got {output_type!r}")
         if negatives is not None and len(negatives) != len(prompts):
             raise ValueError(f"got {len(negatives)} negative prompts for {len(prompts)} prompts")
+        if not prompts:
+            raise ValueError("no prompts given")
+        self.limits.check_call(prompts + list(negatives or []), height, width, num_images_per_prompt, steps,
+                               seed, cfg)
+        tokenizer = self.thinker.tokenizer
+        self.limits.check_tokens([len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]])
 
         thinker_images = images if self.thinker.processor is not None else None
         condition = self.conditioning.encode(prompts, think=think, images=thinker_images, seed=seed)

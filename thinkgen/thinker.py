@@ -56,6 +56,19 @@ class ThinkerConfig:
     end_token: str | None = None  # None: "<|im_end|>" if the vocabulary has it, else eos
 
     def __post_init__(self) -> None:
+        kinds = {"system_prompt": str, "think_open": str, "think_close": str, "extract": str, "do_sample": bool,
+                 "num_layers": int, "max_think_tokens": int, "max_rewrite_tokens": int, "top_k": int,
+                 "temperature": (int, float), "top_p": (int, float)}
+        for name, kind in kinds.items():
+            value = getattr(self, name)
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                raise ValueError(f"{name} has a wrong type: {value!r}")
+        if self.end_token is not None and not isinstance(self.end_token, str):
+            raise ValueError(f"end_token must be text or null, got {self.end_token!r}")
+        if not (0 < self.temperature <= 100 and 0 < self.top_p <= 1 and self.top_k >= 0):
+            raise ValueError("temperature must be in (0, 100], top_p in (0, 1] and top_k >= 0")
+        if self.max_think_tokens > 65536 or self.max_rewrite_tokens > 65536:
+            raise ValueError("max_think_tokens and max_rewrite_tokens must be <= 65536")
         if self.extract not in ("cut", "all"):
             raise ValueError(f"extract must be 'cut' or 'all', got {self.extract!r}")
         if self.num_layers < 1:

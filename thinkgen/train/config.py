@@ -3,23 +3,39 @@
     stage: dit_pretrain          # thinker_pretrain | thinker_sft | dit_connector | dit_pretrain | dit_finetune
                                  # | thinker_grpo | dit_flow_grpo | sep_grpo | dual_grpo
     output_dir: runs/dit
-    init: runs/connector/final   # a pipeline folder to start from (or a thinker folder / "tiny:..." recipe)
+    init: runs/connector/final   # a pipeline folder to start from (or a thinker folder)
     optim: {lr: 6.0e-4, warmup_steps: 200}
     run: {steps: 12000, batch_size: 32}
     data: {resolution: 32}
     ...
 
-Unknown keys are errors (a typo should not silently train with a default).
+Unknown keys are errors (a typo should not silently train with a default). Every field is
+typed and ranged (pydantic dataclasses in strict mode: no text for numbers, no NaN or infinity),
+so a wrong value is one ``ConfigError`` naming the field, before anything is built.
 """
 
-from __future__ import annotations
-
 import dataclasses
-from dataclasses import dataclass, field
+import os
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass as _pydantic_dataclass
+
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def dataclass(cls):  # noqa: D103 - every config section is validated the same way
+    return _pydantic_dataclass(cls, config=_STRICT)
+
+
+Count = Annotated[int, Field(ge=1, le=10**9)]  # steps, sizes, batch: at least one
+Size = Annotated[int, Field(ge=0, le=10**9)]  # may be zero (e.g. warm-up steps)
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Rate = Annotated[float, Field(gt=0, le=10)]
 
 STAGES = ("thinker_pretrain", "thinker_sft", "dit_connector", "dit_pretrain", "dit_finetune",
           "thinker_grpo", "dit_flow_grpo", "sep_grpo", "dual_grpo")
@@ -32,117 +48,130 @@ class ConfigError(ValueError):
 
 @dataclass
 class OptimConfig:
-    lr: float = 3e-4
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.99)
-    warmup_steps: int = 100
-    schedule: str = "cosine"  # cosine | constant (after warm-up)
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
-    grad_clip: float = 1.0
+    lr: Rate = 3e-4
+    weight_decay: Annotated[float, Field(ge=0, le=10)] = 0.0
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.99)
+    warmup_steps: Size = 100
+    schedule: Literal["cosine", "constant"] = "cosine"  # constant: after warm-up
+    min_lr_ratio: Fraction = 0.1  # cosine decays to lr * min_lr_ratio
+    grad_clip: Annotated[float, Field(gt=0)] = 1.0
 
 
 @dataclass
 class RunConfig:
-    steps: int = 1000
-    batch_size: int = 32  # global batch: split across processes
-    seed: int = 0
-    log_every: int = 20
-    save_every: int = 500
-    keep_last: int = 2
-    sample_every: int = 0  # DiT stages: write a sample grid every N steps (0 = never)
-    mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)
+    steps: Count = 1000
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = 32  # global batch: split across processes
+    seed: Seed = 0
+    log_every: Count = 20
+    save_every: Count = 500
+    keep_last: Annotated[int, Field(ge=1, le=1000)] = 2
+    sample_every: Size = 0  # DiT stages: write a sample grid every N steps (0 = never)
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # accelerate
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more time
-    threads: int = 0  # torch threads per process, 0 = leave as is
+    threads: Annotated[int, Field(ge=0, le=1024)] = 0  # torch threads per process, 0 = leave as is
 
 
 @dataclass
 class ThinkerModelConfig:
     """The tiny ShapeWorld thinker (used when ``init`` does not name an existing thinker)."""
 
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 384
+    hidden_size: Annotated[int, Field(ge=2, le=65536)] = 128
+    num_layers: Annotated[int, Field(ge=1, le=1024)] = 4
+    num_heads: Annotated[int, Field(ge=1, le=1024)] = 4
+    intermediate_size: Annotated[int, Field(ge=1, le=10**6)] = 384
     system_prompt: str = "Think about the request, then describe the image to draw."
-    max_think_tokens: int = 48
-    max_rewrite_tokens: int = 24
-    lora_rank: int = 0  # > 0: train LoRA adapters (peft) instead of all weights
-    lora_alpha: int = 16
+    max_think_tokens: Annotated[int, Field(ge=0, le=65536)] = 48
+    max_rewrite_tokens: Annotated[int, Field(ge=1, le=65536)] = 24
+    lora_rank: Annotated[int, Field(ge=0, le=4096)] = 0  # > 0: train LoRA adapters (peft) instead of all weights
+    lora_alpha: Annotated[int, Field(ge=1, le=65536)] = 16
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
+            raise ConfigError(f"thinker.hidden_size ({self.hidden_size}) must split into num_heads "
+                              f"({self.num_heads}) heads of an even width")
 
 
 @dataclass
 class DiTModelConfig:
     """The tiny DiT (REFERENCE §6: width 128, 6 layers, 4x4 pixel patches at 32 px)."""
 
-    width: int = 128
-    num_layers: int = 6
-    num_heads: int = 4
-    text_width: int = 64
-    patch: int = 4
-    num_prepadding: int = 23
-    connector: str = "linear"
-    extract: str = "cut"
-    resolution: int = 32
+    width: Annotated[int, Field(ge=8, le=65536)] = 128
+    num_layers: Annotated[int, Field(ge=1, le=1024)] = 6
+    num_heads: Annotated[int, Field(ge=1, le=1024)] = 4
+    text_width: Annotated[int, Field(ge=1, le=65536)] = 64
+    patch: Literal[1, 2, 4, 8, 16] = 4
+    num_prepadding: Annotated[int, Field(ge=0, le=4096)] = 23
+    connector: Literal["linear", "mlp", "transformer"] = "linear"
+    extract: Literal["cut", "all"] = "cut"
+    resolution: Annotated[int, Field(ge=8, le=1024)] = 32
+
+    def __post_init__(self) -> None:
+        if self.width % self.num_heads or (self.width // self.num_heads) % 2 or self.width // self.num_heads < 8:
+            raise ConfigError(f"dit.width ({self.width}) must split into num_heads ({self.num_heads}) heads of an "
+                              "even width of at least 8")
+        if self.resolution % self.patch:
+            raise ConfigError(f"dit.resolution ({self.resolution}) must be a multiple of dit.patch ({self.patch})")
 
 
 @dataclass
 class DataConfig:
-    caption_dropout: float = 0.1  # DiT: replace the caption by "" (the CFG unconditional)
-    canonical_fraction: float = 0.5  # DiT: share of canonical captions (what think mode writes)
-    max_objects: int = 4
-    cache_size: int = 20000  # DiT: distinct training scenes (their thinker states are cached)
-    curated: str = "all"  # stage 3: "all" | "multi" (two or more objects) | "relations"
-    timesteps: str = "logit_normal"
-    max_length: int = 96  # thinker: tokens per training sequence
-    knowledge_repeats: int = 20  # thinker pretraining: passes over the knowledge corpus
-    captions: int = 4000
-    reasoning_examples: int = 3000
-    composition_examples: int = 1500
+    caption_dropout: Fraction = 0.1  # DiT: replace the caption by "" (the CFG unconditional)
+    canonical_fraction: Fraction = 0.5  # DiT: share of canonical captions (what think mode writes)
+    max_objects: Annotated[int, Field(ge=1, le=16)] = 4
+    cache_size: Annotated[int, Field(ge=1, le=10**7)] = 20000  # DiT: distinct training scenes (states cached)
+    curated: Literal["all", "multi", "relations"] = "all"  # stage 3: multi = two or more objects
+    timesteps: Literal["logit_normal", "uniform"] = "logit_normal"
+    max_length: Annotated[int, Field(ge=8, le=65536)] = 96  # thinker: tokens per training sequence
+    knowledge_repeats: Annotated[int, Field(ge=0, le=10**4)] = 20  # thinker pretraining: passes over the corpus
+    captions: Annotated[int, Field(ge=0, le=10**7)] = 4000
+    reasoning_examples: Annotated[int, Field(ge=0, le=10**7)] = 3000
+    composition_examples: Annotated[int, Field(ge=0, le=10**7)] = 1500
 
 
 @dataclass
 class RLConfig:
     """Reinforcement learning (stages 4-5, SepGRPO, Dual-GRPO); ``run.batch_size`` counts prompts."""
 
-    scenarios: dict[str, float] = field(default_factory=lambda: {"reasoning": 1.0})  # suite -> share
-    splits: dict[str, str] = field(default_factory=dict)  # suite -> split (default: reasoning rl, else train)
-    pool_size: int = 512  # items per scenario to draw prompts from
+    scenarios: dict[str, Annotated[float, Field(ge=0)]] = field(default_factory=lambda: {"reasoning": 1.0})  # suite -> share
+    splits: dict[str, Literal["train", "test", "rl"]] = field(default_factory=dict)  # suite -> split (default: reasoning rl, else train)
+    pool_size: Annotated[int, Field(ge=1, le=10**6)] = 512  # items per scenario to draw prompts from
     rewards: dict[str, float] = field(default_factory=lambda: {"shapeworld": 1.0})  # name -> weight
-    scale_rewards: str = "group"  # group | batch | none
-    num_iterations: int = 1  # optimizer steps per rollout batch
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    num_iterations: Annotated[int, Field(ge=1, le=1000)] = 1  # optimizer steps per rollout batch
     # thinker GRPO (TRL's names and defaults where they exist)
-    num_generations: int = 8  # G rollouts per prompt (Dual-GRPO: J traces)
-    temperature: float = 1.0
-    top_k: int = 0
-    epsilon: float = 0.2
-    epsilon_high: float | None = None  # DAPO's clip-higher (e.g. 0.28); None = epsilon
-    beta: float = 0.0  # KL to the frozen reference thinker
+    num_generations: Annotated[int, Field(ge=2, le=1024)] = 8  # G rollouts per prompt (Dual-GRPO: J traces)
+    temperature: Annotated[float, Field(gt=0, le=100)] = 1.0
+    top_k: Annotated[int, Field(ge=0, le=10**6)] = 0
+    epsilon: Annotated[float, Field(gt=0, le=10)] = 0.2
+    epsilon_high: Annotated[float, Field(gt=0, le=10)] | None = None  # DAPO's clip-higher (e.g. 0.28); None = epsilon
+    beta: Annotated[float, Field(ge=0)] = 0.0  # KL to the frozen reference thinker
     # anchor on the conditioning states (the rewrite span's last layers, what the DiT reads) to the
     # frozen reference's on the same tokens: relative squared error, weighted by state_beta
-    state_beta: float = 0.0
-    importance: str = "token"  # token | sequence
-    loss_type: str = "grpo"  # grpo | dr_grpo | dapo
-    thinker_lr: float | None = None  # None: optim.lr
-    render_steps: int = 10  # ODE steps when the frozen DiT draws thinker rollouts
-    guidance_scale: float | None = None  # None: the pipeline's default
+    state_beta: Annotated[float, Field(ge=0)] = 0.0
+    importance: Literal["token", "sequence"] = "token"
+    loss_type: Literal["grpo", "dr_grpo", "dapo"] = "grpo"
+    thinker_lr: Rate | None = None  # None: optim.lr
+    render_steps: Annotated[int, Field(ge=1, le=1000)] = 10  # ODE steps when the frozen DiT draws thinker rollouts
+    guidance_scale: Annotated[float, Field(ge=0, le=100)] | None = None  # None: the pipeline's default
     # DiT Flow-GRPO
-    images_per_prompt: int = 8  # K
+    images_per_prompt: Annotated[int, Field(ge=2, le=1024)] = 8  # K
     think: bool = True  # the frozen thinker writes instructions in think mode (greedy)
-    noise_level: float = 0.7
-    train_steps: int = 10  # denoising reduction: SDE steps while training (evaluation uses the default)
-    sde_window: int = 0  # > 0: Flow-GRPO-Fast, only this many consecutive steps are stochastic
+    noise_level: Annotated[float, Field(ge=0, le=10)] = 0.7
+    train_steps: Annotated[int, Field(ge=1, le=1000)] = 10  # denoising reduction: SDE steps while training
+    sde_window: Annotated[int, Field(ge=0, le=1000)] = 0  # > 0: Flow-GRPO-Fast, this many consecutive SDE steps
     sde_window_range: list[int] | None = None  # [lo, hi]: the window's first step is drawn from lo..hi
     share_noise: bool = False  # the K images of a prompt (or trace) start from one initial noise
-    timestep_fraction: float = 1.0  # share of the recorded steps trained on
-    clip_range: float = 1e-4
-    advantage_clip: float = 5.0
-    flow_beta: float = 0.0  # KL to the frozen reference DiT
+    timestep_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0  # share of the recorded steps trained on
+    clip_range: Annotated[float, Field(gt=0, le=10)] = 1e-4
+    advantage_clip: Annotated[float, Field(gt=0)] = 5.0
+    flow_beta: Annotated[float, Field(ge=0)] = 0.0  # KL to the frozen reference DiT
     flow_cfg: bool = True  # CFG while sampling and training the DiT
-    dit_lr: float | None = None
+    dit_lr: Rate | None = None
     # schedules
-    rounds: list = field(default_factory=lambda: [["thinker", 100], ["dit", 100]])  # sep_grpo, cycled
-    beta_thinker: float = 0.5  # dual_grpo loss weights (T2G's beta1, beta2)
-    beta_dit: float = 0.5
+    rounds: list[tuple[Literal["thinker", "dit"], Annotated[int, Field(ge=1)]]] = field(
+        default_factory=lambda: [("thinker", 100), ("dit", 100)])  # sep_grpo, cycled
+    beta_thinker: Annotated[float, Field(ge=0)] = 0.5  # dual_grpo loss weights (T2G's beta1, beta2)
+    beta_dit: Annotated[float, Field(ge=0)] = 0.5
 
     def check(self) -> None:
         from ..world.suites import SUITES
@@ -175,17 +204,17 @@ class RLConfig:
 
 @dataclass
 class TrainConfig:
-    stage: str
-    output_dir: str
-    init: str | None = None  # pipeline folder, thinker folder, or None for a fresh tiny model
-    thinker_dir: str | None = None  # DiT stages without ``init``: the trained thinker to condition on
+    stage: Literal[STAGES]  # type: ignore[valid-type]
+    output_dir: Annotated[str, Field(min_length=1)]
+    init: Annotated[str, Field(min_length=1)] | None = None  # pipeline folder, thinker folder, or None (fresh tiny)
+    thinker_dir: Annotated[str, Field(min_length=1)] | None = None  # DiT stages without ``init``: the trained thinker
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
     thinker: ThinkerModelConfig = field(default_factory=ThinkerModelConfig)
     dit: DiTModelConfig = field(default_factory=DiTModelConfig)
     rl: RLConfig = field(default_factory=RLConfig)
-    ema_decay: float = 0.0  # > 0: keep an EMA of the trained weights and save it
+    ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0  # > 0: keep an EMA of the trained weights and save it
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -209,24 +238,40 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+TUPLES = {"betas", "rounds"}  # YAML has lists; strict validation wants the tuples the fields declare
+
+
+def _one_line(error: ValidationError, where: str) -> str:
+    """The first problem of a pydantic error as ``config.optim.lr: must be ... (got -1)``."""
+    first = error.errors()[0]
+    location = ".".join([where, *(str(part) for part in first["loc"])])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] in ("value_error", "assertion_error"):
+        return message
+    shown = repr(first.get("input"))
+    return f"{location}: {message} (got {shown[:60]})"
+
+
 def _build(cls, data: dict[str, Any], where: str):
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
     if unknown:
-        raise ConfigError(f"unknown key(s) in {where}: {', '.join(sorted(unknown))}")
+        raise ConfigError(f"unknown key(s) in {where}: {', '.join(sorted(map(str, unknown)))}")
     values = {}
     for name, value in data.items():
         nested = {"optim": OptimConfig, "run": RunConfig, "data": DataConfig, "thinker": ThinkerModelConfig,
                   "dit": DiTModelConfig, "rl": RLConfig}.get(name) if cls is TrainConfig else None
         if nested is not None:
             value = _build(nested, value or {}, f"{where}.{name}")
-        elif name == "betas":
-            value = tuple(value)
+        elif name in TUPLES and isinstance(value, list):
+            value = tuple(value) if name == "betas" else [tuple(v) if isinstance(v, list) else v for v in value]
         values[name] = value
     try:
         return cls(**values)
+    except ValidationError as error:
+        raise ConfigError(_one_line(error, where)) from None
     except TypeError as error:
         raise ConfigError(f"{where}: {error}") from None
 
@@ -240,18 +285,45 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Read a YAML config; ``overrides`` (dotted keys, e.g. ``{"run.steps": 10}``) win."""
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        text = Path(path).read_text()
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory, not a YAML config") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read {path}: {error}") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping (stage: ..., output_dir: ...), not a {type(data).__name__}")
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")
         for key in parents:
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {dotted}: {key!r} is a value, not a section")
         node[leaf] = value
     return from_dict(data)
+
+
+def check_paths(config: TrainConfig) -> None:
+    """What a config names on disk: a writable output folder, an existing thinker folder."""
+    out = Path(config.output_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".thinkgen-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"output_dir {out} is not writable: {error.strerror or error}") from None
+    for name in ("thinker_dir", "init"):
+        folder = getattr(config, name)
+        if folder is not None and not Path(folder).is_dir():
+            raise ConfigError(f"{name} folder not found: {folder}")
 
 
 def save(config: TrainConfig, path: str | Path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import RL_STAGES, TrainConfig, load
+from .config import RL_STAGES, TrainConfig, check_paths, load
 from .loop import train
 
 
@@ -28,4 +28,5 @@ def build_stage(config: TrainConfig):
 def run(config_path: str | Path, resume: bool = False, overrides: dict | None = None,
         progress: bool = True) -> Path:
     config = load(config_path, overrides)
+    check_paths(config)
     return train(config, build_stage(config), resume=resume, progress=progress)

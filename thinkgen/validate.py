@@ -1,0 +1,118 @@
+"""One place for the values thinkgen accepts from outside: limits, CLI value types, prompt text.
+
+Training configs are validated by their own typed sections (:mod:`thinkgen.train.config`, pydantic
+dataclasses); model folders by :mod:`thinkgen.loading`. Everything here fails with a ``ValueError``
+(or argparse's type error) that names the value, before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one pipeline call may ask for. ``max_pixels`` is the guard a user raises on purpose
+    (``--max-pixels``) for very large images; the others protect against typos (``--batch 20000``)."""
+
+    max_pixels: int = 2048 * 2048  # per image
+    max_images: int = 256  # per call (prompts x images per prompt)
+    max_steps: int = 1000
+    max_prompt_chars: int = 20_000
+    max_prompt_tokens: int = 4096
+
+    def check_call(self, prompts: list[str], height: int, width: int, images_per_prompt: int, steps: int,
+                   seed: int, guidance_scale: float) -> None:
+        for prompt in prompts:
+            check_prompt(prompt, self.max_prompt_chars)
+        if height * width > self.max_pixels:
+            raise ValueError(f"{width}x{height} is {height * width:,} pixels, above the limit of {self.max_pixels:,} "
+                             "(raise it with --max-pixels / Limits(max_pixels=...) if you mean it)")
+        count = len(prompts) * images_per_prompt
+        if count > self.max_images:
+            raise ValueError(f"{count} images in one call is above the limit of {self.max_images}; draw them in batches")
+        if steps > self.max_steps:
+            raise ValueError(f"{steps} sampling steps is above the limit of {self.max_steps}")
+        if not 0 <= seed <= MAX_SEED - count:
+            raise ValueError(f"seed must be in [0, {MAX_SEED - count}] for {count} images (image i uses seed + i)")
+        if not math.isfinite(guidance_scale) or not 0 <= guidance_scale <= 100:
+            raise ValueError(f"guidance scale must be a finite number in [0, 100], got {guidance_scale}")
+
+    def check_tokens(self, counts: list[int]) -> None:
+        longest = max(counts, default=0)
+        if longest > self.max_prompt_tokens:
+            raise ValueError(f"a prompt is {longest} tokens long, above the limit of {self.max_prompt_tokens}")
+
+
+def check_prompt(prompt: str, max_chars: int = Limits.max_prompt_chars) -> None:
+    """A prompt must be real text: a string, not too long, encodable (no lone surrogates), no NUL."""
+    if not isinstance(prompt, str):
+        raise ValueError(f"a prompt must be text, got {type(prompt).__name__}")
+    if len(prompt) > max_chars:
+        raise ValueError(f"a prompt is {len(prompt):,} characters long, above the limit of {max_chars:,}")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a prompt is not valid text (it holds a lone surrogate)") from None
+    if "\x00" in prompt:
+        raise ValueError("a prompt holds a NUL character")
+
+
+# ----------------------------------------------------------------------------- argparse value types
+def bounded_int(low: int, high: int):
+    """An argparse type: an integer in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer in [{low}, {high}], got {value}")
+        return value
+
+    return parse
+
+
+def bounded_float(low: float, high: float):
+    """An argparse type: a finite number in [low, high]."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a finite number in [{low}, {high}], got {text}")
+        return value
+
+    return parse
+
+
+def text(text: str) -> str:
+    """An argparse type: text that can be encoded (command lines can carry lone surrogates)."""
+    try:
+        check_prompt(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def path(text: str) -> str:
+    """An argparse type: a usable path (not empty, no NUL, no name over 255 bytes)."""
+    if not text:
+        raise argparse.ArgumentTypeError("the path is empty")
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError("the path holds a NUL character")
+    try:
+        encoded_parts = [part.encode("utf-8") for part in Path(text).parts]
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("the path is not valid text") from None
+    if any(len(part) > 255 for part in encoded_parts):
+        raise argparse.ArgumentTypeError("a name in the path is longer than 255 bytes")
+    return text
