@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
 STEPS=${1:-3000}
 export HF_HUB_OFFLINE=1
+# an eval folder counts only when its scores.json says the run finished (not when the file exists)
+complete() { ${PYTHON:-.venv/bin/python} -c 'import sys; from thinkgen.eval.shapeworld import is_complete; sys.exit(0 if is_complete(sys.argv[1]) else 1)' "$1"; }
 declare -A VARIANTS=(
   [k23_cut_linear]="dit.num_prepadding=23 dit.extract=cut dit.connector=linear"
   [k0_cut_linear]="dit.num_prepadding=0 dit.extract=cut dit.connector=linear"
@@ -20,8 +22,8 @@ for name in k23_cut_linear k0_cut_linear k23_all_linear k23_cut_mlp; do
   for kv in ${VARIANTS[$name]}; do sets+=(--set "$kv"); done
   [ -f "$out/final/model_index.json" ] || $THINKGEN train configs/shapeworld/3_dit_pretrain.yaml --resume "${sets[@]}"
   for suite in composition reasoning; do
-    [ -f "results/ablations/$name/$suite/scores.json" ] || \
-      $THINKGEN eval --suite $suite --model "$out/final" --think --n-per-prompt 4 --out "results/ablations/$name/$suite" > /dev/null
+    complete "results/ablations/$name/$suite" || \
+      $THINKGEN eval --suite $suite --model "$out/final" --think --n-per-prompt 4 --out "results/ablations/$name/$suite" --overwrite > /dev/null
   done
 done
 ${PYTHON:-.venv/bin/python} scripts/ablation_table.py

@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE=1
 for suite in composition reasoning; do
   for mode in think no-think; do
     $THINKGEN eval --suite "$suite" --model "$MODEL" --"$mode" --n-per-prompt 4 --n-items 120 \
-      --out "$OUT/$suite-$mode" > /dev/null
+      --out "$OUT/$suite-$mode" --overwrite > /dev/null
   done
 done
 ${PYTHON:-.venv/bin/python} - "$OUT" <<'PY'

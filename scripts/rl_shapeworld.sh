@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
 PYTHON=${PYTHON:-.venv/bin/python}
 export HF_HUB_OFFLINE=1
+# an eval folder counts only when its scores.json says the run finished (not when the file exists)
+complete() { ${PYTHON:-.venv/bin/python} -c 'import sys; from thinkgen.eval.shapeworld import is_complete; sys.exit(0 if is_complete(sys.argv[1]) else 1)' "$1"; }
 if [ ! -f runs/shapeworld/sft/model_index.json ]; then
   if [ ! -f runs/shapeworld/dit_finetune/final/model_index.json ]; then
     echo "the RL recipes start from the SFT model: run scripts/train_shapeworld.sh (stages 1-4) first" >&2
@@ -24,14 +26,14 @@ train() {  # CONFIG: run it to its end unless it has finished
 }
 evaluate() {  # MODEL OUT: the same protocol as the embedded model's README numbers
   for suite in reasoning composition; do
-    [ -f "$2/$suite/scores.json" ] || $THINKGEN eval --suite $suite --model "$1" --think --n-per-prompt 4 \
-      --n-items 120 --out "$2/$suite" > /dev/null
+    complete "$2/$suite" || $THINKGEN eval --suite $suite --model "$1" --think --n-per-prompt 4 \
+      --n-items 120 --out "$2/$suite" --overwrite > /dev/null
   done
 }
 evaluate_direct() {  # MODEL OUT: direct mode too, for the embedded-model candidates
   for suite in reasoning composition; do
-    [ -f "$2/$suite-direct/scores.json" ] || $THINKGEN eval --suite $suite --model "$1" --no-think \
-      --n-per-prompt 4 --n-items 120 --out "$2/$suite-direct" > /dev/null
+    complete "$2/$suite-direct" || $THINKGEN eval --suite $suite --model "$1" --no-think \
+      --n-per-prompt 4 --n-items 120 --out "$2/$suite-direct" --overwrite > /dev/null
   done
 }
 V=configs/shapeworld/rl_variants
@@ -63,8 +65,8 @@ for run in thinker_grpo_anchor thinker_grpo_anchor_600 dual_grpo; do
   evaluate_direct runs/shapeworld/$run/final results/rl/$run
 done
 # the SFT model and the embedded model (the anchored SepGRPO run), both modes
-[ -f results/shapeworld_sft/reasoning-no-think/scores.json ] || scripts/eval_shapeworld.sh runs/shapeworld/sft results/shapeworld_sft
-[ -f results/shapeworld/reasoning-no-think/scores.json ] || \
+complete "results/shapeworld_sft/reasoning-no-think" || scripts/eval_shapeworld.sh runs/shapeworld/sft results/shapeworld_sft
+complete "results/shapeworld/reasoning-no-think" || \
   scripts/eval_shapeworld.sh runs/shapeworld/dit_flow_grpo_after_anchor/final results/shapeworld
 for run in thinker_grpo thinker_grpo_600 thinker_grpo_anchor thinker_grpo_anchor_600; do
   [ -f results/rl/$run/rewrites.txt ] || $PYTHON scripts/eval_thinker.py runs/shapeworld/$run/final \

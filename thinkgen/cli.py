@@ -240,8 +240,9 @@ def evaluate(args: argparse.Namespace) -> int:
     try:
         summary = run_suite(pipe, args.suite, out, think=args.think, n_per_prompt=args.n_per_prompt,
                             n_items=args.n_items, seed=args.seed, batch_size=args.batch, resolution=args.resolution,
-                            num_inference_steps=args.steps, guidance_scale=args.cfg, split=args.split)
-    except ValueError as error:  # a limit of the pipeline (sizes, steps, seeds)
+                            num_inference_steps=args.steps, guidance_scale=args.cfg, split=args.split,
+                            overwrite=args.overwrite)
+    except (ValueError, FileExistsError) as error:  # a limit of the pipeline, or a folder with results
         raise UserError(str(error)) from None
     print(markdown(summary))
     print(f"wrote {out}/scores.json, scores.md, items.jsonl, grid.png and images/")
@@ -430,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test", choices=["test", "train", "rl"],
                    help="default test; train measures in-distribution specs")
     e.add_argument("--out", type=validate.path, required=True, help="output folder")
+    e.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
     e.set_defaults(run=evaluate)
 
     w = commands.add_parser("world", help="ShapeWorld data")

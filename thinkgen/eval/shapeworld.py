@@ -17,6 +17,8 @@ F1); reflection = share of instructions that fix the scene (and mean edit-distan
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -98,9 +100,15 @@ def grid(images: list[list[Image.Image]], cell: int = 64, max_rows: int = 12) ->
 def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_prompt: int = 4,
               n_items: int | None = None, seed: int = 0, batch_size: int = 8,
               resolution: int | None = None, num_inference_steps: int | None = None,
-              guidance_scale: float | None = None, progress: bool = True, split: str = "test") -> dict[str, Any]:
-    """Generate for every item of a suite's split (the test split by default) and score it."""
+              guidance_scale: float | None = None, progress: bool = True, split: str = "test",
+              overwrite: bool = False) -> dict[str, Any]:
+    """Generate for every item of a suite's split (the test split by default) and score it.
+
+    ``scores.json`` is written last and atomically, with ``"complete": true`` and the item count, so
+    an interrupted run can never pass for a finished one; a folder that already holds results is
+    refused unless ``overwrite``, which first removes the old scores."""
     out = Path(out)
+    _claim(out, overwrite)
     (out / "images").mkdir(parents=True, exist_ok=True)
     items = suites.build(suite, n_items or 120, split, seed=0)
     resolution = resolution or suites.RESOLUTION.get(suite, pipe.defaults["height"])
@@ -125,7 +133,7 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
                 index = i * n_per_prompt + k
                 image = result.images[index]
                 name = f"{item.id}_{k}.png"
-                image.save(out / "images" / name)
+                _save_image(image, out / "images" / name)
                 score = suites.score_image(item, parse(image))
                 rows.append({"item": item.id, "image": f"images/{name}", "category": item.category,
                              "group": item.group or None, "prompt": item.prompt, "target": item.canonical,
@@ -138,14 +146,54 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
     bar.close()
     summary = summarise(suite, rows)
     summary.update({"think": think, "n_per_prompt": n_per_prompt, "resolution": resolution, "items": len(items),
-                    "split": split})
-    with open(out / "items.jsonl", "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    (out / "scores.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "scores.md").write_text(markdown(summary))
-    grid(previews).save(out / "grid.png")
+                    "split": split, "rows": len(rows), "complete": True})
+    _write(out / "items.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    _write(out / "scores.md", markdown(summary))
+    _save_image(grid(previews), out / "grid.png")
+    _write(out / "scores.json", json.dumps(summary, indent=2) + "\n")  # last: it says the folder is complete
     return summary
+
+
+RESULTS = ("scores.json", "scores.md", "items.jsonl", "grid.png", "images")
+
+
+def is_complete(out: str | Path) -> bool:
+    """Whether an eval folder holds a finished run (what scripts should test, not existence). A
+    scores.json from before completion records counts when it is whole JSON with its overall score."""
+    try:
+        summary = json.loads((Path(out) / "scores.json").read_text())
+        return bool(summary.get("complete", "overall" in summary))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _claim(out: Path, overwrite: bool) -> None:
+    """Refuse to mix a new run into an old one; with ``overwrite``, remove the old results, the
+    completion record first."""
+    found = [name for name in RESULTS if (out / name).exists()]
+    if not found:
+        return
+    if not overwrite:
+        raise FileExistsError(f"{out} already holds results ({', '.join(found)}); choose another folder or "
+                              "pass --overwrite")
+    for name in RESULTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _write(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _save_image(image: Image.Image, path: Path) -> None:
+    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    image.save(temporary)
+    os.replace(temporary, path)
 
 
 def _reflect(pipe, batch: list[suites.Item], think: bool, seed: int, resolution: int, out: Path,
@@ -165,7 +213,7 @@ def _reflect(pipe, batch: list[suites.Item], think: bool, seed: int, resolution:
     rows = []
     for i, item in enumerate(batch):
         name = f"{item.id}_wrong.png"
-        wrong[i].save(out / "images" / name)
+        _save_image(wrong[i], out / "images" / name)
         score = suites.score_instruction(item, thought.rewritten[i])
         rows.append({"item": item.id, "image": f"images/{name}", "category": item.category, "group": None,
                      "prompt": prompts[i], "target": item.canonical, "reasoning": thought.reasoning[i],

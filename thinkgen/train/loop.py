@@ -14,11 +14,15 @@ They are written to a temporary folder and renamed into place, and only the last
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import random
 import shutil
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -88,8 +92,15 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.T
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+MANIFEST = "manifest.json"  # written last: a checkpoint without it (or with other sizes) is torn
+
+
 def save_checkpoint(directory: Path, step: int, model: nn.Module, optimizer, scheduler,
                     ema: dict[str, torch.Tensor] | None, keep_last: int) -> Path:
+    """Write ``step-NNNNNN`` so that a kill at any moment leaves a complete checkpoint to resume:
+    everything goes to a temporary folder, a manifest of file sizes is written last, and only then
+    does it take the final name. A checkpoint being replaced is moved aside first, never deleted
+    before its successor is complete."""
     final = directory / f"step-{step:06d}"
     temporary = directory / f".step-{step:06d}.tmp"
     shutil.rmtree(temporary, ignore_errors=True)
@@ -107,17 +118,54 @@ def save_checkpoint(directory: Path, step: int, model: nn.Module, optimizer, sch
            "numpy": [keys.tolist(), int(position), int(has_gauss), float(gauss)]}
     (temporary / "trainer_state.json").write_text(json.dumps(
         {"step": step, "scheduler": scheduler.state_dict(), "rng": rng}))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(temporary, final)  # atomic: a crash leaves either the old or the new checkpoint
+    sizes = {p.name: p.stat().st_size for p in sorted(temporary.iterdir())}
+    (temporary / MANIFEST).write_text(json.dumps({"step": step, "files": sizes}))
+    _fsync_folder(temporary)
+    aside = directory / f".step-{step:06d}.old"
+    if final.exists():  # e.g. --resume of a finished run saves its last step again
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(final, aside)
+    os.replace(temporary, final)  # atomic: the old or the new checkpoint, each complete
+    shutil.rmtree(aside, ignore_errors=True)
     for old in sorted(directory.glob("step-*"))[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def latest_checkpoint(directory: Path) -> Path | None:
-    found = sorted(p for p in directory.glob("step-*") if (p / "trainer_state.json").exists())
-    return found[-1] if found else None
+def _fsync_folder(folder: Path) -> None:
+    """Flush the files' data before the rename that makes them a checkpoint (power loss safety)."""
+    for path in folder.iterdir():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+
+
+LEGACY_FILES = ("model.safetensors", "optimizer.safetensors", "optimizer.json", "trainer_state.json")
+
+
+def is_complete(path: Path) -> bool:
+    """Every file the manifest lists is there, with its size (checkpoints written before manifests:
+    every file a checkpoint needs is there)."""
+    if not (path / MANIFEST).exists():
+        return all((path / name).is_file() for name in LEGACY_FILES)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+        return all((path / name).stat().st_size == size for name, size in manifest["files"].items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def latest_checkpoint(directory: Path, warn=print) -> Path | None:
+    """The newest complete checkpoint; a torn newer one is reported and skipped. A checkpoint moved
+    aside by an interrupted replacement is put back first."""
+    for aside in sorted(directory.glob(".step-*.old")):
+        final = directory / aside.name.removeprefix(".").removesuffix(".old")
+        if not final.exists() and is_complete(aside):
+            os.replace(aside, final)
+    for path in sorted(directory.glob("step-*"), reverse=True):
+        if is_complete(path):
+            return path
+        warn(f"warning: {path} is incomplete (interrupted while being written); using an older checkpoint")
+    return None
 
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler) -> tuple[int, dict | None]:
@@ -152,6 +200,42 @@ def enable_gradient_checkpointing(model: torch.nn.Module) -> int:
     if not switched:
         raise ValueError("run.gradient_checkpointing: no model of this stage supports it")
     return switched
+
+
+class DeferredInterrupt:
+    """Ctrl-C (SIGINT) during training is noted, not raised: it takes effect at the start of the
+    next step, so a checkpoint is always the state at its step (never between ``optimizer.step``
+    and the step counter). During a save it is ignored with a message."""
+
+    def __init__(self) -> None:
+        self.pending, self.in_save, self.previous = False, False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.in_save:
+            print("\nthinkgen: saving a checkpoint; it finishes first (a kill -9 now still leaves the older one)",
+                  file=sys.stderr, flush=True)
+            return
+        self.pending = True
+
+    def check(self) -> None:
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def saving(self):
+        self.in_save = True
+        try:
+            yield
+        finally:
+            self.in_save = False
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -193,7 +277,7 @@ def train(config: TrainConfig, stage: Stage, resume: bool = False, progress: boo
 
     start_step = 0
     if resume:
-        found = latest_checkpoint(checkpoints)
+        found = latest_checkpoint(checkpoints, warn=accelerator.print)
         if found is None:
             accelerator.print(f"no checkpoint in {checkpoints}: starting from step 0")
         else:
@@ -208,9 +292,14 @@ def train(config: TrainConfig, stage: Stage, resume: bool = False, progress: boo
         writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_step)
     bar = tqdm(total=config.run.steps, initial=start_step, desc=config.stage,
                disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
+    if hasattr(stage, "resume_at") and accelerator.is_main_process:  # append-only logs: drop what the
+        # resumed steps will write again
+        stage.resume_at(start_step)
     step, window_start, window_steps = start_step, time.perf_counter(), 0
+    interrupt = DeferredInterrupt()
     try:
         while step < config.run.steps:
+            interrupt.check()  # a Ctrl-C during the last step takes effect here, with the state at `step`
             batch = stage.batch(step, rank * shard, shard)
             wrapped.train()
             loss = wrapped(batch)
@@ -244,12 +333,18 @@ def train(config: TrainConfig, stage: Stage, resume: bool = False, progress: boo
                 if grid is not None and writer is not None:
                     writer.add_image("samples", np.asarray(grid), step, dataformats="HWC")
             if step % config.run.save_every == 0 and step < config.run.steps:
-                _save(accelerator, checkpoints, step, wrapped, optimizer, scheduler, ema, config)
+                with interrupt.saving():
+                    _save(accelerator, checkpoints, step, wrapped, optimizer, scheduler, ema, config)
+        interrupt.check()
     except KeyboardInterrupt:
         bar.close()
-        path = _save(accelerator, checkpoints, step, wrapped, optimizer, scheduler, ema, config)
+        with interrupt.saving():
+            path = _save(accelerator, checkpoints, step, wrapped, optimizer, scheduler, ema, config)
+        interrupt.restore()
         accelerator.print(f"\ninterrupted at step {step}: checkpoint written to {path}; continue with --resume")
         raise
+    finally:
+        interrupt.restore()
     bar.close()
     _save(accelerator, checkpoints, step, wrapped, optimizer, scheduler, ema, config)
     final = out / "final"

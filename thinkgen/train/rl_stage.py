@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -160,6 +161,17 @@ class RLStage:
         self.metrics: dict[str, float] = {}
         self._cache: tuple[tuple[int, int, int], dict] | None = None
         self.log_path = Path(config.output_dir) / "rollouts.jsonl"
+
+    def resume_at(self, step: int) -> None:
+        """Keep the rollout log lines of the steps before ``step`` (a resumed run writes the rest
+        again; a fresh run into the same folder starts the log anew)."""
+        if not self.log_path.exists():
+            return
+        kept = [line for line in self.log_path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) < step]
+        temporary = self.log_path.with_name(self.log_path.name + ".tmp")
+        temporary.write_text("".join(line + "\n" for line in kept))
+        os.replace(temporary, self.log_path)
 
     def _modules(self) -> tuple[nn.Module, ...]:
         return (self.pipe.thinker.model, self.pipe.bridge, self.pipe.transformer, self.pipe.vae)
