@@ -203,7 +203,11 @@ def test_rewards_registry_and_shapeworld_rules():
     assert get_reward("instruction")([item], [None], [item.canonical]) == [1.0]
     with pytest.raises(ValueError, match="unknown reward"):
         get_reward("nope")
-    assert get_reward("thinkgen.rewards:instruction_reward") is REWARDS["instruction"]
+    assert get_reward("thinkgen.rewards:instruction_reward", allow_external=True) is REWARDS["instruction"]
+    with pytest.raises(ValueError, match="allow_external_rewards"):  # an import path runs code: opt in only
+        get_reward("os:system")
+    with pytest.raises(ValueError, match="not a function"):
+        get_reward("math:pi", allow_external=True)
 
     @register_reward("constant_test")
     def constant(items, images, rewrites):

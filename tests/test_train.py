@@ -102,7 +102,7 @@ def test_checkpoints_are_atomic_and_pruned(tiny_dir, tmp_path):
     assert names == ["step-000004", "step-000006"]  # keep_last=2, no temporary folders left
     files = {p.name for p in (tmp_path / "checkpoints" / "step-000006").iterdir()}
     assert files == {"model.safetensors", "ema.safetensors", "optimizer.safetensors", "optimizer.json",
-                     "trainer_state.json"}
+                     "trainer_state.json", "manifest.json"}
     assert json.loads((tmp_path / "checkpoints" / "step-000006" / "trainer_state.json").read_text())["step"] == 6
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -9,7 +9,8 @@ instructions, and returns one float per sample::
 
 Configs name rewards with weights (``rl.rewards: {shapeworld: 1.0, instruction: 0.2}``); a name
 that is not registered may be an import path ``package.module:function``, which is how a real
-reward model (an OCR engine, a CLIP-like similarity, a VLM judge) plugs in.
+reward model (an OCR engine, a CLIP-like similarity, a VLM judge) plugs in. An import path runs
+whatever code it names, so a config must opt in with ``rl.allow_external_rewards: true``.
 
 The ShapeWorld rule rewards follow ThinkGen's five scenarios: composition and reasoning pass or
 fail GenEval's rule on the parsed image; text rendering scores the read string by normalised
@@ -41,16 +42,22 @@ def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
     return decorate
 
 
-def get_reward(name: str) -> RewardFn:
-    """A registered reward, or ``package.module:function``."""
+def get_reward(name: str, allow_external: bool = False) -> RewardFn:
+    """A registered reward, or ``package.module:function`` when ``allow_external``."""
     if name in REWARDS:
         return REWARDS[name]
     if ":" in name:
+        if not allow_external:
+            raise ValueError(f"{name!r} is an import path: it would import and run any code it names; set "
+                             "rl.allow_external_rewards: true to allow reward functions from outside thinkgen")
         module, _, attribute = name.partition(":")
         try:
-            return getattr(importlib.import_module(module), attribute)
-        except (ImportError, AttributeError) as error:
+            function = getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError, ValueError) as error:
             raise ValueError(f"cannot import reward {name!r}: {error}") from None
+        if not callable(function):
+            raise ValueError(f"reward {name!r} is not a function")
+        return function
     raise ValueError(f"unknown reward {name!r}; registered: {sorted(REWARDS)} (or use 'module:function')")
 
 
@@ -101,11 +108,11 @@ def instruction_reward(items, images, rewrites) -> list[float]:
 class WeightedReward:
     """A weighted sum of named rewards; also reports each component's mean."""
 
-    def __init__(self, weights: dict[str, float]) -> None:
+    def __init__(self, weights: dict[str, float], allow_external: bool = False) -> None:
         if not weights:
             raise ValueError("at least one reward is needed")
         self.weights = dict(weights)
-        self.functions = {name: get_reward(name) for name in weights}
+        self.functions = {name: get_reward(name, allow_external) for name in weights}
 
     @property
     def needs_images(self) -> bool:

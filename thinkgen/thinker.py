@@ -22,6 +22,8 @@ including the end-of-turn token; ``extract="all"`` keeps every non-padding posit
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -145,6 +147,45 @@ def capture_last_layers(model: nn.Module, num_layers: int, detach: bool = True) 
 
 def stack_records(records: list[list[torch.Tensor]]) -> torch.Tensor:
     return torch.cat([torch.cat(r, dim=1) for r in records], dim=-1)  # (B, S, n * D)
+
+
+# A chat template is code from the model folder (Jinja): render it within a time and size budget,
+# so that a hostile or broken one fails with one line instead of running for ever.
+CHAT_TEMPLATE_SECONDS = 5.0
+CHAT_TEMPLATE_CHARS = 1_000_000
+
+
+class ChatTemplateError(ValueError):
+    """A chat template that ran out of its time or size budget."""
+
+
+@contextlib.contextmanager
+def _time_budget(seconds: float) -> Iterator[None]:
+    """Raise ChatTemplateError after ``seconds`` (SIGALRM; the main thread only, elsewhere no limit)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise ChatTemplateError(f"the chat template ran longer than {seconds:g} s; it is not usable")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def render_chat(templater: Any, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
+    """``apply_chat_template(..., tokenize=False)`` within the time and size budget."""
+    with _time_budget(CHAT_TEMPLATE_SECONDS):
+        text = templater.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    if not isinstance(text, str) or len(text) > CHAT_TEMPLATE_CHARS:
+        raise ChatTemplateError(f"the chat template produced {len(text):,} characters (limit "
+                                f"{CHAT_TEMPLATE_CHARS:,}); it is not usable")
+    return text
 
 
 class ThinkBudget(LogitsProcessor):
@@ -368,9 +409,7 @@ class Thinker:
     def chat_prompt(self, prompt: str, num_images: int = 0) -> str:
         """The chat-formatted prompt text, ending with the assistant's generation prompt."""
         templater = self.processor if self.processor is not None else self.tokenizer
-        return templater.apply_chat_template(
-            self._messages(prompt, num_images), tokenize=False, add_generation_prompt=True
-        )
+        return render_chat(templater, self._messages(prompt, num_images), add_generation_prompt=True)
 
     def pseudo_cot_prefix(self, prompt: str, num_images: int = 0) -> str:
         """Chat prompt plus an empty think block, up to and including ``</think>``."""

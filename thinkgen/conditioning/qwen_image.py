@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ..thinker import capture_last_layers, stack_records
+from ..thinker import capture_last_layers, render_chat, stack_records
 from .base import Condition, Conditioning, pad_rows, seeded
 
 # diffusers' QwenImagePipeline template and the number of leading tokens it drops
@@ -126,8 +126,7 @@ class QwenImageEncoding(Conditioning):
         generated texts and, per prompt, the captured last-layer states of the rewrite tokens
         (the tokens after the marker, through the end token)."""
         tokenizer, model = self.thinker.tokenizer, self.thinker.model
-        chats = [tokenizer.apply_chat_template([{"role": "user", "content": self.instruction + p}],
-                                               tokenize=False, add_generation_prompt=True) for p in prompts]
+        chats = [render_chat(tokenizer, [{"role": "user", "content": self.instruction + p}]) for p in prompts]
         batch = tokenizer(chats, padding=True, padding_side="left", return_tensors="pt",
                           add_special_tokens=False).to(self.thinker.device)
         width = batch.input_ids.shape[1]

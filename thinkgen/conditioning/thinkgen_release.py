@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..thinker import capture_last_layers, stack_records
+from ..thinker import capture_last_layers, render_chat, stack_records
 from .base import Condition, Conditioning, pad_rows, seeded
 
 DEFAULT_SYSTEM_PROMPT = ("You are a helpful assistant that draws images. Think about the request, then write "
@@ -89,7 +89,7 @@ class ThinkGenRelease(Conditioning):
     def chat(self, prompt: str) -> str:
         """[system, user] through the chat template, without a generation prompt."""
         messages = [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": prompt}]
-        return self.thinker.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+        return render_chat(self.thinker.tokenizer, messages, add_generation_prompt=False)
 
     def direct_text(self, prompt: str) -> str:
         return self.chat(prompt) + "<|im_start|>assistant\n<think>\n" + self.think_close + prompt

@@ -32,8 +32,12 @@ class MetadataError(ValueError):
 def read_metadata(path: str | Path = DEFAULT_METADATA) -> list[dict]:
     """Parse and validate ``evaluation_metadata.jsonl`` (blank lines are skipped)."""
     entries = []
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
+    with open(path, encoding="utf-8", errors="strict") as f:
+        try:
+            lines = f.readlines()
+        except UnicodeDecodeError:
+            raise MetadataError(f"{path}: not a text file") from None
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
@@ -47,6 +51,10 @@ def read_metadata(path: str | Path = DEFAULT_METADATA) -> list[dict]:
                 raise MetadataError(f"{path}:{number}: missing {sorted(missing)}")
             if entry["tag"] not in TAGS:
                 raise MetadataError(f"{path}:{number}: unknown tag {entry['tag']!r}")
+            if not isinstance(entry["prompt"], str) or not entry["prompt"].strip():
+                raise MetadataError(f"{path}:{number}: the prompt is empty")
+            if not isinstance(entry["include"], list):
+                raise MetadataError(f"{path}:{number}: include must be a list")
             entries.append(entry)
     return entries
 

@@ -62,6 +62,8 @@ def read_prompts(path: str | Path) -> list[WisePrompt]:
         data = json.loads(Path(path).read_text())
     except json.JSONDecodeError as error:
         raise WiseFormatError(f"{path}: not JSON ({error.msg})") from None
+    except UnicodeDecodeError:
+        raise WiseFormatError(f"{path}: not a text file") from None
     if not isinstance(data, list):
         raise WiseFormatError(f"{path}: expected a JSON list of prompts")
     prompts = []
@@ -71,7 +73,12 @@ def read_prompts(path: str | Path) -> list[WisePrompt]:
         missing = [f for f in FIELDS if f not in entry]
         if missing:
             raise WiseFormatError(f"{path}: entry {i} lacks {missing}")
-        prompts.append(WisePrompt(int(entry["prompt_id"]), entry["Prompt"], entry["Explanation"],
+        prompt_id = entry["prompt_id"]
+        if not isinstance(prompt_id, int) or isinstance(prompt_id, bool) or not 1 <= prompt_id <= 1000:
+            raise WiseFormatError(f"{path}: entry {i}: prompt_id must be an integer from 1 to 1000, got {prompt_id!r}")
+        if not isinstance(entry["Prompt"], str) or not entry["Prompt"].strip():
+            raise WiseFormatError(f"{path}: entry {i} (prompt_id {prompt_id}) has an empty Prompt")
+        prompts.append(WisePrompt(prompt_id, entry["Prompt"], entry["Explanation"],
                                   entry["Category"], entry["Subcategory"]))
     return prompts
 
@@ -90,14 +97,19 @@ def category_of(prompt_id: int) -> str:
 def read_judgments(path: str | Path) -> dict[int, JudgeScores]:
     """JSONL lines ``{"prompt_id", "consistency", "realism", "aesthetic_quality"}``."""
     scores = {}
-    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError:
+        raise WiseFormatError(f"{path}: not a text file") from None
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
             scores[int(row["prompt_id"])] = JudgeScores(float(row["consistency"]), float(row["realism"]),
                                                         float(row["aesthetic_quality"]))
-        except (json.JSONDecodeError, KeyError, ValueError, TypeError) as error:
+            category_of(int(row["prompt_id"]))
+        except (json.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError) as error:
             raise WiseFormatError(f"{path}:{number}: {error}") from None
     return scores
 

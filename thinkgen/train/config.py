@@ -136,6 +136,7 @@ class RLConfig:
     splits: dict[str, Literal["train", "test", "rl"]] = field(default_factory=dict)  # suite -> split (default: reasoning rl, else train)
     pool_size: Annotated[int, Field(ge=1, le=10**6)] = 512  # items per scenario to draw prompts from
     rewards: dict[str, float] = field(default_factory=lambda: {"shapeworld": 1.0})  # name -> weight
+    allow_external_rewards: bool = False  # rewards named "module:function" import and run that code: opt in
     scale_rewards: Literal["group", "batch", "none"] = "group"
     num_iterations: Annotated[int, Field(ge=1, le=1000)] = 1  # optimizer steps per rollout batch
     # thinker GRPO (TRL's names and defaults where they exist)
@@ -179,6 +180,10 @@ class RLConfig:
         for suite in self.scenarios:
             if suite not in SUITES:
                 raise ConfigError(f"rl.scenarios: unknown suite {suite!r}; suites are {SUITES}")
+        external = [name for name in self.rewards if ":" in name]
+        if external and not self.allow_external_rewards:
+            raise ConfigError(f"rl.rewards: {external[0]!r} is an import path: it would import and run any code it "
+                              "names; set rl.allow_external_rewards: true to allow reward functions from outside thinkgen")
         if not self.scenarios or any(w < 0 for w in self.scenarios.values()) or not sum(self.scenarios.values()):
             raise ConfigError("rl.scenarios needs at least one suite with a positive share")
         for name, allowed in (("scale_rewards", ("group", "batch", "none")), ("importance", ("token", "sequence")),

@@ -149,7 +149,7 @@ class RLStage:
                            top_p=1.0)
         self.sampler = Thinker(pipe.thinker.model, pipe.thinker.tokenizer, pipe.thinker.processor, sampling)
         try:
-            self.rewards = WeightedReward(rl.rewards)
+            self.rewards = WeightedReward(rl.rewards, rl.allow_external_rewards)
         except ValueError as error:
             raise ConfigError(f"rl.rewards: {error}") from None
         self.pools = {suite: suites.build(suite, rl.pool_size, rl.splits.get(suite, DEFAULT_SPLITS.get(suite, "train")))

@@ -1,0 +1,223 @@
+"""Hostile and careless input, in-process through the CLI's ``main``: every mistake ends with exit
+code 2, one ``error:`` line, no traceback, and no file written. One case (at least) per cause
+found by the review of issue 12; ``scripts/fuzz_cli.py`` runs hundreds more as real processes."""
+
+import json
+import shutil
+
+import pytest
+import yaml
+from safetensors.torch import load_file, save_file
+
+from thinkgen import thinker as thinker_module
+from thinkgen.cli import main
+from thinkgen.tiny import tiny_pipeline
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model") / "tiny"
+    tiny_pipeline(seed=0).save_pretrained(folder)
+    return folder
+
+
+def files(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def refused(capsys, tmp_path, *argv, fragment=""):
+    """Run the command in ``tmp_path``; check exit 2, one error line, no traceback, nothing written."""
+    before = files(tmp_path)
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, (code, err)
+    assert len(lines) == 1 and "error:" in lines[0] and "Traceback" not in err, err
+    assert fragment in lines[0], lines[0]
+    assert files(tmp_path) == before, "a refused command wrote files"
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- training configs
+BASE = {"stage": "dit_pretrain", "output_dir": "OUT", "init": "MODEL",
+        "run": {"steps": 2, "batch_size": 2}, "data": {"cache_size": 4}}
+
+
+def config_file(tmp_path, model, change):
+    data = json.loads(json.dumps(BASE))
+    data["output_dir"], data["init"] = str(tmp_path / "out"), str(model)
+    for dotted, value in change.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+BAD_CONFIGS = [
+    ({"optim.lr": -1e-3}, "optim.lr"), ({"optim.lr": float("nan")}, "optim.lr"), ({"optim.lr": "fast"}, "optim.lr"),
+    ({"optim.betas": [0.9]}, "optim.betas"), ({"optim.betas": [0.9, 1.5]}, "optim.betas"),
+    ({"run.log_every": 0}, "run.log_every"), ({"run.save_every": 0}, "run.save_every"),
+    ({"run.threads": -1}, "run.threads"), ({"dit.patch": 0}, "dit.patch"), ({"dit.patch": 3}, "dit.patch"),
+    ({"dit.num_heads": 0}, "dit.num_heads"), ({"dit.resolution": 33}, "dit.resolution"),
+    ({"dit.connector": "lstm"}, "dit.connector"), ({"data.timesteps": "cosine"}, "data.timesteps"),
+    ({"data.cache_size": 0}, "data.cache_size"), ({"optim.warmup_steps": -10}, "optim.warmup_steps"),
+    ({"optim.grad_clip": -1}, "optim.grad_clip"), ({"thinker.lora_rank": -1}, "thinker.lora_rank"),
+    ({"dit.extract": "middle"}, "dit.extract"), ({"run.steps": 10**20}, "run.steps"), ({"stage": "dit"}, "stage"),
+    ({"optim.nesterov": True}, "unknown key"), ({"rl.rewards": {"os:system": 1.0}, "stage": "thinker_grpo"},
+                                                 "allow_external_rewards"),
+]
+
+
+@pytest.mark.parametrize("change,fragment", BAD_CONFIGS, ids=[f[1] + str(i) for i, f in enumerate(BAD_CONFIGS)])
+def test_bad_training_values(capsys, tmp_path, model, change, fragment):
+    path = config_file(tmp_path, model, change)
+    refused(capsys, tmp_path, "train", path, fragment=fragment)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_training_files_and_paths(capsys, tmp_path, model):
+    refused(capsys, tmp_path, "train", tmp_path, fragment="directory")  # a folder as the config
+    (tmp_path / "scalar.yaml").write_text("42\n")
+    refused(capsys, tmp_path, "train", tmp_path / "scalar.yaml", fragment="mapping")
+    (tmp_path / "broken.yaml").write_text("stage: [dit\n  output_dir: x\n")
+    refused(capsys, tmp_path, "train", tmp_path / "broken.yaml", fragment="not valid YAML")
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00garbage")
+    refused(capsys, tmp_path, "train", tmp_path / "binary.yaml")
+    good = config_file(tmp_path, model, {})
+    refused(capsys, tmp_path, "train", good, "--set", "run.steps=[1", fragment="not valid YAML")
+    refused(capsys, tmp_path, "train", good, "--set", "stage.x=1", fragment="not a section")
+    refused(capsys, tmp_path, "train", good, "--set", "=3", fragment="KEY=VALUE")
+    missing = config_file(tmp_path, model, {"init": None, "thinker_dir": str(tmp_path / "nowhere")})
+    refused(capsys, tmp_path, "train", missing, fragment="not found")
+
+
+def test_unwritable_output_dir(capsys, tmp_path, model):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    path = config_file(tmp_path, model, {"output_dir": str(blocker / "out")})
+    refused(capsys, tmp_path, "train", path, fragment="not writable")
+
+
+# ----------------------------------------------------------------------------- model folders
+def broken_copy(model, tmp_path, index_text=None, index_dir=False, change=None):
+    copy = tmp_path / "broken"
+    shutil.copytree(model, copy)
+    index_path = copy / "model_index.json"
+    if index_dir:
+        index_path.unlink()
+        index_path.mkdir()
+    elif index_text is not None:
+        index_path.write_bytes(index_text) if isinstance(index_text, bytes) else index_path.write_text(index_text)
+    if change:
+        index = json.loads(index_path.read_text())
+        index.update(change)
+        index_path.write_text(json.dumps(index))
+    return copy
+
+
+@pytest.mark.parametrize("kind", ["number", "null", "binary", "directory", "thinker_config", "thinker_config_value",
+                                  "defaults", "defaults_value", "bert", "torch_module", "conditioning"])
+def test_broken_model_folders(capsys, tmp_path, model, kind):
+    cases = {"number": {"index_text": "3"}, "null": {"index_text": "null"}, "binary": {"index_text": b"\x89PNG\xff"},
+             "directory": {"index_dir": True}, "thinker_config": {"change": {"thinker_config": 5}},
+             "thinker_config_value": {"change": {"thinker_config": {"num_layers": "two"}}},
+             "defaults": {"change": {"defaults": []}}, "defaults_value": {"change": {"defaults": {"height": -3}}},
+             "bert": {"change": {"thinker": ["transformers", "BertModel"]}},
+             "torch_module": {"change": {"transformer": ["torch", "nn"]}},
+             "conditioning": {"change": {"conditioning": {"name": "telepathy"}}}}
+    folder = broken_copy(model, tmp_path / "m", **cases[kind])
+    refused(capsys, tmp_path, "generate", "a cat", "--model", folder, "-o", tmp_path / "x.png")
+
+
+def test_weights_with_wrong_keys(capsys, tmp_path, model):
+    folder = broken_copy(model, tmp_path / "m")
+    file = next((folder / "transformer").glob("*.safetensors"))
+    weights = load_file(file)
+    save_file({f"renamed.{k}": v for k, v in weights.items()}, file)
+    refused(capsys, tmp_path, "generate", "a cat", "--model", folder, "-o", tmp_path / "x.png")
+
+
+def test_pickle_weights(capsys, tmp_path, model):
+    folder = broken_copy(model, tmp_path / "m")
+    for file in (folder / "bridge").glob("*.safetensors"):
+        file.unlink()
+    (folder / "bridge" / "diffusion_pytorch_model.bin").write_bytes(b"not really a pickle")
+    refused(capsys, tmp_path, "generate", "a cat", "--model", folder, "-o", tmp_path / "x.png",
+            fragment="safetensors only")
+
+
+@pytest.mark.parametrize("template", [
+    "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",  # runs for ever
+    "{% for a in range(100000) %}{{ messages[0]['content'] }}{% endfor %}",  # grows without bound
+])
+def test_hostile_chat_template(capsys, tmp_path, model, monkeypatch, template):
+    monkeypatch.setattr(thinker_module, "CHAT_TEMPLATE_SECONDS", 1.0)
+    folder = broken_copy(model, tmp_path / "m")
+    config = json.loads((folder / "tokenizer" / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (folder / "tokenizer" / "tokenizer_config.json").write_text(json.dumps(config))
+    (folder / "tokenizer" / "chat_template.jinja").write_text(template)
+    refused(capsys, tmp_path, "generate", "a cat", "--model", folder, "-o", tmp_path / "x.png",
+            fragment="chat template")
+
+
+# ----------------------------------------------------------------------------- sizes, integers, text
+@pytest.mark.parametrize("argv,fragment", [
+    (["--height", "100000"], "height"), (["--batch", "20000"], "batch"), (["--height", "4096", "--width", "4096"], "pixels"),
+    (["--steps", str(10**20)], "steps"), (["--seed", str(2**63)], "seed"), (["--seed", "-1"], "seed"),
+    (["--cfg", "nan"], "cfg"), (["--cfg", "inf"], "cfg"), (["--cfg", "-3"], "cfg"),
+])
+def test_generate_sizes_and_numbers(capsys, tmp_path, model, argv, fragment):
+    refused(capsys, tmp_path, "generate", "a cat", "--model", model, "-o", tmp_path / "x.png", *argv,
+            fragment=fragment)
+
+
+def test_generate_text_and_paths(capsys, tmp_path, model):
+    refused(capsys, tmp_path, "generate", "a \ud800 cat", "--model", model, "-o", tmp_path / "x.png",
+            fragment="surrogate")
+    refused(capsys, tmp_path, "generate", "x" * 1_000_000, "--model", model, "-o", tmp_path / "x.png",
+            fragment="characters")
+    refused(capsys, tmp_path, "generate", "a cat", "--model", model, "-o", str(tmp_path / "a\x00b.png"), fragment="NUL")
+    refused(capsys, tmp_path, "generate", "a cat", "--model", model, "-o", str(tmp_path / ("n" * 300 + ".png")),
+            fragment="255")
+    refused(capsys, tmp_path, "generate", "   ", "--model", model, "-o", tmp_path / "x.png", fragment="empty")
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["eval", "--suite", "composition", "--n-items", str(10**9), "--out", "OUT"], "n-items"),
+    (["eval", "--suite", "composition", "--n-per-prompt", str(10**6), "--out", "OUT"], "n-per-prompt"),
+    (["eval", "--suite", "composition", "--out", ""], "empty"),
+    (["world", "export", "--suite", "composition", "--resolution", "1", "--out", "OUT"], "resolution"),
+    (["world", "export", "--suite", "composition", "--n", str(10**9), "--out", "OUT"], "--n"),
+])
+def test_other_commands_sizes(capsys, tmp_path, argv, fragment):
+    argv = [str(tmp_path / "o") if a == "OUT" else a for a in argv]
+    refused(capsys, tmp_path, *argv, fragment=fragment)
+
+
+def test_bad_data_files(capsys, tmp_path, model):
+    geneval = tmp_path / "meta.jsonl"
+    geneval.write_text(json.dumps({"tag": "colors", "include": [], "prompt": "   "}) + "\n")
+    refused(capsys, tmp_path, "geneval", "--model", model, "--metadata", geneval, "--out", tmp_path / "g",
+            fragment="empty")
+    geneval.write_bytes(b"\xff\xd8\xff\xe0 a jpeg")
+    refused(capsys, tmp_path, "geneval", "--model", model, "--metadata", geneval, "--out", tmp_path / "g")
+    wise = tmp_path / "wise.json"
+    wise.write_text(json.dumps([{"prompt_id": 1, "Prompt": "", "Explanation": "", "Category": "Cultural",
+                                 "Subcategory": "x"}]))
+    refused(capsys, tmp_path, "wise", "generate", "--model", model, "--prompts", wise, "--out", tmp_path / "w",
+            fragment="empty Prompt")
+    wise.write_text(json.dumps([{"prompt_id": "one", "Prompt": "a", "Explanation": "", "Category": "c",
+                                 "Subcategory": "x"}]))
+    refused(capsys, tmp_path, "wise", "generate", "--model", model, "--prompts", wise, "--out", tmp_path / "w",
+            fragment="prompt_id")
+    judged = tmp_path / "j.jsonl"
+    judged.write_text('{"prompt_id": 5000, "consistency": 1, "realism": 1, "aesthetic_quality": 1}\n')
+    refused(capsys, tmp_path, "wise", "score", "--judgments", judged)
