@@ -7,7 +7,7 @@ TORCH_VERSION ?= 2.13.0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint bench train-shapeworld rl-shapeworld clean
+.PHONY: demo test lint bench train-shapeworld rl-shapeworld clean browser serve
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,20 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/thinkgen demo
 
-test: $(VENV)/.installed
+# the browser test drives Debian's chromium; install it where we can (root with apt), else say so
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || \
+	      { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends chromium >/dev/null 2>&1; }; }; } || \
+	  echo "note: chromium is not installed and could not be: the browser test will be skipped"
+
+test: $(VENV)/.installed browser
 	$(VENV)/bin/ruff check thinkgen tests benchmarks
 	$(PY) -m pytest -q
+
+serve: $(VENV)/.installed
+	$(VENV)/bin/thinkgen serve
 
 $(VENV)/.bench: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[dev,bench]"

@@ -333,6 +333,17 @@ def wise(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_command(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    pipe = _load(args.model, args.dtype, args.device)
+    name = "thinkgen-shapeworld" if args.model is None else Path(args.model).name
+    print(f"thinkgen: serving {name} on http://{args.host}:{args.port} (OpenAI images API; page at /)")
+    serve(pipe, args.host, args.port, model_name=name, capacity=args.queue, window_s=args.window_ms / 1000,
+          batching=not args.no_batching)
+    return 0
+
+
 def _override(text: str) -> tuple[str, object]:
     import yaml
 
@@ -473,6 +484,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set run.steps=100 (repeatable)")
     t.set_defaults(run=train_command)
 
+    v = commands.add_parser("serve", help="serve an OpenAI-compatible images API and a web page")
+    v.add_argument("--model", type=validate.path, help="pipeline folder (default: the embedded ShapeWorld model)")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=validate.bounded_int(1, 65535), default=8000)
+    v.add_argument("--queue", type=validate.bounded_int(1, 10_000), default=64, help="requests waiting or running")
+    v.add_argument("--window-ms", type=validate.bounded_float(0, 10_000), default=20,
+                   help="how long a batch waits for more requests")
+    v.add_argument("--no-batching", action="store_true", help="one request per batch (for comparison)")
+    v.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    v.add_argument("--device", default="cpu")
+    v.set_defaults(run=serve_command)
+
     d = commands.add_parser("demo", help="run the default model on a reasoning prompt")
     d.add_argument("prompt", nargs="?", type=validate.text, default=None, help="default: a reasoning prompt")
     d.add_argument("-o", "--output", type=validate.path, default="demo.png",
@@ -489,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except UserError as error:
-        print(f"thinkgen: error: {error}", file=sys.stderr)
+        print(f"thinkgen: error: {' '.join(str(error).split())}", file=sys.stderr)  # always one line
         return USER_ERROR
     except KeyboardInterrupt:
         print("thinkgen: interrupted", file=sys.stderr)

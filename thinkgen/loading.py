@@ -192,7 +192,7 @@ def _load_component(directory: Path, index: dict[str, Any], name: str, dtype: to
             return load_processor(klass, directory / name)
         component = klass.from_pretrained(directory / name, **kwargs)
     except Exception as error:  # any library's own error: report which component broke
-        raise PipelineLoadError(f"cannot load {name} from {directory / name}: {error}") from error
+        raise PipelineLoadError(f"cannot load {name} from {directory / name}: {' '.join(str(error).split())[:500]}") from error
     if name in MODULES:
         missing = [n for n, p in component.named_parameters() if p.is_meta]
         if missing:  # weights the files did not provide: refuse now, not at the first forward

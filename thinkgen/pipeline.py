@@ -11,6 +11,7 @@ release) and the ThinkGen release's layout, each unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from .generator import (
 )
 from .loading import MODEL_INDEX, PipelineLoadError, load_folder, save_folder  # noqa: F401 (re-exported)
 from .thinker import Thinker, ThinkerOutput
-from .validate import Limits
+from .validate import Limits, check_prompt
 
 
 @dataclass
@@ -230,12 +231,17 @@ class ThinkGenPipeline:
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  image_guidance_scale: float | None = None, seed: int = 0,
                  height: int | None = None, width: int | None = None,
-                 num_images_per_prompt: int = 1, output_type: str = "pil",
+                 num_images_per_prompt: int | list[int] = 1, output_type: str = "pil",
                  negative_prompt: str | list[str] | None = None,
-                 progress: bool = False) -> ThinkGenOutput:
+                 progress: bool = False, seeds: list[int] | None = None,
+                 step_callback: Callable[[int, torch.Tensor], None] | None = None) -> ThinkGenOutput:
         """Generate images; noise of image ``i`` comes from ``seed + i``, so results don't depend
         on the batch they were drawn in (up to float rounding). ``negative_prompt`` (one, or one
-        per prompt) replaces the conditioning's default negative branch of CFG."""
+        per prompt) replaces the conditioning's default negative branch of CFG.
+
+        A server batching several requests passes ``num_images_per_prompt`` per prompt, each image's
+        own ``seeds``, and a ``step_callback(step, latents)`` run after every denoising step (it may
+        raise to stop the batch)."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         height = self.defaults["height"] if height is None else height
         width = self.defaults["width"] if width is None else width
@@ -245,45 +251,55 @@ class ThinkGenPipeline:
         negative = negative_prompt if negative_prompt is not None else self.defaults.get("negative_prompt")
         negatives = [negative] * len(prompts) if isinstance(negative, str) else negative
         self.check_size(height, width)
-        if num_images_per_prompt < 1 or steps < 1:
-            raise ValueError("num_images_per_prompt and num_inference_steps must be >= 1")
+        repeats = ([num_images_per_prompt] * len(prompts) if isinstance(num_images_per_prompt, int)
+                   else list(num_images_per_prompt))
+        if len(repeats) != len(prompts) or min(repeats, default=1) < 1 or steps < 1:
+            raise ValueError("num_images_per_prompt (one per prompt) and num_inference_steps must be >= 1")
+        if seeds is not None and len(seeds) != sum(repeats):
+            raise ValueError(f"got {len(seeds)} seeds for {sum(repeats)} images")
         if output_type not in ("pil", "pt"):
             raise ValueError(f"output_type must be 'pil' or 'pt', got {output_type!r}")
         if negatives is not None and len(negatives) != len(prompts):
             raise ValueError(f"got {len(negatives)} negative prompts for {len(prompts)} prompts")
         if not prompts:
             raise ValueError("no prompts given")
-        self.limits.check_call(prompts + list(negatives or []), height, width, num_images_per_prompt, steps,
-                               seed, cfg)
+        for text in negatives or []:
+            check_prompt(text, self.limits.max_prompt_chars)
+        self.limits.check_call(prompts, height, width, 1, steps, seed, cfg)  # per-prompt counts next
+        if sum(repeats) > self.limits.max_images:
+            raise ValueError(f"{sum(repeats)} images in one call is above the limit of {self.limits.max_images}")
+        for image_seed in seeds or [seed + sum(repeats) - 1]:  # image i uses its own seed (or seed + i)
+            self.limits.check_call([], height, width, 1, steps, image_seed, cfg)
         tokenizer = self.thinker.tokenizer
         self.limits.check_tokens([len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]])
 
         thinker_images = images if self.thinker.processor is not None else None
         condition = self.conditioning.encode(prompts, think=think, images=thinker_images, seed=seed)
-        repeat = num_images_per_prompt
-        text = condition.text.repeat_interleave(repeat, 0).to(self.device)  # (B, L, D)
-        text_mask = condition.mask.repeat_interleave(repeat, 0).to(self.device)  # (B, L)
+        repeat = torch.tensor(repeats)
+        text = condition.text.repeat_interleave(repeat.to(condition.text.device), 0).to(self.device)  # (B, L, D)
+        text_mask = condition.mask.repeat_interleave(repeat.to(condition.mask.device), 0).to(self.device)  # (B, L)
         null = None
         if self._guides(cfg):
             null_text, null_mask = self.conditioning.negative(negatives, len(prompts))
-            null = (null_text.repeat_interleave(repeat, 0).to(self.device),
-                    null_mask.repeat_interleave(repeat, 0).to(self.device))
+            null = (null_text.repeat_interleave(repeat.to(null_text.device), 0).to(self.device),
+                    null_mask.repeat_interleave(repeat.to(null_mask.device), 0).to(self.device))
         batch = text.shape[0]
 
         grid = self.token_grid(height, width)
-        x = self.initial_noise([seed + i for i in range(batch)], height, width)  # (B, N, C p p)
+        x = self.initial_noise(seeds or [seed + i for i in range(batch)], height, width)  # (B, N, C p p)
         reference = None
         if images is not None:
             reference = self.reference([group[0] for group in images], height, width)
-            reference = Reference(reference.tokens.repeat_interleave(repeat, 0), grid)
+            reference = Reference(reference.tokens.repeat_interleave(repeat.to(reference.tokens.device), 0), grid)
 
         velocity = self.guided_velocity(text, text_mask, grid, reference, cfg, image_cfg, null=null)
         sigmas = self.sigmas(steps, grid)
-        x = flow.euler_sample(velocity, x, sigmas, progress=progress, step=self.euler_step(sigmas))
+        x = flow.euler_sample(velocity, x, sigmas, progress=progress, step=self.euler_step(sigmas),
+                              callback=step_callback)
         pixels = self.decode(x, height, width)  # (B, 3, H, W) in [0, 1]
         self._release_offloaded()
-        reasoning = [r for r in condition.reasoning for _ in range(repeat)]
-        rewritten = [r for r in condition.rewritten for _ in range(repeat)]
+        reasoning = [r for r, n in zip(condition.reasoning, repeats, strict=True) for _ in range(n)]
+        rewritten = [r for r, n in zip(condition.rewritten, repeats, strict=True) for _ in range(n)]
         out_images = _to_pil(pixels) if output_type == "pil" else pixels.cpu()
         return ThinkGenOutput(out_images, reasoning, rewritten, condition.thought)
 

@@ -226,6 +226,17 @@ class ThinkBudget(LogitsProcessor):
         return scores
 
 
+class TokenTap(LogitsProcessor):
+    """Hands the completions so far to a callback at every step; changes no score."""
+
+    def __init__(self, prompt_length: int, callback: Any) -> None:
+        self.prompt_length, self.callback = prompt_length, callback
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.callback(input_ids[:, self.prompt_length :])
+        return scores
+
+
 def _phases(generated: torch.Tensor, close_id: int, end_ids: list[int]
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per row of completions ``(B, g)``: has ``</think>`` appeared, where first (``g`` if not),
@@ -386,6 +397,9 @@ class Thinker:
         return self.config.num_layers * self.hidden_size
 
     execution_device: torch.device | None = None  # set when the weights rest elsewhere (offload)
+    # called at every generation step of think mode with the completions so far, (B, g) token ids
+    # (a server streams the reasoning from it); None: nothing to call
+    token_callback: Any = None
 
     @property
     def device(self) -> torch.device:
@@ -487,10 +501,13 @@ class Thinker:
         )
         budget = ThinkBudget(prompt_length, self.close_id, self.end_ids, self.pad_id,
                              cfg.max_think_tokens, cfg.max_rewrite_tokens)
+        processors = [budget]
+        if self.token_callback is not None:
+            processors.insert(0, TokenTap(prompt_length, self.token_callback))
         stop = AllRowsEnded(prompt_length, self.close_id, self.end_ids)
         with _without_eos_stop(self.model):
             return self.model.generate(**batch, generation_config=generation,
-                                       logits_processor=LogitsProcessorList([budget]), stopping_criteria=[stop])
+                                       logits_processor=LogitsProcessorList(processors), stopping_criteria=[stop])
 
     def _think(self, prompts: list[str], images: Sequence[Sequence[Any]] | None) -> ThinkerOutput:
         cfg = self.config
