@@ -90,26 +90,31 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--capacity", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--window-ms", type=float, default=20, help="the batching window of `thinkgen serve`")
     args = parser.parse_args()
     pipe = ThinkGenPipeline.from_pretrained(EMBEDDED, torch_dtype=torch.float32)
     print(f"embedded ShapeWorld model, 32x32, {pipe.defaults['num_inference_steps']} steps; torch threads "
           f"{torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
-          f"load average {os.getloadavg()[0]:.2f}; {args.requests} requests per row")
-    servers = {mode: BackgroundServer(pipe, capacity=max(args.capacity, 64), window_s=0.02, batching=mode == "on")
+          f"load average {os.getloadavg()[0]:.2f}; {args.requests} requests per row; window {args.window_ms:g} ms")
+    servers = {mode: BackgroundServer(pipe, capacity=max(args.capacity, 64), window_s=args.window_ms / 1000,
+                                      batching=mode == "on")
                for mode in ("on", "off")}
     try:
         load(servers["on"].url, 2, 4, args.timeout)  # warm-up
         print("\n| clients | batching | images/s | p50 latency | p99 latency |\n|---|---|---|---|---|")
         ratios = {}
         for clients in (1, 4, 16):
+            before = len(servers["on"].batcher.stats.batch_sizes)
             rows = {mode: load(servers[mode].url, clients, args.requests, args.timeout) for mode in ("on", "off")}
+            sixteen = len(servers["on"].batcher.stats.batch_sizes) - before
             for mode, row in rows.items():
                 print(f"| {clients} | {mode} | {row['images_s']:.2f} | {row['p50']:.2f} s | {row['p99']:.2f} s |",
                       flush=True)
             ratios[clients] = rows["on"]["images_s"] / rows["off"]["images_s"]
         print("\nbatching on / off, images/s: " + ", ".join(f"{c} clients {r:.2f}x" for c, r in ratios.items()))
         sizes = servers["on"].batcher.stats.batch_sizes
-        print(f"batches with batching on: {len(sizes)}, largest {max(sizes)}, mean {statistics.mean(sizes):.1f} requests")
+        print(f"batches with batching on: {len(sizes)}, largest {max(sizes)}, mean {statistics.mean(sizes):.1f} requests"
+              f" (16 clients: mean {statistics.mean(list(sizes)[-sixteen:]):.1f})")
     finally:
         for server in servers.values():
             server.close()

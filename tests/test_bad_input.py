@@ -166,6 +166,7 @@ def test_hostile_chat_template(capsys, tmp_path, model, monkeypatch, template):
     (folder / "tokenizer" / "chat_template.jinja").write_text(template)
     refused(capsys, tmp_path, "generate", "a cat", "--model", folder, "-o", tmp_path / "x.png",
             fragment="chat template")
+    refused(capsys, tmp_path, "info", folder, fragment="chat template")  # refused when the folder loads
 
 
 # ----------------------------------------------------------------------------- sizes, integers, text

@@ -162,7 +162,7 @@ def test_concurrent_requests_share_batches(served):
     for t in threads:
         t.join()
     assert results == [200] * 8
-    sizes = served.batcher.stats.batch_sizes[before:]
+    sizes = list(served.batcher.stats.batch_sizes)[before:]
     assert sum(sizes) == 8 and max(sizes) > 1  # several requests thought and drawn together
 
 

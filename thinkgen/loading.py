@@ -232,8 +232,30 @@ def _thinker(model: Any, text: Any, config: dict[str, Any]) -> Thinker:
                    config=ThinkerConfig(**config))
 
 
+def check_chat_template(thinker: Thinker, where: Path) -> None:
+    """Render the folder's chat template once, on a tiny conversation, within the time and size
+    budget: a hostile template is refused when the folder loads, not at its first prompt."""
+    from .thinker import ChatTemplateError, render_chat
+
+    templater = thinker.processor if thinker.processor is not None else thinker.tokenizer
+    if not getattr(templater, "chat_template", None):
+        return
+    try:
+        render_chat(templater, [{"role": "user", "content": "a red circle"}])
+    except ChatTemplateError as error:
+        raise PipelineLoadError(f"{where}: {error}") from None
+    except Exception:  # noqa: BLE001 - a template that fails on this probe fails with its own error when used
+        return
+
+
 def load_folder(directory: Path, torch_dtype: torch.dtype | None = None) -> dict[str, Any]:
     """The keyword arguments of :class:`ThinkGenPipeline` for a folder in any supported layout."""
+    parts = _load_folder(directory, torch_dtype)
+    check_chat_template(parts["thinker"], directory)
+    return parts
+
+
+def _load_folder(directory: Path, torch_dtype: torch.dtype | None = None) -> dict[str, Any]:
     index = _read_index(directory)
     check_metadata(index, directory / MODEL_INDEX)
     layout = FOREIGN.get(layout_of(index))

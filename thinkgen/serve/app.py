@@ -37,7 +37,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..validate import MAX_SEED, check_prompt
-from .batcher import Batcher, Job, QueueFull
+from .batcher import BATCH_BUCKETS, LATENCY_BUCKETS, Batcher, Job, QueueFull
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 1_000_000  # JSON requests
@@ -333,9 +333,6 @@ def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
-
-
 def _prometheus(batcher: Batcher) -> str:
     stats = batcher.stats
     lines = ["# HELP thinkgen_queue_depth Requests waiting or running.", "# TYPE thinkgen_queue_depth gauge",
@@ -347,15 +344,13 @@ def _prometheus(batcher: Batcher) -> str:
              "# HELP thinkgen_cancelled_total Requests whose client went away.",
              "# TYPE thinkgen_cancelled_total counter", f"thinkgen_cancelled_total {stats.cancelled}",
              "# HELP thinkgen_batch_size Requests per batch.", "# TYPE thinkgen_batch_size histogram"]
-    sizes = list(stats.batch_sizes)
-    for bound in (1, 2, 4, 8, 16, 32):
-        lines.append(f'thinkgen_batch_size_bucket{{le="{bound}"}} {sum(s <= bound for s in sizes)}')
-    lines += [f'thinkgen_batch_size_bucket{{le="+Inf"}} {len(sizes)}', f"thinkgen_batch_size_sum {sum(sizes)}",
-              f"thinkgen_batch_size_count {len(sizes)}",
+    lines += [f'thinkgen_batch_size_bucket{{le="{b}"}} {c}' for b, c in zip(BATCH_BUCKETS, stats.batch_buckets, strict=True)]
+    lines += [f'thinkgen_batch_size_bucket{{le="+Inf"}} {stats.batches}',
+              f"thinkgen_batch_size_sum {stats.batched_requests}", f"thinkgen_batch_size_count {stats.batches}",
               "# HELP thinkgen_latency_seconds Request latency.", "# TYPE thinkgen_latency_seconds histogram"]
-    latencies = list(stats.latencies)
-    for bound in BUCKETS:
-        lines.append(f'thinkgen_latency_seconds_bucket{{le="{bound}"}} {sum(t <= bound for t in latencies)}')
-    lines += [f'thinkgen_latency_seconds_bucket{{le="+Inf"}} {len(latencies)}',
-              f"thinkgen_latency_seconds_sum {sum(latencies):.6f}", f"thinkgen_latency_seconds_count {len(latencies)}"]
+    lines += [f'thinkgen_latency_seconds_bucket{{le="{b}"}} {c}'
+              for b, c in zip(LATENCY_BUCKETS, stats.latency_buckets, strict=True)]
+    lines += [f'thinkgen_latency_seconds_bucket{{le="+Inf"}} {stats.latency_count}',
+              f"thinkgen_latency_seconds_sum {stats.latency_sum:.6f}",
+              f"thinkgen_latency_seconds_count {stats.latency_count}"]
     return "\n".join(lines) + "\n"

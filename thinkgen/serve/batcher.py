@@ -12,6 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,15 +58,38 @@ class Job:
         return (self.height, self.width, self.steps, self.guidance_scale, self.think, self.image is not None)
 
 
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32)
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
 @dataclass
 class Stats:
-    """What /metrics reports."""
+    """What /metrics reports: cumulative counters and histograms (Prometheus' semantics), and the
+    sizes of the most recent batches."""
 
-    batch_sizes: list[int] = field(default_factory=list)  # requests per batch
-    latencies: list[float] = field(default_factory=list)  # seconds, per request
+    batch_sizes: deque = field(default_factory=lambda: deque(maxlen=10_000))  # recent batches, requests each
+    batch_buckets: list[int] = field(default_factory=lambda: [0] * len(BATCH_BUCKETS))
+    batches: int = 0
+    batched_requests: int = 0
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    latency_count: int = 0
+    latency_sum: float = 0.0
     images: int = 0
     rejected: int = 0
     cancelled: int = 0
+
+    def record_batch(self, size: int) -> None:
+        self.batch_sizes.append(size)
+        self.batches += 1
+        self.batched_requests += size
+        for i, bound in enumerate(BATCH_BUCKETS):
+            self.batch_buckets[i] += size <= bound
+
+    def record_latency(self, seconds: float) -> None:
+        self.latency_count += 1
+        self.latency_sum += seconds
+        for i, bound in enumerate(LATENCY_BUCKETS):
+            self.latency_buckets[i] += seconds <= bound
 
 
 class Batcher:
@@ -137,7 +161,7 @@ class Batcher:
                         break
                     fits = job.key == first.key and sum(j.n for j in batch) + job.n <= self.max_batch_images
                     (batch if fits else held_back).append(job)
-                for job in held_back:  # another batch's: back in the queue, in order
+                for job in held_back:  # they belong to another batch: back in the queue (at its end)
                     self.queue.put(job)
             batch = [job for job in batch if not job.cancelled]
             if batch:
@@ -193,10 +217,10 @@ class Batcher:
                 job.error = error
         finally:
             pipe.thinker.token_callback = None
-            self.stats.batch_sizes.append(len(batch))
+            self.stats.record_batch(len(batch))
             now = time.monotonic()
             for job in batch:
-                self.stats.latencies.append(now - job.created)
+                self.stats.record_latency(now - job.created)
                 self._release(job)
                 job.done.set()
 
