@@ -64,34 +64,27 @@ def check_prompt(prompt: str, max_chars: int = Limits.max_prompt_chars) -> None:
 
 
 # ----------------------------------------------------------------------------- argparse value types
-def bounded_int(low: int, high: int):
-    """An argparse type: an integer in [low, high]."""
-
-    def parse(text: str) -> int:
+def _bounded(convert, low: float, high: float, what: str):
+    def parse(text: str):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected an integer in [{low}, {high}], got {value}")
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if (isinstance(value, float) and not math.isfinite(value)) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {what} in [{low}, {high}], got {text}")
         return value
 
     return parse
+
+
+def bounded_int(low: int, high: int):
+    """An argparse type: an integer in [low, high]."""
+    return _bounded(int, low, high, "an integer")
 
 
 def bounded_float(low: float, high: float):
     """An argparse type: a finite number in [low, high]."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected a finite number in [{low}, {high}], got {text}")
-        return value
-
-    return parse
+    return _bounded(float, low, high, "a finite number")
 
 
 def text(text: str) -> str:
