@@ -3,7 +3,9 @@
 For 1, 4 and 16 concurrent clients (each sends its requests one after the other), a fixed number
 of requests: images/s and p50 / p99 latency, batching on and off, interleaved in one run. Then a
 burst of 4x the queue capacity at once: every request must end in 200 or 429, none in 5xx, none
-hang. Bounded: a request that takes over the time limit counts as hung.
+hang. Bounded: a request that takes over the time limit counts as hung. The servers are real
+``thinkgen serve`` processes (``--in-process``: threads of this one, sharing its interpreter lock
+with the clients).
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_serve.py [--requests 32]
 """
@@ -85,40 +87,89 @@ def burst(url: str, count: int, timeout: float) -> dict[str, int]:
     return outcomes
 
 
+class ServeProcess:
+    """``thinkgen serve`` as its own process, on a free loopback port."""
+
+    def __init__(self, queue: int, window_ms: float, batching: bool) -> None:
+        import socket
+        import subprocess
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        command = [sys.executable, "-m", "thinkgen.cli", "serve", "--port", str(port), "--queue", str(queue),
+                   "--window-ms", str(window_ms)] + ([] if batching else ["--no-batching"])
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError("thinkgen serve did not start")
+            time.sleep(0.2)
+
+    def batch_sizes(self) -> list[float]:
+        """Requests per batch, from /metrics: (batches, requests)."""
+        text = httpx.get(self.url + "/metrics").text
+        values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("thinkgen_batch_size_"))
+        return [float(values["thinkgen_batch_size_count"]), float(values["thinkgen_batch_size_sum"])]
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def _batches(server) -> list[float]:
+    if isinstance(server, BackgroundServer):
+        sizes = list(server.batcher.stats.batch_sizes)
+        return [len(sizes), sum(sizes)]
+    return server.batch_sizes()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--capacity", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--window-ms", type=float, default=20, help="the batching window of `thinkgen serve`")
+    parser.add_argument("--in-process", action="store_true", help="servers as threads of this process")
     args = parser.parse_args()
-    pipe = ThinkGenPipeline.from_pretrained(EMBEDDED, torch_dtype=torch.float32)
-    print(f"embedded ShapeWorld model, 32x32, {pipe.defaults['num_inference_steps']} steps; torch threads "
-          f"{torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
-          f"load average {os.getloadavg()[0]:.2f}; {args.requests} requests per row; window {args.window_ms:g} ms")
-    servers = {mode: BackgroundServer(pipe, capacity=max(args.capacity, 64), window_s=args.window_ms / 1000,
-                                      batching=mode == "on")
-               for mode in ("on", "off")}
+    pipe = ThinkGenPipeline.from_pretrained(EMBEDDED, torch_dtype=torch.float32) if args.in_process else None
+    print(f"embedded ShapeWorld model, 32x32, 20 steps; torch threads {torch.get_num_threads()}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, load average {os.getloadavg()[0]:.2f}; "
+          f"{args.requests} requests per row; window {args.window_ms:g} ms; servers "
+          f"{'in this process' if args.in_process else 'in their own processes'}")
+    if args.in_process:
+        servers = {mode: BackgroundServer(pipe, capacity=max(args.capacity, 64), window_s=args.window_ms / 1000,
+                                          batching=mode == "on") for mode in ("on", "off")}
+    else:
+        servers = {mode: ServeProcess(max(args.capacity, 64), args.window_ms, mode == "on") for mode in ("on", "off")}
     try:
         load(servers["on"].url, 2, 4, args.timeout)  # warm-up
+        load(servers["off"].url, 1, 2, args.timeout)
         print("\n| clients | batching | images/s | p50 latency | p99 latency |\n|---|---|---|---|---|")
-        ratios = {}
+        ratios, mean_batch = {}, {}
         for clients in (1, 4, 16):
-            before = len(servers["on"].batcher.stats.batch_sizes)
+            before = _batches(servers["on"])
             rows = {mode: load(servers[mode].url, clients, args.requests, args.timeout) for mode in ("on", "off")}
-            sixteen = len(servers["on"].batcher.stats.batch_sizes) - before
+            after = _batches(servers["on"])
+            mean_batch[clients] = (after[1] - before[1]) / max(1, after[0] - before[0])
             for mode, row in rows.items():
                 print(f"| {clients} | {mode} | {row['images_s']:.2f} | {row['p50']:.2f} s | {row['p99']:.2f} s |",
                       flush=True)
             ratios[clients] = rows["on"]["images_s"] / rows["off"]["images_s"]
         print("\nbatching on / off, images/s: " + ", ".join(f"{c} clients {r:.2f}x" for c, r in ratios.items()))
-        sizes = servers["on"].batcher.stats.batch_sizes
-        print(f"batches with batching on: {len(sizes)}, largest {max(sizes)}, mean {statistics.mean(sizes):.1f} requests"
-              f" (16 clients: mean {statistics.mean(list(sizes)[-sixteen:]):.1f})")
+        print("mean requests per batch with batching on: " + ", ".join(f"{c} clients {m:.1f}"
+                                                                      for c, m in mean_batch.items()))
     finally:
         for server in servers.values():
             server.close()
-    small = BackgroundServer(pipe, capacity=args.capacity, window_s=0.02)
+    small = (BackgroundServer(pipe, capacity=args.capacity, window_s=args.window_ms / 1000) if args.in_process
+             else ServeProcess(args.capacity, args.window_ms, True))
     try:
         outcomes = burst(small.url, 4 * args.capacity, args.timeout)
     finally:
