@@ -129,21 +129,78 @@ def test_kl_is_zero_at_initialisation():
 
 
 # ----------------------------------------------------------------------------- Flow-GRPO
-def test_sde_logprob_is_the_gaussian_density():
+def reference_step(x, v, sigma, sigma_next, a, sigma_max):
+    """REFERENCE §2 by hand, in float64: std_t = a sqrt(sigma / (1 - s)), s = sigma_max at sigma = 1
+    (denominator only); mean = x (1 + std^2 dt / 2 sigma) + v (1 + std^2 (1 - sigma) / 2 sigma) dt."""
+    s = sigma_max if sigma >= 1 else sigma
+    std = a * math.sqrt(sigma / (1 - s))
+    dt = sigma_next - sigma
+    mean = x.double() * (1 + std**2 * dt / (2 * sigma)) + v.double() * (1 + std**2 * (1 - sigma) / (2 * sigma)) * dt
+    return mean, std * math.sqrt(-dt), std
+
+
+# a 10-step schedule with shift 3, as the recipes use, and a 1-step one
+TEN = flow.sigma_schedule(10, shift=3.0)
+
+
+@pytest.mark.parametrize("where,sigmas", [("first (sigma = 1)", TEN[:2]), ("middle", TEN[4:6]),
+                                          ("last", TEN[-2:]), ("one-step schedule", flow.sigma_schedule(1))])
+def test_sde_step_and_logprob_match_the_reference_by_hand(where, sigmas):
     torch.manual_seed(0)
     x, v = torch.randn(3, 4, 6), torch.randn(3, 4, 6)
-    mean, std = sde_step(x, v, 0.6, 0.5, noise_level=0.7)
-    sample = mean + std * torch.randn_like(mean)
-    expected = torch.distributions.Normal(mean, std).log_prob(sample).flatten(1).mean(1)
-    assert torch.allclose(gaussian_logprob(sample, mean, std), expected, atol=1e-5)
-    # the reference formulas: std = a sqrt(sigma / (1 - sigma)), scaled by sqrt(-dt)
-    s = 0.7 * math.sqrt(0.6 / 0.4)
-    assert float(std) == pytest.approx(s * math.sqrt(0.1))
-    dt = -0.1
-    assert torch.allclose(mean, x * (1 + s**2 * dt / 1.2) + v * (1 + s**2 * 0.4 / 1.2) * dt, atol=1e-6)
-    # at sigma = 1 the next sigma stands in for the infinite std
-    _, first = sde_step(x, v, 1.0, 0.9, noise_level=0.7)
-    assert float(first) == pytest.approx(0.7 * math.sqrt(0.9 / 0.1) * math.sqrt(0.1))
+    sigma, sigma_next = float(sigmas[0]), float(sigmas[1])
+    sigma_max = float(TEN[1]) if where != "one-step schedule" else float(sigmas[1])
+    mean, scale, std = sde_step(x, v, sigmas[0], sigmas[1], noise_level=0.7, sigma_max=sigma_max)
+    ref_mean, ref_scale, ref_std = reference_step(x, v, sigma, sigma_next, 0.7, sigma_max)
+    assert float(std) == pytest.approx(ref_std, rel=1e-6) and float(scale) == pytest.approx(ref_scale, rel=1e-6)
+    torch.testing.assert_close(mean.double(), ref_mean, atol=1e-5, rtol=1e-5)
+    sample = mean + scale * torch.randn_like(mean)
+    by_hand = (-((sample.double() - ref_mean) ** 2) / (2 * ref_scale**2) - math.log(ref_scale)
+               - 0.5 * math.log(2 * math.pi)).flatten(1).mean(1)
+    logprob = gaussian_logprob(sample, mean, scale)
+    assert torch.isfinite(logprob).all()
+    torch.testing.assert_close(logprob.double(), by_hand, atol=1e-4, rtol=1e-5)
+
+
+def test_first_step_substitutes_sigma_max_in_the_denominator_only():
+    """At sigma = 1 (10 steps, shift 3): std = 0.7 sqrt(1 / (1 - sigma_max)), not 0.7 sqrt(sigma_max / (1 - sigma_max))."""
+    sigma_max = float(TEN[1])
+    _, scale, std = sde_step(torch.zeros(1, 2), torch.zeros(1, 2), TEN[0], TEN[1], 0.7, sigma_max)
+    assert float(std) == pytest.approx(0.7 * math.sqrt(1 / (1 - sigma_max)), rel=1e-6)
+    assert float(scale) == pytest.approx(0.700, abs=5e-4)  # the step's std; substituting both gave 0.687
+    # a one-step schedule has a finite std and log-prob (the old substitution gave 0 and NaN)
+    _, scale, std = sde_step(torch.zeros(1, 2), torch.zeros(1, 2), 1.0, 0.0, 0.7, 0.0)
+    assert float(std) == pytest.approx(0.7) and float(scale) == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_rollouts_take_the_logprob_in_float32(dtype):
+    """Model output and sample in half precision: cast to fp32 first, and the log-prob is of the
+    fp32 next sample (as flow_grpo's), which the trajectory keeps for training."""
+    torch.manual_seed(0)
+    weight = torch.randn(6, 6) / 3
+    noise = torch.randn(2, 6).to(dtype)
+    sigmas = flow.sigma_schedule(4, shift=3.0)
+
+    def velocity(x, sigma):
+        return torch.tanh(x.float() @ weight).to(dtype)
+
+    trajectory = sde_sample(velocity, noise, sigmas, noise_level=0.7, generator=torch.Generator().manual_seed(0))
+    assert trajectory.sample.dtype == dtype
+    for i, x, x_next, logprob in zip(trajectory.steps, trajectory.inputs, trajectory.outputs, trajectory.logprobs,
+                                     strict=True):
+        assert x_next.dtype == torch.float32
+        mean, scale, _ = sde_step(x.float(), velocity(x, None).float(), sigmas[i], sigmas[i + 1], 0.7,
+                                  float(sigmas[1]))
+        torch.testing.assert_close(logprob, gaussian_logprob(x_next, mean, scale))
+
+
+def test_kl_divides_by_std_t_squared_not_the_step_variance():
+    mean, ref_mean = torch.zeros(2, 4), torch.full((2, 4), 0.1)
+    _, _, std = sde_step(torch.zeros(1, 2), torch.zeros(1, 2), TEN[4], TEN[5], 0.7, float(TEN[1]))
+    _, stats = flow_grpo_loss(torch.zeros(2), torch.zeros(2), torch.ones(2), mean=mean, ref_mean=ref_mean,
+                              std=std, beta=0.04)
+    assert stats.kl == pytest.approx(0.01 / (2 * float(std) ** 2), rel=1e-5)
 
 
 def test_sde_with_noise_level_zero_is_the_ode():

@@ -4,12 +4,16 @@ The ODE sampler of :mod:`thinkgen.flow` is deterministic, so it has no policy to
 turns each Euler step into a Gaussian step with the same marginals (the reverse-time SDE of the
 rectified flow), ``x_next ~ N(mean, (std * sqrt(-dt))^2)``, with (``a`` = noise level)::
 
-    std  = a * sqrt(sigma / (1 - sigma))            (at sigma = 1 the next sigma is used instead)
+    std  = a * sqrt(sigma / (1 - s)),  s = sigma, or sigma_max (the schedule's second sigma) where
+           sigma = 1: only the denominator is substituted, as flow_grpo's sde_step_with_logprob does
     mean = x * (1 + std^2 dt / (2 sigma)) + v * (1 + std^2 (1 - sigma) / (2 sigma)) * dt
 
 With ``a = 0`` it is the plain Euler step. The log-probability of the drawn ``x_next`` is the
-Gaussian log-density, averaged over latent dimensions and computed in float32; the PPO-style loss
-compares it under the current and the rollout weights. Same conventions as :mod:`thinkgen.flow`
+Gaussian log-density, averaged over latent dimensions, computed in float32 from float32 model
+output, sample and next sample (before any rounding to the model's dtype); the PPO-style loss
+compares it under the current and the rollout weights. The KL to a reference policy divides by
+``std^2`` (not by the step's variance ``std^2 |dt|``), as flow_grpo's trainer does, so published
+``beta`` values carry over. Same conventions as :mod:`thinkgen.flow`
 (sigma 1 = noise, 0 = data, ``v = noise - x0``, ``dt = sigma_next - sigma < 0``).
 """
 
@@ -25,21 +29,23 @@ from ..flow import Velocity
 
 
 def sde_step(x: torch.Tensor, v: torch.Tensor, sigma: float | torch.Tensor, sigma_next: float | torch.Tensor,
-             noise_level: float, sigma_max: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std of one SDE step from ``x`` (B, ...) with velocity ``v``.
+             noise_level: float, sigma_max: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One SDE step from ``x`` (B, ...) with velocity ``v``: ``(mean, scale, std)``, where ``scale =
+    std * sqrt(-dt)`` is the step's standard deviation and ``std`` the noise level's std_t.
 
-    ``sigma_max`` replaces ``sigma`` in ``sqrt(sigma / (1 - sigma))`` where ``sigma == 1`` (the
-    first step of a schedule starting at pure noise); it defaults to ``sigma_next``.
+    ``sigma_max`` (default ``sigma_next``) replaces ``sigma`` in the denominator of
+    ``sqrt(sigma / (1 - sigma))`` where ``sigma == 1`` (a schedule starting at pure noise).
+    Everything is computed in float32.
     """
     sigma = torch.as_tensor(sigma, dtype=torch.float32)
     sigma_next = torch.as_tensor(sigma_next, dtype=torch.float32)
     dt = sigma_next - sigma  # < 0
-    safe = torch.where(sigma >= 1, torch.as_tensor(sigma_max if sigma_max is not None else sigma_next,
-                                                   dtype=torch.float32), sigma)
-    std = noise_level * torch.sqrt(safe / (1 - safe))
+    denominator = torch.where(sigma >= 1, torch.as_tensor(sigma_max if sigma_max is not None else sigma_next,
+                                                          dtype=torch.float32), sigma)
+    std = noise_level * torch.sqrt(sigma / (1 - denominator))
     x, v = x.float(), v.float()
     mean = x * (1 + std**2 * dt / (2 * sigma)) + v * (1 + std**2 * (1 - sigma) / (2 * sigma)) * dt
-    return mean, std * torch.sqrt(-dt)
+    return mean, std * torch.sqrt(-dt), std
 
 
 def gaussian_logprob(sample: torch.Tensor, mean: torch.Tensor, std: torch.Tensor | float) -> torch.Tensor:
@@ -57,7 +63,7 @@ class Trajectory:
     sample: torch.Tensor  # (B, ...) the final x at sigma = 0
     steps: list[int] = field(default_factory=list)  # indices i into sigmas of the recorded SDE steps
     inputs: list[torch.Tensor] = field(default_factory=list)  # x before each recorded step
-    outputs: list[torch.Tensor] = field(default_factory=list)  # x after it
+    outputs: list[torch.Tensor] = field(default_factory=list)  # x after it, float32
     logprobs: list[torch.Tensor] = field(default_factory=list)  # (B,) log p(output | input)
 
 
@@ -76,14 +82,14 @@ def sde_sample(velocity: Velocity, noise: torch.Tensor, sigmas: torch.Tensor, no
         if i not in chosen:
             x = x + (sigma_next - sigma) * v
             continue
-        mean, std = sde_step(x, v, sigma, sigma_next, noise_level, sigma_max)
+        mean, scale, _ = sde_step(x, v, sigma, sigma_next, noise_level, sigma_max)
         eps = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device)
-        x_next = (mean + std * eps).to(x.dtype)
+        x_next = mean + scale * eps  # float32: the log-prob is of this sample, before any rounding
         trajectory.steps.append(i)
         trajectory.inputs.append(x)
         trajectory.outputs.append(x_next)
-        trajectory.logprobs.append(gaussian_logprob(x_next, mean, std))
-        x = x_next
+        trajectory.logprobs.append(gaussian_logprob(x_next, mean, scale))
+        x = x_next.to(noise.dtype)  # the model's dtype for the next step
     trajectory.sample = x
     return trajectory
 

@@ -458,13 +458,14 @@ class RLStage:
             sigmas, sigma_max = sub["sigmas"], float(sub["sigmas"][1])
             for i, x, x_next, old in zip(sub["steps"], sub["inputs"], sub["outputs"], sub["old_logprobs"], strict=True):
                 sigma = sigmas[i].expand(x.shape[0])
-                mean, std = sde_step(x, velocity(x, sigma), sigmas[i], sigmas[i + 1], rl.noise_level, sigma_max)
-                logprob = gaussian_logprob(x_next, mean, std)
+                mean, scale, std = sde_step(x, velocity(x, sigma), sigmas[i], sigmas[i + 1], rl.noise_level,
+                                            sigma_max)
+                logprob = gaussian_logprob(x_next, mean, scale)
                 ref_mean = None
                 if ref_velocity is not None:
                     with torch.no_grad():
-                        ref_mean, _ = sde_step(x, ref_velocity(x, sigma), sigmas[i], sigmas[i + 1], rl.noise_level,
-                                               sigma_max)
+                        ref_mean, _, _ = sde_step(x, ref_velocity(x, sigma), sigmas[i], sigmas[i + 1],
+                                                  rl.noise_level, sigma_max)
                 loss, stats = flow_grpo_loss(logprob, old, sub["advantages"], rl.clip_range, rl.advantage_clip,
                                              mean, ref_mean, std, rl.flow_beta)
                 total = total + loss * x.shape[0]
