@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 MEMORY_CAP_GB = 4.0
@@ -177,8 +179,6 @@ def cases(paths: dict[str, Path], work: Path) -> list[list[str]]:
                 (data.setdefault(section, {}) if section else data)[key] = bad
                 path = work / f"config-{index}.yaml"
                 index += 1
-                import yaml
-
                 path.write_text(yaml.safe_dump(data))
                 found.append(["train", str(path)])
     rl = dict(base, stage="thinker_grpo", rl={"rewards": {"os:system": 1.0}})

@@ -1,17 +1,19 @@
-"""The project reads nothing outside its own tree (CI runs on a clean clone with no ../shared)."""
+"""The project reads nothing outside its own tree (CI runs on a clean clone, with nothing beside it)."""
 
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTSIDE = re.compile(r"\.\./shared|parents\[[2-9]\]|/ \"shared\"|'shared' /")
+SIBLING = "shared"  # the folder beside the checkout that sessions have and clean clones lack
+OUTSIDE = re.compile(r"\.\./" + SIBLING + r"|parents\[[2-9]\]|/ \"" + SIBLING + r"\"|'" + SIBLING + "' /")
 
 
 def test_no_source_file_points_outside_the_repository():
+    assert OUTSIDE.search("GENEVAL = Path('..') / '../" + SIBLING + "/benchmarks'")  # the scan can find one
     offenders = []
     for folder in ("thinkgen", "tests", "scripts", "benchmarks", "configs"):
         for path in (ROOT / folder).rglob("*"):
-            if path.suffix in (".py", ".sh", ".yaml", ".yml") and path != Path(__file__).resolve():
+            if path.suffix in (".py", ".sh", ".yaml", ".yml"):
                 for number, line in enumerate(path.read_text().splitlines(), 1):
                     if OUTSIDE.search(line):
                         offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")

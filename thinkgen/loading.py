@@ -68,7 +68,7 @@ class PipelineLoadError(Exception):
     """A pipeline folder is missing, incomplete or unreadable."""
 
 
-def _read_index(directory: Path) -> dict[str, Any]:
+def read_index(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
         raise PipelineLoadError(f"model folder not found: {directory}")
     try:
@@ -109,7 +109,7 @@ SUPPORTED_CLASSES: dict[str, frozenset[str]] = {
 }
 
 
-def _component_class(index: dict[str, Any], name: str) -> type:
+def component_class(index: dict[str, Any], name: str) -> type:
     import diffusers
     import transformers
 
@@ -169,7 +169,7 @@ def check_weights(folder: Path, klass: type) -> None:
 
 
 def _load_component(directory: Path, index: dict[str, Any], name: str, dtype: torch.dtype | None) -> Any:
-    klass = _component_class(index, name)
+    klass = component_class(index, name)
     if klass.__name__ == "ThinkGenTransformer2DModel":
         check_weights(directory / name, klass)
     if name == "scheduler" and layout_of(index) == "thinkgen-release":  # the release's own class: its
@@ -256,7 +256,7 @@ def load_folder(directory: Path, torch_dtype: torch.dtype | None = None) -> dict
 
 
 def _load_folder(directory: Path, torch_dtype: torch.dtype | None = None) -> dict[str, Any]:
-    index = _read_index(directory)
+    index = read_index(directory)
     check_metadata(index, directory / MODEL_INDEX)
     layout = FOREIGN.get(layout_of(index))
     if layout is not None:  # a release's own layout: thinkgen's choices, if any, under "_thinkgen"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .loading import PipelineLoadError, _component_class, _read_index, layout_of
+from .loading import PipelineLoadError, component_class, layout_of, read_index
 
 MODEL_COMPONENTS = {"thinkgen": ("thinker", "bridge", "transformer", "vae"),
                     "qwen-image": ("text_encoder", "transformer", "vae"),
@@ -33,7 +33,7 @@ def empty_model(directory: Path, index: dict, name: str) -> torch.nn.Module:
     from accelerate import init_empty_weights
     from transformers import AutoConfig, PreTrainedModel
 
-    klass = _component_class(index, name)
+    klass = component_class(index, name)
     folder = directory / name
     try:
         with init_empty_weights():
@@ -46,7 +46,7 @@ def empty_model(directory: Path, index: dict, name: str) -> torch.nn.Module:
 
 def component_sizes(directory: str | Path) -> list[ComponentSize]:
     directory = Path(directory)
-    index = _read_index(directory)
+    index = read_index(directory)
     sizes = []
     for name in MODEL_COMPONENTS[layout_of(index)]:
         if name not in index:

@@ -38,7 +38,7 @@ from .generator import (
 )
 from .loading import MODEL_INDEX, PipelineLoadError, load_folder, save_folder  # noqa: F401 (re-exported)
 from .thinker import Thinker, ThinkerOutput
-from .validate import Limits, check_prompt
+from .validate import Limits
 
 
 @dataclass
@@ -49,7 +49,8 @@ class ThinkGenOutput:
     thinker: ThinkerOutput | None = field(default=None, repr=False)
 
 
-def _to_pil(images: torch.Tensor) -> list[Image.Image]:
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """Pixels (N, 3, H, W) in [0, 1] -> PIL images, rounded as diffusers rounds them."""
     array = (images.permute(0, 2, 3, 1).float().cpu().numpy() * 255).round().astype(np.uint8)  # as diffusers
     return [Image.fromarray(a) for a in array]
 
@@ -263,13 +264,8 @@ class ThinkGenPipeline:
             raise ValueError(f"got {len(negatives)} negative prompts for {len(prompts)} prompts")
         if not prompts:
             raise ValueError("no prompts given")
-        for text in negatives or []:
-            check_prompt(text, self.limits.max_prompt_chars)
-        self.limits.check_call(prompts, height, width, 1, steps, seed, cfg)  # per-prompt counts next
-        if sum(repeats) > self.limits.max_images:
-            raise ValueError(f"{sum(repeats)} images in one call is above the limit of {self.limits.max_images}")
-        for image_seed in seeds or [seed + sum(repeats) - 1]:  # image i uses its own seed (or seed + i)
-            self.limits.check_call([], height, width, 1, steps, image_seed, cfg)
+        self.limits.check_call(prompts + list(negatives or []), height, width, sum(repeats), steps, cfg)
+        self.limits.check_seeds(seeds or [seed, seed + sum(repeats) - 1])  # image i uses its seed (or seed + i)
         tokenizer = self.thinker.tokenizer
         self.limits.check_tokens([len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]])
 
@@ -300,7 +296,7 @@ class ThinkGenPipeline:
         self._release_offloaded()
         reasoning = [r for r, n in zip(condition.reasoning, repeats, strict=True) for _ in range(n)]
         rewritten = [r for r, n in zip(condition.rewritten, repeats, strict=True) for _ in range(n)]
-        out_images = _to_pil(pixels) if output_type == "pil" else pixels.cpu()
+        out_images = to_pil(pixels) if output_type == "pil" else pixels.cpu()
         return ThinkGenOutput(out_images, reasoning, rewritten, condition.thought)
 
     def _guides(self, cfg: float) -> bool:

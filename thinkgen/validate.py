@@ -26,22 +26,26 @@ class Limits:
     max_prompt_chars: int = 20_000
     max_prompt_tokens: int = 4096
 
-    def check_call(self, prompts: list[str], height: int, width: int, images_per_prompt: int, steps: int,
-                   seed: int, guidance_scale: float) -> None:
+    def check_call(self, prompts: list[str], height: int, width: int, images: int, steps: int,
+                   guidance_scale: float) -> None:
+        """The texts (prompts and negative prompts), the size, the image count and the steps."""
         for prompt in prompts:
             check_prompt(prompt, self.max_prompt_chars)
         if height * width > self.max_pixels:
             raise ValueError(f"{width}x{height} is {height * width:,} pixels, above the limit of {self.max_pixels:,} "
                              "(raise it with --max-pixels / Limits(max_pixels=...) if you mean it)")
-        count = len(prompts) * images_per_prompt
-        if count > self.max_images:
-            raise ValueError(f"{count} images in one call is above the limit of {self.max_images}; draw them in batches")
+        if images > self.max_images:
+            raise ValueError(f"{images} images in one call is above the limit of {self.max_images}; draw them in batches")
         if steps > self.max_steps:
             raise ValueError(f"{steps} sampling steps is above the limit of {self.max_steps}")
-        if not 0 <= seed <= MAX_SEED - count:
-            raise ValueError(f"seed must be in [0, {MAX_SEED - count}] for {count} images (image i uses seed + i)")
         if not math.isfinite(guidance_scale) or not 0 <= guidance_scale <= 100:
             raise ValueError(f"guidance scale must be a finite number in [0, 100], got {guidance_scale}")
+
+    def check_seeds(self, seeds: list[int]) -> None:
+        """Every image's seed must fit torch's signed 64-bit generator seed."""
+        for seed in seeds:
+            if not 0 <= seed <= MAX_SEED:
+                raise ValueError(f"seed must be in [0, {MAX_SEED}] (image i uses seed + i), got {seed}")
 
     def check_tokens(self, counts: list[int]) -> None:
         longest = max(counts, default=0)

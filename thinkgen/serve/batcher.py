@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ..pipeline import to_pil
+
 
 class QueueFull(Exception):
     """The queue holds as many requests as it may; try again later."""
@@ -190,7 +192,7 @@ class Batcher:
                 if every and (step + 1) % every == 0 and step + 1 < first.steps:
                     start = sum(j.n for j in batch[: batch.index(job)])
                     pixels = pipe.decode(latents[start : start + job.n], first.height, first.width)
-                    job.events({"type": "partial_image", "images": _pil(pixels),
+                    job.events({"type": "partial_image", "images": to_pil(pixels),
                                 "index": (step + 1) // every - 1})
 
         pipe.thinker.token_callback = on_tokens if streams else None
@@ -224,9 +226,3 @@ class Batcher:
                 self._release(job)
                 job.done.set()
 
-
-def _pil(pixels: torch.Tensor) -> list[Image.Image]:
-    import numpy as np
-
-    array = (pixels.permute(0, 2, 3, 1).float().cpu().numpy() * 255).round().astype(np.uint8)
-    return [Image.fromarray(a) for a in array]

@@ -38,7 +38,7 @@ from torch import nn
 from ..eval.shapeworld import REFLECTION_PROMPT
 from ..flow import Velocity, euler_sample
 from ..generator import Reference, backend_for
-from ..pipeline import ThinkGenPipeline, _to_pil
+from ..pipeline import ThinkGenPipeline, to_pil
 from ..rewards import WeightedReward
 from ..rl.flow_grpo import flow_grpo_loss, gaussian_logprob, sde_sample, sde_step
 from ..rl.grpo import completion_logprobs, group_advantages, grpo_loss
@@ -284,7 +284,7 @@ class RLStage:
                                       self._reference([items[r] for r in rows], resolution), self._cfg(), null)
             noise = pipe.initial_noise([seeds[r] for r in rows], resolution, resolution)
             x = euler_sample(velocity, noise, pipe.sigmas(rl.render_steps, grid))
-            for r, image in zip(rows, _to_pil(pipe.decode(x, resolution, resolution)), strict=True):
+            for r, image in zip(rows, to_pil(pipe.decode(x, resolution, resolution)), strict=True):
                 images[r] = image
         return images
 
@@ -373,7 +373,7 @@ class RLStage:
                                        resolution)
             generator = torch.Generator().manual_seed(_seed(seed, "sde", window, start, resolution))
             trajectory = sde_sample(velocity, noise, sigmas, rl.noise_level, steps, generator)
-            for r, image in zip(rows, _to_pil(pipe.decode(trajectory.sample, resolution, resolution)), strict=True):
+            for r, image in zip(rows, to_pil(pipe.decode(trajectory.sample, resolution, resolution)), strict=True):
                 images[r] = image
             recorded = list(range(len(trajectory.steps)))
             keep = max(1, round(rl.timestep_fraction * len(recorded)))
