@@ -1,7 +1,6 @@
 """Benchmark runners: ShapeWorld suites end to end, GenEval's layout, WISE's scoring."""
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -104,57 +103,11 @@ WISE_PROMPTS = [
 ]
 
 
-def test_wise_prompts_scores_and_weighting(tmp_path):
+def test_wise_prompt_files(tmp_path):
     path = tmp_path / "wise.json"
     path.write_text(json.dumps(WISE_PROMPTS))
     prompts = wise.read_prompts(path)
     assert [p.prompt_id for p in prompts] == [12, 600, 950] and wise.image_name(prompts[1]) == "600.png"
-    assert [wise.category_of(i) for i in (1, 400, 401, 567, 568, 700, 701, 800, 801, 900, 901, 1000)] == \
-        ["culture"] * 2 + ["time"] * 2 + ["space"] * 2 + ["biology"] * 2 + ["physics"] * 2 + ["chemistry"] * 2
-    with pytest.raises(ValueError):
-        wise.category_of(1001)
-    assert wise.JudgeScores(2, 2, 2).wiscore == pytest.approx(1.0)
-    assert wise.JudgeScores(1, 2, 0).wiscore == pytest.approx((0.7 + 0.4) / 2)
-    with pytest.raises(ValueError):
-        wise.JudgeScores(3, 0, 0)
-    judgments = tmp_path / "j.jsonl"
-    judgments.write_text("\n".join(json.dumps(r) for r in [
-        {"prompt_id": 12, "consistency": 2, "realism": 2, "aesthetic_quality": 2},
-        {"prompt_id": 30, "consistency": 0, "realism": 2, "aesthetic_quality": 2},
-        {"prompt_id": 600, "consistency": 1, "realism": 1, "aesthetic_quality": 1},
-        {"prompt_id": 950, "consistency": 2, "realism": 0, "aesthetic_quality": 0}]) + "\n")
-    result = wise.overall(wise.read_judgments(judgments))
-    culture = (1.0 + 0.3) / 2
-    assert result["categories"] == pytest.approx({"culture": culture, "space": 0.5, "chemistry": 0.7})
-    assert result["overall"] == pytest.approx((0.4 * culture + 0.133 * 0.5 + 0.1 * 0.7) / 0.633)
-    judgments.write_text('{"prompt_id": 1, "consistency": 2}\n')
-    with pytest.raises(wise.WiseFormatError):
-        wise.read_judgments(judgments)
-
-
-def test_judges_without_a_network(tmp_path):
-    scores = wise.parse_judge_reply("Consistency: 2\nRealism: 1\nAesthetic quality: 0")
-    assert scores == wise.JudgeScores(2, 1, 0)
-    with pytest.raises(ValueError, match="realism"):
-        wise.parse_judge_reply("consistency: 2")
-    image = tmp_path / "1.png"
-    Image.new("RGB", (4, 4)).save(image)
-    judge = wise.OpenAICompatibleJudge("http://localhost:9/v1/", "some-vlm")
-    body = judge.request(image, "a banana", "yellow")
-    assert body["model"] == "some-vlm" and body["messages"][0]["content"][1]["image_url"]["url"].startswith(
-        "data:image/png;base64,")
-    assert "a banana" in body["messages"][0]["content"][0]["text"]
-
-    calls = []
-
-    def fake_judge(path, prompt, explanation):
-        calls.append(Path(path).name)
-        return wise.JudgeScores(2, 1, 1)
-
-    prompts = [wise.WisePrompt(1, "p", "e", "c", "s"), wise.WisePrompt(2, "q", "e", "c", "s")]
-    result = wise.judge_folder(fake_judge, prompts, tmp_path, tmp_path / "out.jsonl")
-    assert calls == ["1.png"] and result["judged"] == 1  # 2.png does not exist: skipped
-    assert json.loads((tmp_path / "out.jsonl").read_text())["consistency"] == 2
 
 
 def test_cli_eval_export_geneval_wise(tmp_path, capsys):

@@ -295,12 +295,18 @@ def wise(args: argparse.Namespace) -> int:
 
     if args.action == "score":
         try:
-            result = wise_module.overall(wise_module.read_judgments(args.judgments))
-        except (OSError, wise_module.WiseFormatError, ValueError) as error:
-            raise UserError(f"cannot score {args.judgments}: {error}") from None
-        for category, value in result["categories"].items():
-            print(f"{category:<10} {value:.3f}")
-        print(f"{'overall':<10} {result['overall']:.3f}  ({result['judged']} judged prompts)")
+            judgments = wise_module.read_judgments(args.judgments, args.protocol)
+            result = wise_module.overall(judgments, allow_partial=args.allow_partial)
+        except (OSError, ValueError) as error:  # WiseFormatError, WiseIncompleteError
+            raise UserError(f"cannot score: {error}") from None
+        print(f"WISE {result['protocol']} protocol, {len(judgments.files)} file(s)")
+        for category, (judged, expected) in result["coverage"].items():
+            value = result["categories"].get(category)
+            shown = f"{value:.3f}" if value is not None else "  -  "
+            print(f"{category:<10} {shown}  ({judged}/{expected} judged)")
+        label = "overall" if result["complete"] else "partial"
+        coverage = "" if result["complete"] else f", coverage {result['judged'] / 1000:.1%}: re-weighted over the categories present"
+        print(f"{label:<10} {result['overall']:.3f}  ({result['judged']}/1000 prompts{coverage})")
         return 0
     try:
         prompts = wise_module.read_prompts(args.prompts)
@@ -310,12 +316,27 @@ def wise(args: argparse.Namespace) -> int:
         prompts = prompts[: args.limit]
     out = _writable_dir(args.out)
     if args.action == "judge":
-        judge = wise_module.OpenAICompatibleJudge(args.endpoint, args.judge_model, os.environ.get("THINKGEN_JUDGE_KEY"))
         try:
-            result = wise_module.judge_folder(judge, prompts, args.images, out / "judgments.jsonl")
+            protocol = wise_module.choose_protocol(wise_module.protocols_matching(prompts), args.protocol,
+                                                   f"the prompts of {args.prompts}")
+            rubric = wise_module.read_rubric(args.rubric) if args.rubric else None
+            system = Path(args.rubric_system).read_text() if args.rubric_system else None
+        except (OSError, UnicodeDecodeError, wise_module.WiseFormatError) as error:
+            raise UserError(str(error)) from None
+        judge = wise_module.OpenAICompatibleJudge(args.endpoint, args.judge_model, os.environ.get("THINKGEN_JUDGE_KEY"),
+                                                  protocol=protocol, rubric=rubric, system=system)
+        target = out / "judgments.jsonl"
+        try:
+            result = wise_module.judge_folder(judge, prompts, args.images, target, protocol)
+        except wise_module.WiseFormatError as error:
+            raise UserError(f"cannot resume from {target}: {error}") from None
         except OSError as error:  # unreachable endpoint, refused connection, HTTP error
-            raise UserError(f"the judge at {args.endpoint} failed: {error}") from None
-        print(f"overall WiScore {result['overall']:.3f} over {result['judged']} images; wrote {out}/judgments.jsonl")
+            raise UserError(f"the judge at {args.endpoint} failed (judgments so far are kept in {target}): {error}") from None
+        print(f"{result['judged']} judgments ({protocol.name} protocol, {result['resumed']} from before) in {target}")
+        for what in ("absent", "failed"):
+            if result[what]:
+                print(f"{what}: {wise_module.id_ranges(result[what])}", file=sys.stderr)
+        print(f"score them with: thinkgen wise score --judgments {target} [more files] --protocol {protocol.name}")
         return 0
     pipe = _load(args.model)
     from tqdm.auto import tqdm
@@ -472,7 +493,15 @@ def build_parser() -> argparse.ArgumentParser:
     ws.add_argument("--images", help="folder of <prompt_id>.png (judge)")
     ws.add_argument("--endpoint", help="OpenAI-compatible base URL (judge); key in THINKGEN_JUDGE_KEY")
     ws.add_argument("--judge-model", help="model name at the endpoint (judge)")
-    ws.add_argument("--judgments", help="JSONL of judge scores (score)")
+    ws.add_argument("--judgments", nargs="+", metavar="FILE_OR_FOLDER",
+                    help="judge score files, official format; a folder means its *.jsonl (score)")
+    ws.add_argument("--protocol", choices=["legacy", "verified"], default=None,
+                    help="WISE protocol (default: detected from the files, refused when they fit both)")
+    ws.add_argument("--allow-partial", action="store_true",
+                    help="score an incomplete set (re-weighted, with its coverage) instead of refusing (score)")
+    ws.add_argument("--rubric", type=validate.path,
+                    help="judge instruction text with {Prompt} and {Explanation}, e.g. the official one (judge)")
+    ws.add_argument("--rubric-system", type=validate.path, help="system message sent before the rubric (judge)")
     ws.add_argument("--limit", type=validate.bounded_int(1, 1_000_000), default=None)
     ws.add_argument("--out", type=validate.path, help="output folder (generate, judge)")
     ws.set_defaults(run=wise)
