@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -350,6 +351,28 @@ def test_group_rollouts_share_their_noise(tiny_dir, tmp_path):
     assert noise.shape[0] == 6
     assert torch.equal(noise[0], noise[1]) and torch.equal(noise[0], noise[2])
     assert torch.equal(noise[3], noise[5]) and not torch.equal(noise[0], noise[3])
+
+
+def test_identical_rollouts_are_drawn_once(tiny_dir, tmp_path):
+    """Rows with the same item, noise seed and states bit for bit share one drawing; any difference
+    (another item, seed or state) draws again. The shared image is the one drawn alone."""
+    stage = build_stage(rl_config(tiny_dir, tmp_path, "thinker_grpo", scenarios={"composition": 1.0},
+                                  rewards={"shapeworld": 1.0}))
+    a, b = suites.build("composition", 2, "train")[:2]
+    states = torch.randn(1, 5, stage.pipe.thinker.state_dim).repeat(7, 1, 1)
+    mask = torch.ones(7, 5, dtype=torch.long)
+    states[2, 1, 0] += 1e-3  # one number differs
+    mask[3:5, 4] = 0  # rows 3 and 4: a shorter text (so not row 0's), whose padding...
+    states[3, 4] = 7.0  # ...holds something else in row 3: padding does not count
+    seen = record_noise(stage)
+    items, seeds = [a, a, a, a, a, b, a], [1, 1, 1, 1, 1, 1, 2]
+    images = stage._images(items, states, mask, seeds)
+    assert seen == [[1, 1, 1, 1, 2]]  # rows 0, 2, 3, 5 (another item), 6 (another seed); 1 = 0 and 4 = 3
+    assert stage.metrics["render/unique_share"] == pytest.approx(5 / 7)
+    arrays = [np.asarray(image) for image in images]
+    assert np.array_equal(arrays[0], arrays[1]) and np.array_equal(arrays[3], arrays[4]) and images[0] is not images[1]
+    alone = np.asarray(stage._images([a], states[:1], mask[:1], [1])[0])
+    assert np.abs(alone.astype(int) - arrays[0].astype(int)).max() <= 1
 
 
 def record_noise(stage):

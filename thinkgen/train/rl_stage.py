@@ -271,7 +271,11 @@ class RLStage:
 
     def _images(self, items: list[suites.Item], states: torch.Tensor, mask: torch.Tensor,
                 seeds: list[int]) -> list[Image.Image | None]:
-        """Draw every sample with the frozen DiT (ODE sampler), sample i from noise ``seeds[i]``."""
+        """Draw every sample with the frozen DiT (ODE sampler), sample i from noise ``seeds[i]``.
+
+        Samples whose inputs are identical bit for bit (the same item, noise seed and conditioning
+        states: a group's rollouts that sampled the same tokens) are drawn once and share the image.
+        A trained thinker repeats itself often, and drawing is most of a thinker-GRPO step."""
         rl, pipe = self.config.rl, self.pipe
         images: list[Image.Image | None] = [None] * len(items)
         null = self._null()
@@ -279,14 +283,26 @@ class RLStage:
             rows = [r for r in rows if items[r].suite != "reflection"]
             if not rows:
                 continue
+            first: dict[tuple, int] = {}
+            source = [first.setdefault(self._draw_key(items[r], seeds[r], states[r], mask[r]), r) for r in rows]
+            unique = sorted(set(source))
             grid = pipe.token_grid(resolution, resolution)
-            velocity = self._velocity(states[rows], mask[rows], grid,
-                                      self._reference([items[r] for r in rows], resolution), self._cfg(), null)
-            noise = pipe.initial_noise([seeds[r] for r in rows], resolution, resolution)
+            velocity = self._velocity(states[unique], mask[unique], grid,
+                                      self._reference([items[r] for r in unique], resolution), self._cfg(), null)
+            noise = pipe.initial_noise([seeds[r] for r in unique], resolution, resolution)
             x = euler_sample(velocity, noise, pipe.sigmas(rl.render_steps, grid))
-            for r, image in zip(rows, to_pil(pipe.decode(x, resolution, resolution)), strict=True):
-                images[r] = image
+            drawn = dict(zip(unique, to_pil(pipe.decode(x, resolution, resolution)), strict=True))
+            for r, s in zip(rows, source, strict=True):
+                images[r] = drawn[s] if r == s else drawn[s].copy()
+            self.metrics["render/unique_share"] = len(unique) / len(rows)
         return images
+
+    @staticmethod
+    def _draw_key(item: suites.Item, seed: int, states: torch.Tensor, mask: torch.Tensor) -> tuple:
+        """What decides a drawing exactly: the item (its reference image), the noise seed and the
+        conditioning states bit for bit (the mask cuts each row's padding off)."""
+        valid = states[mask.bool()].detach().cpu().contiguous()
+        return id(item), seed, valid.shape, valid.numpy().tobytes()
 
     def _cfg(self) -> float:
         cfg = self.config.rl.guidance_scale
