@@ -40,6 +40,7 @@ Rate = Annotated[float, Field(gt=0, le=10)]
 STAGES = ("thinker_pretrain", "thinker_sft", "dit_connector", "dit_pretrain", "dit_finetune",
           "thinker_grpo", "dit_flow_grpo", "sep_grpo", "dual_grpo")
 RL_STAGES = STAGES[5:]
+COMPILABLE_STAGES = ("dit_connector", "dit_pretrain", "dit_finetune")
 
 
 class ConfigError(ValueError):
@@ -68,6 +69,10 @@ class RunConfig:
     sample_every: Size = 0  # DiT stages: write a sample grid every N steps (0 = never)
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # accelerate
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more time
+    # torch.compile the stage's forward (supervised DiT stages, whose shapes are fixed): on this
+    # 2-core CPU a stage-2 step takes 0.67-0.76x the time (benchmarks/bench_train.py); the first
+    # step compiles (10-60 s) and needs a C++ compiler
+    compile: bool = False
     threads: Annotated[int, Field(ge=0, le=1024)] = 0  # torch threads per process, 0 = leave as is
 
 
@@ -234,6 +239,9 @@ class TrainConfig:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.stage in RL_STAGES:
             self.rl.check()
+        if self.run.compile and self.stage not in COMPILABLE_STAGES:
+            raise ConfigError(f"run.compile is for the supervised DiT stages {COMPILABLE_STAGES} (fixed shapes); "
+                              f"{self.stage}'s shapes change every step, so it would recompile instead")
 
     @property
     def is_dit(self) -> bool:

@@ -284,6 +284,8 @@ def train(config: TrainConfig, stage: Stage, resume: bool = False, progress: boo
             start_step, ema = load_checkpoint(found, model, optimizer, scheduler)
             accelerator.print(f"resumed from {found} (step {start_step})")
     wrapped, optimizer = accelerator.prepare(model, optimizer)
+    # only the forward call is compiled: saving, EMA and evaluation keep using `wrapped` itself
+    forward = torch.compile(wrapped) if config.run.compile else wrapped
 
     writer = None
     if accelerator.is_main_process:
@@ -302,7 +304,7 @@ def train(config: TrainConfig, stage: Stage, resume: bool = False, progress: boo
             interrupt.check()  # a Ctrl-C during the last step takes effect here, with the state at `step`
             batch = stage.batch(step, rank * shard, shard)
             wrapped.train()
-            loss = wrapped(batch)
+            loss = forward(batch)
             accelerator.backward(loss)
             grad_norm = accelerator.clip_grad_norm_(parameters, config.optim.grad_clip)
             optimizer.step()
