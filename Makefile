@@ -44,7 +44,7 @@ bench: $(VENV)/.bench
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_world.py
 	$(PY) benchmarks/bench_train.py
-	$(PY) benchmarks/bench_grpo.py --steps 2
+	$(PY) benchmarks/bench_grpo.py
 
 train-shapeworld: $(VENV)/.installed
 	THINKGEN=$(VENV)/bin/thinkgen scripts/train_shapeworld.sh

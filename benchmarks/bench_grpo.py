@@ -2,9 +2,10 @@
 
     python benchmarks/bench_grpo.py [--steps 5]      # ~4 minutes on 2 CPU cores
 
-Same tiny thinker (the embedded ShapeWorld model's), same prompts (reasoning ``rl`` split), same
-G, temperature, completion budget, KL weight and reward: the frozen DiT draws every completion
-from its prompt's noise and the ShapeWorld rule scores the image. TRL's reward closure only gets
+Same tiny thinker (the embedded ShapeWorld model's), same reasoning ``rl`` prompts, same
+G, temperature, completion budget, KL weight and reward, and the same prompts step by step, each
+drawn from the same noise: the frozen DiT draws every completion from its prompt's noise and the
+ShapeWorld rule scores the image. TRL's reward closure only gets
 text, so it re-encodes the rewrite (after ``</think>``) with the thinker to condition the DiT;
 thinkgen reuses the states captured while generating.
 
@@ -34,7 +35,7 @@ from thinkgen.pipeline import ThinkGenPipeline, to_pil
 from thinkgen.rewards import get_reward
 from thinkgen.train import config as C
 from thinkgen.train.loop import train
-from thinkgen.train.rl_stage import RLStage
+from thinkgen.train.rl_stage import RLStage, _seed
 from thinkgen.world import suites
 
 SPEED_GOAL = 0.7  # issue 14: a thinkgen step at most 0.7x TRL's, checkpointing off on both
@@ -107,16 +108,24 @@ def ours(args, out: Path, turns: Turns, name: str, share_drawings: bool = True):
         return batch
 
     stage.batch = timed
-    return (lambda: train(config, stage, progress=False)), metrics
+    return (lambda: train(config, stage, progress=False)), metrics, stage
 
 
-def trl_run(args, out: Path, turns: Turns, name: str, checkpointing: bool):
+def prompt_schedule(stage: RLStage, steps: int) -> list[tuple[suites.Item, int]]:
+    """The (item, noise seed) of every prompt thinkgen's stage draws, step by step: TRL is given
+    the same prompts in the same order, drawn from the same noise."""
+    seed = stage.config.run.seed
+    return [(item, _seed(seed, "noise", step, p)) for step in range(steps)
+            for p, item in enumerate(stage._items(step))]
+
+
+def trl_run(args, out: Path, turns: Turns, name: str, checkpointing: bool, schedule: list[tuple[suites.Item, int]]):
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
     pipe = ThinkGenPipeline.from_pretrained(EMBEDDED, torch_dtype=torch.float32)
     thinker = pipe.thinker
-    items = suites.build("reasoning", 64, "rl")
+    items, seeds = [item for item, _ in schedule], [seed for _, seed in schedule]
     rule = get_reward("shapeworld")
 
     def rewrite_of(ids: list[int]) -> str:
@@ -133,7 +142,7 @@ def trl_run(args, out: Path, turns: Turns, name: str, checkpointing: bool):
             thought = thinker.encode(rewrites, think=False)  # text only: the rewrite is encoded again
             text, mask = pipe.bridge(thought.states, thought.mask)
             grid = pipe.token_grid(32, 32)
-            noise = pipe.initial_noise([int(i) for i in item_index], 32, 32)  # same noise per prompt
+            noise = pipe.initial_noise([seeds[int(i)] for i in item_index], 32, 32)  # as thinkgen's
             x = euler_sample(pipe.guided_velocity(text, mask, grid, cfg=1.0), noise, pipe.sigmas(args.render_steps, grid))
         images = to_pil(pipe.decode(x, 32, 32))
         return rule([items[int(i)] for i in item_index], images, rewrites)
@@ -156,8 +165,10 @@ def trl_run(args, out: Path, turns: Turns, name: str, checkpointing: bool):
     return trainer.train, trainer
 
 
-def mean_after_warmup(values: list[float]) -> float:
-    return statistics.mean(values[1:]) if len(values) > 1 else float("nan")
+def mean_of_timed(values: list[float], rounds: int) -> float:
+    """The mean over the timed steps (the warm-up step and any untimed last step left out)."""
+    timed = values[1 : 1 + rounds]
+    return statistics.mean(timed) if timed else float("nan")
 
 
 def trl_metric(trainer, key: str) -> list[float]:
@@ -185,10 +196,11 @@ def main() -> None:
     turns = Turns(names)
     with tempfile.TemporaryDirectory() as tmp:
         runs = {}
-        runs[names[0]], ours_metrics = ours(args, Path(tmp) / "ours", turns, names[0])
-        runs[names[1]], ours_all_metrics = ours(args, Path(tmp) / "ours_all", turns, names[1], share_drawings=False)
-        runs[names[2]], trl_off = trl_run(args, Path(tmp) / "trl_off", turns, names[2], checkpointing=False)
-        runs[names[3]], trl_on = trl_run(args, Path(tmp) / "trl_on", turns, names[3], checkpointing=True)
+        runs[names[0]], ours_metrics, stage = ours(args, Path(tmp) / "ours", turns, names[0])
+        runs[names[1]], ours_all_metrics, _ = ours(args, Path(tmp) / "ours_all", turns, names[1], share_drawings=False)
+        schedule = prompt_schedule(stage, args.steps + 2)
+        runs[names[2]], trl_off = trl_run(args, Path(tmp) / "trl_off", turns, names[2], checkpointing=False, schedule=schedule)
+        runs[names[3]], trl_on = trl_run(args, Path(tmp) / "trl_on", turns, names[3], checkpointing=True, schedule=schedule)
         errors: list[BaseException] = []
 
         def run(name: str) -> None:
@@ -207,13 +219,15 @@ def main() -> None:
                 thread.join()
         if errors:
             raise errors[0]
-        rewards = [mean_after_warmup(v) for v in (ours_metric(ours_metrics, "reward"), ours_metric(ours_all_metrics, "reward"),
-                                                  trl_metric(trl_off, "reward"), trl_metric(trl_on, "reward"))]
-        zero_std = [mean_after_warmup(v) for v in (
-            ours_metric(ours_metrics, "thinker/frac_reward_zero_std"), ours_metric(ours_all_metrics, "thinker/frac_reward_zero_std"),
-            trl_metric(trl_off, "frac_reward_zero_std"), trl_metric(trl_on, "frac_reward_zero_std"))]
-        unique = mean_after_warmup(ours_metric(ours_metrics, "render/unique_share"))
+        metric_lists = {"reward": [ours_metric(ours_metrics, "reward"), ours_metric(ours_all_metrics, "reward"),
+                                   trl_metric(trl_off, "reward"), trl_metric(trl_on, "reward")],
+                        "zero_std": [ours_metric(ours_metrics, "thinker/frac_reward_zero_std"),
+                                     ours_metric(ours_all_metrics, "thinker/frac_reward_zero_std"),
+                                     trl_metric(trl_off, "frac_reward_zero_std"), trl_metric(trl_on, "frac_reward_zero_std")],
+                        "unique": [ours_metric(ours_metrics, "render/unique_share")]}
     rounds = min(len(t) for t in turns.times.values()) - 1
+    rewards, zero_std, (unique,) = ([mean_of_timed(v, rounds) for v in metric_lists[key]]
+                                    for key in ("reward", "zero_std", "unique"))
     times = {name: turns.times[name][1 : 1 + rounds] for name in names}  # drop the warm-up step
     print(f"one step (generation + reward + loss + AdamW), {rounds} interleaved rounds after a warm-up:")
     print("\n".join(harness.report(times, names[0])))

@@ -13,14 +13,14 @@ with the clients).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import harness  # noqa: E402, F401  (before torch: OMP_WAIT_POLICY=PASSIVE, for the servers too)
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
@@ -139,8 +139,8 @@ def main() -> None:
     parser.add_argument("--in-process", action="store_true", help="servers as threads of this process")
     args = parser.parse_args()
     pipe = ThinkGenPipeline.from_pretrained(EMBEDDED, torch_dtype=torch.float32) if args.in_process else None
-    print(f"embedded ShapeWorld model, 32x32, 20 steps; torch threads {torch.get_num_threads()}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, load average {os.getloadavg()[0]:.2f}; "
+    print(harness.environment(torch.get_num_threads()))
+    print(f"embedded ShapeWorld model, 32x32, 20 steps; "
           f"{args.requests} requests per row; window {args.window_ms:g} ms; servers "
           f"{'in this process' if args.in_process else 'in their own processes'}")
     if args.in_process:
@@ -153,15 +153,17 @@ def main() -> None:
         load(servers["off"].url, 1, 2, args.timeout)
         print("\n| clients | batching | images/s | p50 latency | p99 latency |\n|---|---|---|---|---|")
         ratios, mean_batch = {}, {}
-        for clients in (1, 4, 16):
-            before = _batches(servers["on"])
-            rows = {mode: load(servers[mode].url, clients, args.requests, args.timeout) for mode in ("on", "off")}
-            after = _batches(servers["on"])
-            mean_batch[clients] = (after[1] - before[1]) / max(1, after[0] - before[0])
-            for mode, row in rows.items():
-                print(f"| {clients} | {mode} | {row['images_s']:.2f} | {row['p50']:.2f} s | {row['p99']:.2f} s |",
-                      flush=True)
-            ratios[clients] = rows["on"]["images_s"] / rows["off"]["images_s"]
+        with harness.IdleCheck() as idle:
+            for clients in (1, 4, 16):
+                before = _batches(servers["on"])
+                rows = {mode: load(servers[mode].url, clients, args.requests, args.timeout) for mode in ("on", "off")}
+                after = _batches(servers["on"])
+                mean_batch[clients] = (after[1] - before[1]) / max(1, after[0] - before[0])
+                for mode, row in rows.items():
+                    print(f"| {clients} | {mode} | {row['images_s']:.2f} | {row['p50']:.2f} s | {row['p99']:.2f} s |",
+                          flush=True)
+                ratios[clients] = rows["on"]["images_s"] / rows["off"]["images_s"]
+        print(idle)
         print("\nbatching on / off, images/s: " + ", ".join(f"{c} clients {r:.2f}x" for c, r in ratios.items()))
         print("mean requests per batch with batching on: " + ", ".join(f"{c} clients {m:.1f}"
                                                                       for c, m in mean_batch.items()))

@@ -11,13 +11,11 @@ text states by construction: what the difference does to pictures needs trained 
 
 from __future__ import annotations
 
-import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import harness  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads)
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
@@ -30,31 +28,24 @@ PROMPTS = ["as many circles as a dog has legs", "the colour of a ripe banana, as
            "a fruit that keeps the doctor away", "the animal on the Australian coat of arms"] * 2
 
 
-def main(repeats: int = 5, width: int = 256, layers: int = 4, new_tokens: int = 48) -> None:
+def main(repeats: int = 7, width: int = 256, layers: int = 4, new_tokens: int = 48, threads: int = 2) -> None:
+    print(harness.environment(threads))
     torch.manual_seed(0)
     model, processor = tiny_vl_thinker("qwen2_5_vl", hidden_size=width, num_layers=layers, think_tokens=False)
     thinker = Thinker(model, processor.tokenizer)
     modes = {m: QwenImageEncoding(thinker, think_mode=m, max_new_tokens=new_tokens, rewrite_marker="e")
              for m in ("rewrite", "capture")}
-    out = {m: modes[m].encode(PROMPTS, think=True) for m in modes}  # warm-up, and the outputs
+    out = {m: modes[m].encode(PROMPTS, think=True) for m in modes}  # the outputs, compared
     assert out["rewrite"].rewritten == out["capture"].rewritten, "the two modes generated different text"
-    times = {m: [] for m in modes}
-    for _ in range(repeats):
-        for mode in modes:  # interleaved
-            start = time.perf_counter()
-            modes[mode].encode(PROMPTS, think=True)
-            times[mode].append(time.perf_counter() - start)
-    print(f"Qwen2.5-VL text encoder, width {width}, {layers} layers, batch {len(PROMPTS)}, up to {new_tokens} new "
-          f"tokens; torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
-          f"load average {os.getloadavg()[0]:.2f}")
-    for mode in modes:
-        t = times[mode]
-        print(f"  {mode:<8} median {statistics.median(t):.3f} s  (min {min(t):.3f}, max {max(t):.3f}, {repeats} runs)")
-    ratio = statistics.median(times["rewrite"]) / statistics.median(times["capture"])
-    print(f"  rewrite / capture: {ratio:.3f}x")
+    print(f"Qwen2.5-VL text encoder, width {width}, {layers} layers, batch {len(PROMPTS)}, up to {new_tokens} new tokens")
+    with harness.IdleCheck() as idle:
+        times = harness.interleave({f"T2G {m}": (lambda m=m: modes[m].encode(PROMPTS, think=True)) for m in modes},
+                                   repeats)
+    print("\n".join(harness.report(times, "T2G capture")))
     a, b = out["rewrite"], out["capture"]
     print(f"  text states per prompt: rewrite {a.mask.sum(1).float().mean():.1f} (template + rewrite), "
           f"capture {b.mask.sum(1).float().mean():.1f} (rewrite tokens only)")
+    print(f"  {idle}")
 
 
 if __name__ == "__main__":
