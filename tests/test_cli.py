@@ -53,6 +53,41 @@ def test_generate_batch_and_direct_mode(capsys, model_dir, tmp_path):
         assert Image.open(tmp_path / f"out-{i}.png").size == (24, 16)
 
 
+def test_edit_draws_from_the_source_image(capsys, model_dir, tmp_path):
+    """`thinkgen edit` passes the source image to the DiT as reference tokens: the same instruction
+    and seed draw something else from another source, and the image scale of three-way CFG acts."""
+    import numpy as np
+
+    sources = {"black": Image.new("RGB", (48, 40), "black"), "white": Image.new("RGB", (48, 40), "white")}
+    drawn = {}
+    for name, image in sources.items():
+        image.save(tmp_path / f"{name}.png")
+        target = tmp_path / f"edit-{name}.png"
+        code, out, _ = run(capsys, "edit", tmp_path / f"{name}.png", "make the circle red", "--model", model_dir,
+                           "-o", target, "--steps", 2, "--cfg", 2)
+        assert code == 0 and f"wrote {target}" in out and "rewritten:" in out
+        drawn[name] = np.asarray(Image.open(target))
+        assert drawn[name].shape == (32, 32, 3)  # the model's size; the source is resized to it
+    assert not np.array_equal(drawn["black"], drawn["white"])
+    code, _, _ = run(capsys, "edit", tmp_path / "black.png", "make the circle red", "--model", model_dir,
+                     "-o", tmp_path / "scaled.png", "--steps", 2, "--cfg", 2, "--image-cfg", 3)
+    assert code == 0 and not np.array_equal(np.asarray(Image.open(tmp_path / "scaled.png")), drawn["black"])
+
+
+def test_edit_user_errors(capsys, model_dir, tmp_path):
+    (tmp_path / "notes.png").write_text("not an image")
+    Image.new("RGB", (8, 8)).save(tmp_path / "ok.png")
+    out = tmp_path / "x.png"
+    assert_user_error(run(capsys, "edit", tmp_path / "missing.png", "x", "--model", model_dir, "-o", out),
+                      "no such image")
+    assert_user_error(run(capsys, "edit", tmp_path / "notes.png", "x", "--model", model_dir, "-o", out),
+                      "cannot read")
+    assert_user_error(run(capsys, "edit", tmp_path, "x", "--model", model_dir, "-o", out), "cannot read")
+    assert_user_error(run(capsys, "edit", tmp_path / "ok.png", "  ", "--model", model_dir, "-o", out),
+                      "instruction is empty")
+    assert not out.exists()
+
+
 def test_progress_bar_during_sampling(capsys, model_dir, tmp_path):
     _, _, err = run(capsys, "generate", "x", "--model", model_dir, "-o", tmp_path / "p.png", "--steps", 3)
     assert "sampling" in err

@@ -111,6 +111,34 @@ def generate(args: argparse.Namespace) -> int:
     prompts = [p.strip() for p in args.prompt]
     if not prompts or any(not p for p in prompts):
         raise UserError("the prompt is empty")
+    return _draw(args, prompts)
+
+
+def edit(args: argparse.Namespace) -> int:
+    instruction = args.instruction.strip()
+    if not instruction:
+        raise UserError("the instruction is empty")
+    return _draw(args, [instruction], [[_open_image(args.image)]])
+
+
+def _open_image(path: str):
+    """The source image of an edit, as RGB; a missing, unreadable or oversized file is one line."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise UserError(f"no such image: {path}") from None
+    except Image.DecompressionBombError as error:
+        raise UserError(f"{path}: {error}") from None
+    except (OSError, ValueError, SyntaxError) as error:  # PIL: not an image, truncated, a folder
+        raise UserError(f"cannot read {path} as an image: {error}") from None
+
+
+def _draw(args: argparse.Namespace, prompts: list[str], images: list | None = None) -> int:
+    """Generate (or, with ``images``, edit) and write the images; the shared body of both commands."""
     paths = _output_paths(args.output, len(prompts) * args.batch)
     pipe = _load(args.model, args.dtype, args.device, args.offload, args.vae_tiling)
     if args.max_pixels is not None:
@@ -124,7 +152,8 @@ def generate(args: argparse.Namespace) -> int:
     try:
         out = pipe(prompts, think=args.think, num_inference_steps=args.steps, guidance_scale=args.cfg,
                    seed=args.seed, height=height, width=width, num_images_per_prompt=args.batch,
-                   negative_prompt=args.negative_prompt, progress=True)
+                   negative_prompt=args.negative_prompt, progress=True, images=images,
+                   image_guidance_scale=getattr(args, "image_cfg", None))
     except ValueError as error:  # e.g. a schedule the scheduler cannot make for this step count
         raise UserError(str(error)) from None
     _print_thoughts(prompts, out.reasoning, out.rewritten, args.think, args.batch)
@@ -394,28 +423,8 @@ def train_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sampling_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="pipeline folder")
-    parser.add_argument("--think", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--steps", type=STEPS, default=None, help="sampling steps")
-    parser.add_argument("--cfg", type=CFG, default=None, help="classifier-free guidance scale")
-    parser.add_argument("--seed", type=SEED, default=0)
-    parser.add_argument("--batch", type=validate.bounded_int(1, 256), default=8, help="prompts per batch")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (and exit code 2) like every other user error."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="thinkgen", description="Think, then generate images.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    g = commands.add_parser("generate", help="generate images from prompts")
-    g.add_argument("prompt", nargs="+", type=validate.text, help="one or more prompts")
+def _drawing_options(g: argparse.ArgumentParser) -> None:
+    """The options of `generate` and `edit`."""
     g.add_argument("--model", help="pipeline folder (default: the embedded ShapeWorld model)")
     g.add_argument("--think", action=argparse.BooleanOptionalAction, default=True,
                    help="reason before drawing (default) or use the direct pseudo-CoT template")
@@ -438,7 +447,40 @@ def build_parser() -> argparse.ArgumentParser:
                         "sequential = one layer at a time (least memory)")
     g.add_argument("--vae-tiling", action="store_true",
                    help="decode tile by tile and image by image (large images, little memory)")
+
+
+def _sampling_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="pipeline folder")
+    parser.add_argument("--think", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--steps", type=STEPS, default=None, help="sampling steps")
+    parser.add_argument("--cfg", type=CFG, default=None, help="classifier-free guidance scale")
+    parser.add_argument("--seed", type=SEED, default=0)
+    parser.add_argument("--batch", type=validate.bounded_int(1, 256), default=8, help="prompts per batch")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (and exit code 2) like every other user error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="thinkgen", description="Think, then generate images.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    g = commands.add_parser("generate", help="generate images from prompts")
+    g.add_argument("prompt", nargs="+", type=validate.text, help="one or more prompts")
+    _drawing_options(g)
     g.set_defaults(run=generate)
+
+    e = commands.add_parser("edit", help="edit an image by an instruction (the source image conditions the DiT)")
+    e.add_argument("image", type=validate.path, help="the source image (resized to --height x --width)")
+    e.add_argument("instruction", type=validate.text, help='e.g. "make the circle red"')
+    _drawing_options(e)
+    e.add_argument("--image-cfg", type=CFG, default=None,
+                   help="image guidance scale of three-way CFG (default: the model's); --cfg is the text scale")
+    e.set_defaults(run=edit)
 
     i = commands.add_parser("info", help="print a pipeline's components and parameter counts")
     i.add_argument("model", help="pipeline folder (a config-only folder is enough with --memory)")
