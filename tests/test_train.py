@@ -201,6 +201,24 @@ def test_word_tokenizer():
     assert tokenizer.decode(tokenizer.encode(texts[2], add_special_tokens=False)) == texts[2]
 
 
+def test_word_tokenizer_decodes_text_exactly_as_written():
+    """Spaces live in the pieces, so capitals, digits, punctuation, double spaces and newlines
+    come back as written (the old tokenizer decoded "So I" as "S o I")."""
+    texts = ["So I draw two blue circles.", "The Earth's oceans:  blue\nThe text \"3N2P\"!", "<think> A violin has "
+             "four strings. </think> four orange triangles<|im_end|>"]
+    tokenizer = word_tokenizer(texts)
+    for text in texts:
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        assert tokenizer.unk_token_id not in ids and tokenizer.decode(ids) == text
+    assert tokenizer.convert_ids_to_tokens(tokenizer.encode("So I", add_special_tokens=False)) == ["S", "o", "\u2581I"]
+    ids = tokenizer.encode(texts[2], add_special_tokens=False)
+    assert tokenizer.decode(ids, skip_special_tokens=True).strip() == \
+        "A violin has four strings.  four orange triangles"
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": texts[0]}], tokenize=False,
+                                         add_generation_prompt=True)
+    assert tokenizer.decode(tokenizer.encode(chat, add_special_tokens=False)) == chat
+
+
 def test_two_processes_match_one(tiny_dir, tmp_path):
     """DDP on CPU (gloo) with the global batch split in two gives the same weights as one process."""
     base = {"stage": "dit_pretrain", "init": str(tiny_dir),
