@@ -371,6 +371,10 @@ def test_identical_rollouts_are_drawn_once(tiny_dir, tmp_path):
     assert stage.metrics["render/unique_share"] == pytest.approx(5 / 7)
     arrays = [np.asarray(image) for image in images]
     assert np.array_equal(arrays[0], arrays[1]) and np.array_equal(arrays[3], arrays[4]) and images[0] is not images[1]
+    half = states.bfloat16()  # states captured under bf16 autocast: keys too, exactly
+    half[2, 1, 0] += 0.5  # (the 1e-3 above is below bf16's resolution there)
+    keys = [stage._draw_key(a, 1, half[r], mask[r]) for r in (0, 1, 2)]
+    assert keys[0] == keys[1] and keys[0] != keys[2]
     alone = np.asarray(stage._images([a], states[:1], mask[:1], [1])[0])
     assert np.abs(alone.astype(int) - arrays[0].astype(int)).max() <= 1
 

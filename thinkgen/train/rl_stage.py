@@ -302,7 +302,8 @@ class RLStage:
         """What decides a drawing exactly: the item (its reference image), the noise seed and the
         conditioning states bit for bit (the mask cuts each row's padding off)."""
         valid = states[mask.bool()].detach().cpu().contiguous()
-        return id(item), seed, valid.shape, valid.numpy().tobytes()
+        # as raw bytes: numpy has no bfloat16, and a byte view is exact for every dtype
+        return id(item), seed, valid.shape, valid.dtype, valid.flatten().view(torch.uint8).numpy().tobytes()
 
     def _cfg(self) -> float:
         cfg = self.config.rl.guidance_scale
