@@ -232,8 +232,7 @@ def main() -> None:
     print(f"one step (generation + reward + loss + AdamW), {rounds} interleaved rounds after a warm-up:")
     print("\n".join(harness.report(times, names[0])))
     ratio = harness.paired_ratio(times, names[0], names[2])[0]
-    print(f"  goal: thinkgen <= {SPEED_GOAL}x TRL's step (checkpointing off on both): {ratio:.3f}x, "
-          f"{'met' if ratio <= SPEED_GOAL else 'missed'}")
+    print(f"  {harness.goal('thinkgen / TRL step time, checkpointing off on both', ratio, SPEED_GOAL)}")
     print(f"  thinkgen drew {unique:.0%} of its rollouts (the rest repeated another of their group exactly)")
     for name, reward, share in zip(names, rewards, zero_std, strict=True):
         print(f"  {name:<36} mean reward {reward:.3f}, groups whose G rewards are all equal {share:.0%}")

@@ -88,12 +88,9 @@ def bench_think(args) -> None:
         "generate + per-sample full re-forward": lambda: (plain_generate(), refeed_each()),
         "generate + T2G re-encode of the rewrite": lambda: (plain_generate(), reencode_rewrite()),
     }
-    with harness.IdleCheck() as idle:
-        times = harness.interleave(cases, args.repeats)
-    print("\n".join(harness.report(times, "ours: generate + capture in hooks")))
+    times, idle = harness.measure(cases, args.repeats, "ours: generate + capture in hooks")
     ratio = harness.paired_ratio(times, "ours: generate + capture in hooks", "plain generate, no states")[0]
-    print(f"  goal: capture <= {CAPTURE_GOAL:.2f}x plain generate: {ratio:.3f}x, "
-          f"{'met' if ratio <= CAPTURE_GOAL else 'missed'}")
+    print(f"  {harness.goal('capture / plain generate', ratio, CAPTURE_GOAL)}")
     print(f"  {idle}")
 
 
@@ -149,12 +146,11 @@ def bench_sampler(args) -> None:
 
     cases = {"diffusers FlowMatchEulerDiscreteScheduler loop": loop_only("diffusers", diffusers_loop),
              "thinkgen flow.euler_sample": loop_only("thinkgen", ours)}
-    with harness.IdleCheck() as idle:
-        times = harness.interleave(cases, args.repeats)
-    print("\n".join(harness.report(times, "diffusers FlowMatchEulerDiscreteScheduler loop")))
-    ratio = harness.paired_ratio(times, "thinkgen flow.euler_sample", "diffusers FlowMatchEulerDiscreteScheduler loop")[0]
-    print(f"  max |difference| of the two results {difference:.1e}; goal: ours <= {LOOP_GOAL:.2f}x diffusers' "
-          f"time: {ratio:.3f}x, {'met' if ratio <= LOOP_GOAL else 'missed'}")
+    baseline = "diffusers FlowMatchEulerDiscreteScheduler loop"
+    times, idle = harness.measure(cases, args.repeats, baseline)
+    ratio = harness.paired_ratio(times, "thinkgen flow.euler_sample", baseline)[0]
+    print(f"  max |difference| of the two results {difference:.1e}; "
+          f"{harness.goal('ours / diffusers time', ratio, LOOP_GOAL)}")
     print("  the loop's own time (outside the transformer calls), median per sample: "
           + ", ".join(f"{name} {statistics.median(t) * 1000:.1f} ms" for name, t in overhead.items()))
     print(f"  {idle}")

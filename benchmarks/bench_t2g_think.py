@@ -38,10 +38,8 @@ def main(repeats: int = 7, width: int = 256, layers: int = 4, new_tokens: int = 
     out = {m: modes[m].encode(PROMPTS, think=True) for m in modes}  # the outputs, compared
     assert out["rewrite"].rewritten == out["capture"].rewritten, "the two modes generated different text"
     print(f"Qwen2.5-VL text encoder, width {width}, {layers} layers, batch {len(PROMPTS)}, up to {new_tokens} new tokens")
-    with harness.IdleCheck() as idle:
-        times = harness.interleave({f"T2G {m}": (lambda m=m: modes[m].encode(PROMPTS, think=True)) for m in modes},
-                                   repeats)
-    print("\n".join(harness.report(times, "T2G capture")))
+    _, idle = harness.measure({f"T2G {m}": (lambda m=m: modes[m].encode(PROMPTS, think=True)) for m in modes},
+                              repeats, "T2G capture")
     a, b = out["rewrite"], out["capture"]
     print(f"  text states per prompt: rewrite {a.mask.sum(1).float().mean():.1f} (template + rewrite), "
           f"capture {b.mask.sum(1).float().mean():.1f} (rewrite tokens only)")

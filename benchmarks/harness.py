@@ -119,3 +119,17 @@ def report(times: dict[str, list[float]], baseline: str, unit: str = "s") -> lis
         lines.append(f"  {name:<{width}}  {statistics.median(values):7.3f} {unit}  {spread:<20}  "
                      f"{ratio:.3f}x  ({low:.3f}-{high:.3f})")
     return lines
+
+
+def measure(cases: dict[str, Callable[[], object]], repeats: int, baseline: str) -> tuple[dict[str, list[float]], IdleCheck]:
+    """Interleave the cases under an idle check and print their table; returns the times and the check."""
+    with IdleCheck() as idle:
+        times = interleave(cases, repeats)
+    print("\n".join(report(times, baseline)))
+    return times, idle
+
+
+def goal(what: str, ratio: float, limit: float) -> str:
+    """``goal: WHAT <= LIMITx: RATIOx, met`` (or missed)."""
+    return f"goal: {what} <= {limit:.2f}x: {ratio:.3f}x, {'met' if ratio <= limit else 'missed'}"
+
