@@ -222,3 +222,29 @@ def test_cli_judge_refuses_ambiguous_prompts_and_bad_rubrics(tmp_path, capsys):
     (tmp_path / "rubric.txt").write_text("no placeholders")
     assert main([*common, "--protocol", "verified", "--rubric", str(tmp_path / "rubric.txt")]) == 2
     assert "placeholder" in capsys.readouterr().err
+
+
+def test_a_malformed_endpoint_reply_is_an_unreadable_reply(tmp_path, monkeypatch):
+    """A reply without choices/message counts as an unreadable judgment (asked again, then listed
+    as failed), not a crash."""
+    Image.new("RGB", (4, 4)).save(tmp_path / "1.png")
+
+    class Response:
+        def __init__(self, body):
+            self.body = body
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read(self):
+            return self.body
+
+    bodies = iter([b'{"error": "overloaded"}', b"not json", b'{"choices": []}'])
+    monkeypatch.setattr(wise.urllib.request, "urlopen", lambda request, timeout: Response(next(bodies)))
+    judge = wise.OpenAICompatibleJudge("http://127.0.0.1:9/v1", "m", protocol=wise.VERIFIED)
+    prompts = [wise.WisePrompt(1, "p", "e", "Cultural knowledge", "s")]
+    result = wise.judge_folder(judge, prompts, tmp_path, tmp_path / "j.jsonl", wise.VERIFIED)
+    assert result["failed"] == [1] and result["judged"] == 0

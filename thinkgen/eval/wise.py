@@ -374,8 +374,12 @@ class OpenAICompatibleJudge:
             headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(f"{self.base_url}/chat/completions", body, headers)
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            reply = json.loads(response.read())
-        return self.protocol.parse_reply(reply["choices"][0]["message"]["content"])
+            reply = json.loads(response.read())  # not JSON: a ValueError, asked again like a bad reply
+        try:
+            content = reply["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            raise ValueError(f"the endpoint's reply has no message: {str(reply)[:200]}") from None
+        return self.protocol.parse_reply(content)
 
 
 class TransformersJudge:
