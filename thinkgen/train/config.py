@@ -70,7 +70,7 @@ class RunConfig:
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # accelerate
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more time
     # torch.compile the stage's forward (supervised DiT stages, whose shapes are fixed): on this
-    # 2-core CPU a stage-2 step takes 0.67-0.76x the time (benchmarks/bench_train.py); the first
+    # 2-core CPU a stage-2 step takes 0.67-0.80x the time (benchmarks/bench_train.py); the first
     # step compiles (10-60 s) and needs a C++ compiler
     compile: bool = False
     threads: Annotated[int, Field(ge=0, le=1024)] = 0  # torch threads per process, 0 = leave as is
