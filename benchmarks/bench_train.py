@@ -109,9 +109,7 @@ def main() -> None:
         training_step(compiled, adamw(fused=True), batch)()
         print(f"torch.compile: first step (compilation) {time.perf_counter() - start:.0f} s")
         cases["torch.compile + fused AdamW"] = (training_step(compiled, adamw(fused=True), batch), "single", "fp32")
-    with harness.IdleCheck() as idle:
-        times = harness.interleave({name: fn for name, (fn, _, _) in cases.items()}, args.repeats)
-    print("\n".join(harness.report(times, "eager")))
+    times, idle = harness.measure({name: fn for name, (fn, _, _) in cases.items()}, args.repeats, "eager")
     print(f"  {'case':<28} samples/s   MFU (vs the peak of its precision)")
     for name, (_, which, precision) in cases.items():
         per_step = statistics.median(times[name])

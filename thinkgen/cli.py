@@ -153,7 +153,7 @@ def _draw(args: argparse.Namespace, prompts: list[str], images: list | None = No
         out = pipe(prompts, think=args.think, num_inference_steps=args.steps, guidance_scale=args.cfg,
                    seed=args.seed, height=height, width=width, num_images_per_prompt=args.batch,
                    negative_prompt=args.negative_prompt, progress=True, images=images,
-                   image_guidance_scale=getattr(args, "image_cfg", None))
+                   image_guidance_scale=args.image_cfg)
     except ValueError as error:  # e.g. a schedule the scheduler cannot make for this step count
         raise UserError(str(error)) from None
     _print_thoughts(prompts, out.reasoning, out.rewritten, args.think, args.batch)
@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = commands.add_parser("generate", help="generate images from prompts")
     g.add_argument("prompt", nargs="+", type=validate.text, help="one or more prompts")
     _drawing_options(g)
-    g.set_defaults(run=generate)
+    g.set_defaults(run=generate, image_cfg=None)  # no source image, no image scale
 
     e = commands.add_parser("edit", help="edit an image by an instruction (the source image conditions the DiT)")
     e.add_argument("image", type=validate.path, help="the source image (resized to --height x --width)")

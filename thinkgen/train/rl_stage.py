@@ -279,6 +279,7 @@ class RLStage:
         rl, pipe = self.config.rl, self.pipe
         images: list[Image.Image | None] = [None] * len(items)
         null = self._null()
+        drawn_rows = all_rows = 0
         for resolution, rows in self._by_resolution(items).items():
             rows = [r for r in rows if items[r].suite != "reflection"]
             if not rows:
@@ -294,7 +295,9 @@ class RLStage:
             drawn = dict(zip(unique, to_pil(pipe.decode(x, resolution, resolution)), strict=True))
             for r, s in zip(rows, source, strict=True):
                 images[r] = drawn[s] if r == s else drawn[s].copy()
-            self.metrics["render/unique_share"] = len(unique) / len(rows)
+            drawn_rows, all_rows = drawn_rows + len(unique), all_rows + len(rows)
+        if all_rows:
+            self.metrics["render/unique_share"] = drawn_rows / all_rows  # over every resolution group
         return images
 
     @staticmethod
