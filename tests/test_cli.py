@@ -88,6 +88,33 @@ def test_edit_user_errors(capsys, model_dir, tmp_path):
     assert not out.exists()
 
 
+def test_generate_reflect_writes_every_round(capsys, tmp_path):
+    """`--reflect N` on a pipeline whose thinker sees images: up to N judged rounds, each judged image
+    written beside the final one, each verdict printed; a text-only thinker is one error line."""
+    from thinkgen.tiny import tiny_vl_pipeline
+
+    folder = tmp_path / "vl"
+    tiny_vl_pipeline(seed=0).save_pretrained(folder)
+    target = tmp_path / "r.png"
+    code, out, _ = run(capsys, "generate", "a red circle", "--model", folder, "-o", target, "--steps", 2,
+                       "--reflect", 2)
+    assert code == 0 and f"wrote {target}" in out
+    judged = [line for line in out.splitlines() if line.startswith("round ")]
+    assert 1 <= len(judged) <= 2
+    for k in range(1, len(judged) + 1):
+        assert Image.open(tmp_path / f"r.round{k}.png").size == (32, 32)
+    assert Image.open(target).size == (32, 32)
+
+
+def test_generate_reflect_user_errors(capsys, model_dir, tmp_path):
+    out = tmp_path / "x.png"
+    assert_user_error(run(capsys, "generate", "x", "--model", model_dir, "-o", out, "--reflect", 1),
+                      "sees images")
+    assert_user_error(run(capsys, "generate", "x", "--model", model_dir, "-o", out, "--reflect", 1,
+                          "--batch", 2), "one image per prompt")
+    assert not out.exists()
+
+
 def test_progress_bar_during_sampling(capsys, model_dir, tmp_path):
     _, _, err = run(capsys, "generate", "x", "--model", model_dir, "-o", tmp_path / "p.png", "--steps", 3)
     assert "sampling" in err
@@ -147,10 +174,24 @@ def test_default_model_and_demo(capsys, model_dir, tmp_path, monkeypatch):
     assert code == 0 and (tmp_path / "e.png").exists()
     code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo.png")
     assert code == 0 and "embedded ShapeWorld model" in out and "direct (no thinking)" in out
+    assert out.count("the parser reads: ") == 2 and "the answer is 3 yellow squares" in out
     assert (tmp_path / "demo-0.png").exists() and (tmp_path / "demo-1.png").exists()
     monkeypatch.setattr(thinkgen.cli, "EMBEDDED", tmp_path / "none")
     code, out, _ = run(capsys, "demo", "-o", tmp_path / "r.png")
     assert code == 0 and "RANDOM,\nUNTRAINED" in out
+
+
+def test_demo_reading_judges_the_default_prompt():
+    from thinkgen.cli import _reading
+    from thinkgen.world.render import render
+    from thinkgen.world.scene import Object, Scene
+
+    squares = [Object("square", "yellow", x, 0.5, 0.2) for x in (0.2, 0.5, 0.8)]
+    right = _reading(render(Scene(tuple(squares)), 64), judge=True)
+    assert right.startswith("3 yellow squares (right")
+    wrong = _reading(render(Scene((*squares[:2], Object("circle", "red", 0.8, 0.5, 0.2))), 64), judge=True)
+    assert "2 yellow squares" in wrong and "1 red circle" in wrong and "(wrong" in wrong
+    assert _reading(render(Scene(()), 32), judge=False) == "nothing"
 
 
 def test_train_mistakes_are_one_line_errors(capsys, tmp_path):

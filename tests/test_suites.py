@@ -29,11 +29,18 @@ def test_ground_truth_renders_score_full_marks(suite):
 
 def test_reflection_reference_instructions_fix_the_scene():
     items = S.build("reflection", 60, "test")
-    assert set(Counter(i.category for i in items)) == {"color", "missing", "extra", "shape", "position"}
+    assert set(Counter(i.category for i in items)) == {"color", "missing", "extra", "shape", "position", "none"}
     for item in items:
-        assert not satisfies(item.source, item.target)  # the image really is wrong
+        # the image really is wrong, except in "none" items, where it is right and must be left alone
+        assert satisfies(item.source, item.target) == (item.category == "none")
         score = S.score_instruction(item, item.canonical)
         assert score.score == 1.0 and score.details["ned"] == 1.0
+    right = next(i for i in items if i.category == "none")
+    assert right.canonical == "the image is right"
+    assert S.score_instruction(right, "The image is right.").score == 1.0
+    assert S.score_instruction(right, "add a red circle").score == 0.0
+    wrong_item = next(i for i in items if i.category != "none")
+    assert S.score_instruction(wrong_item, "the image is right").score == 0.0
     item = items[0]
     wrong = S.score_instruction(item, "add a purple star")
     assert wrong.score == 0.0 and wrong.details["parsed"] and wrong.details["ned"] < 1

@@ -139,6 +139,9 @@ def _open_image(path: str):
 
 def _draw(args: argparse.Namespace, prompts: list[str], images: list | None = None) -> int:
     """Generate (or, with ``images``, edit) and write the images; the shared body of both commands."""
+    reflect = getattr(args, "reflect", 0)
+    if reflect and args.batch > 1:
+        raise UserError("--reflect draws one image per prompt: leave out --batch")
     paths = _output_paths(args.output, len(prompts) * args.batch)
     pipe = _load(args.model, args.dtype, args.device, args.offload, args.vae_tiling)
     if args.max_pixels is not None:
@@ -149,21 +152,43 @@ def _draw(args: argparse.Namespace, prompts: list[str], images: list | None = No
         pipe.check_size(height, width)
     except ValueError as error:
         raise UserError(str(error)) from None
+    drawing = {"num_inference_steps": args.steps, "guidance_scale": args.cfg, "height": height, "width": width,
+               "negative_prompt": args.negative_prompt}
     try:
-        out = pipe(prompts, think=args.think, num_inference_steps=args.steps, guidance_scale=args.cfg,
-                   seed=args.seed, height=height, width=width, num_images_per_prompt=args.batch,
-                   negative_prompt=args.negative_prompt, progress=True, images=images,
-                   image_guidance_scale=args.image_cfg)
+        if reflect:
+            return _reflect(pipe, args, prompts, paths, drawing)
+        out = pipe(prompts, think=args.think, seed=args.seed, num_images_per_prompt=args.batch, progress=True,
+                   images=images, image_guidance_scale=args.image_cfg, **drawing)
     except ValueError as error:  # e.g. a schedule the scheduler cannot make for this step count
         raise UserError(str(error)) from None
     _print_thoughts(prompts, out.reasoning, out.rewritten, args.think, args.batch)
     for image, path in zip(out.images, paths, strict=True):
-        try:
-            image.save(path)
-        except OSError as error:
-            raise UserError(f"cannot write {path}: {error}") from None
-        print(f"wrote {path}")
+        _save_image(image, path)
     return 0
+
+
+def _reflect(pipe, args: argparse.Namespace, prompts: list[str], paths: list[Path], drawing: dict) -> int:
+    """``generate --reflect N``: the final image at each path, every judged image beside it
+    (``out.round1.png`` is the first drawing, ``out.round2.png`` the first edit's, ...)."""
+    from .reflection import generate_with_reflection
+
+    out = generate_with_reflection(pipe, prompts, rounds=args.reflect, think=args.think, seed=args.seed, **drawing)
+    for prompt, rounds, image, path in zip(prompts, out.rounds, out.images, paths, strict=True):
+        print(f"prompt:    {prompt}")
+        for k, judged in enumerate(rounds, 1):
+            round_path = path.with_name(f"{path.stem}.round{k}{path.suffix}")
+            _save_image(judged.image, round_path)
+            print(f"round {k}:   {'right' if judged.right else 'edit: ' + repr(judged.verdict)}")
+        _save_image(image, path)
+    return 0
+
+
+def _save_image(image, path: Path) -> None:
+    try:
+        image.save(path)
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error}") from None
+    print(f"wrote {path}")
 
 
 def info(args: argparse.Namespace) -> int:
@@ -217,10 +242,26 @@ def init(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_PROMPT = "as many squares as a tricycle has wheels, in the colour of a ripe banana"
+DEMO_ANSWER = [("yellow", "square")] * 3
+
+
+def _reading(image, judge: bool) -> str:
+    """What ShapeWorld's rule parser sees in an image; for the default prompt, whether it is right."""
+    from collections import Counter
+
+    from .world.parse import parse
+
+    found = sorted((o.color, o.shape) for o in parse(image).objects if o.confidence >= 0.5)
+    counts = Counter(found)
+    text = ", ".join(f"{n} {color} {shape}{'s' if n > 1 else ''}" for (color, shape), n in counts.items()) or "nothing"
+    return text + (f" ({'right' if found == DEMO_ANSWER else 'wrong'}: the answer is 3 yellow squares)" if judge else "")
+
+
 def demo(args: argparse.Namespace) -> int:
     from .tiny import tiny_pipeline
 
-    prompt = args.prompt or "as many squares as a tricycle has wheels, in the colour of a ripe banana"
+    prompt = args.prompt or DEMO_PROMPT
     if (EMBEDDED / "model_index.json").exists():
         print(f"thinkgen demo: the embedded ShapeWorld model ({EMBEDDED})\n")
         pipe = _load(None)
@@ -238,6 +279,7 @@ def demo(args: argparse.Namespace) -> int:
         _print_thoughts([prompt], out.reasoning, out.rewritten, think, 1)
         out.images[0].resize((128, 128), 0).save(path)
         print(f"wrote {path}")
+        print(f"the parser reads: {_reading(out.images[0], prompt == DEMO_PROMPT)}")
     thought = out.thinker
     print(f"conditioning: {int(thought.mask[0].sum())} states after </think> x {thought.states.shape[-1]} channels "
           f"(last {pipe.thinker.config.num_layers} layers) + {pipe.bridge.num_prepadding} prepadding states "
@@ -345,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = commands.add_parser("generate", help="generate images from prompts")
     g.add_argument("prompt", nargs="+", type=validate.text, help="one or more prompts")
     _drawing_options(g)
+    g.add_argument("--reflect", type=validate.bounded_int(0, 16), default=0, metavar="N",
+                   help="up to N rounds in which the thinker judges its image and edits it when wrong "
+                        "(needs a thinker that sees images)")
     g.set_defaults(run=generate, image_cfg=None)  # no source image, no image scale
 
     e = commands.add_parser("edit", help="edit an image by an instruction (the source image conditions the DiT)")

@@ -179,6 +179,20 @@ QWEN_IMAGE_SCHEDULER = {"base_image_seq_len": 256, "base_shift": 0.5, "max_image
                         "use_dynamic_shifting": True}
 
 
+def tiny_vl_pipeline(seed: int = 0, family: str = "qwen2_5_vl", max_think_tokens: int = 8,
+                     max_rewrite_tokens: int = 8):
+    """:func:`tiny_pipeline` with a vision-language thinker: the thinker sees the images given
+    (edits, reflection) and the DiT takes them as reference tokens."""
+    from .pipeline import ThinkGenPipeline
+    from .thinker import Thinker, ThinkerConfig
+
+    base = tiny_pipeline(seed=seed, thinker_width=64)
+    model, processor = tiny_vl_thinker(family, hidden_size=64, seed=seed)
+    thinker = Thinker(model, processor=processor, config=ThinkerConfig(
+        max_think_tokens=max_think_tokens, max_rewrite_tokens=max_rewrite_tokens))
+    return ThinkGenPipeline(thinker, base.bridge, base.transformer, base.vae, base.scheduler, defaults=base.defaults)
+
+
 def tiny_qwen_image(seed: int = 0, text_width: int = 64, dit_layers: int = 2) -> dict:
     """Tiny random components of diffusers' ``QwenImagePipeline`` (the T2G release's classes):
     a Qwen2.5-VL text encoder whose tokenizer has no think tokens, the MMDiT, the Qwen-Image video

@@ -27,14 +27,12 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..reflection import judge_prompt
 from ..world import suites
 from ..world.captions import canonical, target_of
 from ..world.facts import WISE_WEIGHTS
 from ..world.parse import parse
 from ..world.render import render
-
-REFLECTION_PROMPT = ("The request was: {prompt}. The image shows {shown}. "
-                     "Write the one edit instruction that makes the image match the request.")
 
 
 def _mean(values: list[float]) -> float:
@@ -203,10 +201,10 @@ def _reflect(pipe, batch: list[suites.Item], think: bool, seed: int, resolution:
     thinker = pipe.thinker
     wrong = [Image.fromarray(render(item.source, resolution)) for item in batch]
     if thinker.processor is not None:
-        prompts = [REFLECTION_PROMPT.format(prompt=item.prompt, shown="attached") for item in batch]
+        prompts = [judge_prompt(item.prompt) for item in batch]
         images = [[image] for image in wrong]
     else:
-        prompts = [REFLECTION_PROMPT.format(prompt=item.prompt, shown=canonical(target_of(item.source)))
+        prompts = [judge_prompt(item.prompt, canonical(target_of(item.source)))
                    for item in batch]
         images = None
     thought = thinker.encode(prompts, think=think, images=images, seed=seed)

@@ -35,10 +35,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..eval.shapeworld import REFLECTION_PROMPT
 from ..flow import Velocity, euler_sample
 from ..generator import Reference, backend_for
 from ..pipeline import ThinkGenPipeline, to_pil
+from ..reflection import judge_prompt
 from ..rewards import WeightedReward
 from ..rl.flow_grpo import flow_grpo_loss, gaussian_logprob, sde_sample, sde_step
 from ..rl.grpo import completion_logprobs, group_advantages, grpo_loss
@@ -96,7 +96,7 @@ def think_length(completion: torch.Tensor, close_id: int) -> int:
 def prompt_for(item: suites.Item) -> str:
     """What the thinker is asked. Reflection: the request plus a description of the wrong image."""
     if item.suite == "reflection":
-        return REFLECTION_PROMPT.format(prompt=item.prompt, shown=canonical(target_of(item.source)))
+        return judge_prompt(item.prompt, canonical(target_of(item.source)))
     return item.prompt
 
 

@@ -40,9 +40,9 @@ def shapeworld_texts(config: TrainConfig) -> list[str]:
     for suite in suites.SUITES:
         for split in ("train", "test", "rl") if suite == "reasoning" else ("train", "test"):
             texts += [f"a photo of {i.prompt} {i.canonical} {i.reasoning}" for i in suites.build(suite, 100, split)]
-    from ..eval.shapeworld import REFLECTION_PROMPT
+    from ..reflection import REFLECTION_PROMPT, RIGHT
 
-    texts.append(REFLECTION_PROMPT)
+    texts += [REFLECTION_PROMPT, RIGHT]
     return texts
 
 

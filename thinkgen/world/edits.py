@@ -8,6 +8,7 @@ Canonical forms (what a thinker should write)::
     move the red circle to the left            (left | right | top | bottom half)
     move the red circle left of the blue square (any GenEval relation to another object)
     replace the red circle with a blue square
+    the image is right                          (no edit: what reflection writes for a right image)
 
 :func:`parse_edit` reads them back (and a few natural variants), :func:`apply_edit` carries one
 out on a scene, so a written instruction can be checked by whether it fixes the scene.
@@ -24,6 +25,7 @@ from .rules import RELATIONS, relations, scene_as_parsed
 from .scene import COLORS, MIN_SIZE, SHAPES, Object, Scene, fits
 
 OPS = ("add", "remove", "recolor", "move", "replace")
+NO_EDIT = "the image is right"  # what a judge writes when an image needs no edit (reflection)
 SIDES = ("left", "right", "top", "bottom")
 
 

@@ -11,7 +11,8 @@ by hashing an item's content, so they never change with the number of items aske
   held-out-fact items, for reinforcement learning. Items record their fact group.
 * text — short strings to draw; split by string.
 * editing — (source scene, instruction, target scene) for add / remove / recolor / move / replace.
-* reflection — (prompt, wrong scene) → the instruction that fixes it.
+* reflection — (prompt, wrong scene) → the instruction that fixes it; or (prompt, right scene) →
+  "the image is right".
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from . import facts as fact_base
 from .captions import article, canonical, describe, noun, target_of
-from .edits import Edit, apply_edit, describe_edit, edit_text, parse_edit
+from .edits import NO_EDIT, Edit, apply_edit, describe_edit, edit_text, parse_edit
 from .parse import ParsedScene
 from .rules import RELATIONS, Requirement, Target, check, satisfies
 from .scene import BASIC_SHAPES, COLORS, GLYPH_CHARS, MAX_SIZE, MIN_SIZE, Object, Scene, place
@@ -266,7 +267,7 @@ def editing_items(n: int, split: str, seed: int = 0, shapes: tuple[str, ...] = B
 
 
 # ----------------------------------------------------------------------------- reflection
-ERRORS = ("color", "missing", "extra", "shape", "position")
+ERRORS = ("color", "missing", "extra", "shape", "position", "none")  # none: the image is right already
 
 
 def _corrupt(scene: Scene, target: Target, error: str, rng: random.Random, shapes: tuple[str, ...]):
@@ -322,6 +323,10 @@ def reflection_items(n: int, split: str, seed: int = 0, shapes: tuple[str, ...] 
             include = tuple(replace(r, color=rng.choice(list(COLORS))) for r in target.include)
             target = replace(target, include=include)
         scene = scene_for(target, rng, sizes=(MIN_SIZE, 0.3))  # small: room to move things
+        if error == "none" and scene is not None:  # a right image: the judge must leave it alone
+            items.append(Item(f"reflection-{split}-{len(items):04d}", "reflection", split, error,
+                              f"a photo of {canonical(target)}", NO_EDIT, target, scene, source=scene))
+            continue
         corrupted = _corrupt(scene, target, error, rng, shapes) if scene else None
         if corrupted is None:
             continue
@@ -400,9 +405,12 @@ def score_image(item: Item, parsed: ParsedScene, min_confidence: float = 0.5) ->
 
 
 def score_instruction(item: Item, instruction: str) -> Score:
-    """Reflection: does the written instruction fix the wrong scene, and how close is it to the
-    reference (normalised edit-distance similarity)?"""
-    similarity = ned(" ".join(instruction.lower().split()), item.canonical)
+    """Reflection: does the written instruction fix the wrong scene (or, for a right image, say so
+    and change nothing), and how close is it to the reference (normalised edit-distance similarity)?"""
+    written = " ".join(instruction.lower().split())
+    similarity = ned(written, item.canonical)
+    if item.category == "none":
+        return Score(float(written.rstrip(".") == NO_EDIT), {"ned": similarity, "parsed": written.rstrip(".") == NO_EDIT})
     edit = parse_edit(instruction)
     fixed = False
     if edit is not None:

@@ -1,0 +1,86 @@
+"""Reflection: judge-and-edit rounds on a tiny vision-language pipeline."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from thinkgen.reflection import RIGHT, generate_with_reflection, is_right, judge_prompt
+from thinkgen.tiny import tiny_pipeline, tiny_vl_pipeline
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_vl_pipeline(seed=0)
+
+
+class ScriptedJudge:
+    """Wraps the thinker's encode: judge calls get scripted verdicts, every other call is real."""
+
+    def __init__(self, thinker, verdicts: list[str]) -> None:
+        self.thinker, self.verdicts, self.judged, self.real = thinker, list(verdicts), [], thinker.encode
+
+    def __call__(self, prompts, think=True, images=None, seed=None):
+        out = self.real(prompts, think=think, images=images, seed=seed)
+        if prompts[0].startswith("The request was"):
+            self.judged.append([np.asarray(group[0]).copy() for group in images])
+            out = dataclasses.replace(out, rewritten=[self.verdicts.pop(0) for _ in prompts])
+        return out
+
+
+def test_verdict_reading():
+    assert is_right("The image is right.") and is_right(RIGHT) and not is_right("make the red circle blue")
+    assert "a red circle" in judge_prompt("a red circle")
+
+
+def test_rounds_stop_when_judged_right(pipe, monkeypatch):
+    judge = ScriptedJudge(pipe.thinker, ["add a blue square", RIGHT])
+    monkeypatch.setattr(pipe.thinker, "encode", judge)
+    out = generate_with_reflection(pipe, "a red circle", rounds=3, num_inference_steps=2)
+    rounds = out.rounds[0]
+    assert [r.verdict for r in rounds] == ["add a blue square", RIGHT]  # the third round never ran
+    assert [r.right for r in rounds] == [False, True]
+    # round 1 judged the first drawing; round 2 judged the edit of it, which is the final image
+    assert np.array_equal(np.asarray(rounds[0].image), np.asarray(out.first[0]))
+    assert np.array_equal(np.asarray(rounds[1].image), np.asarray(out.images[0]))
+    assert not np.array_equal(np.asarray(out.first[0]), np.asarray(out.images[0]))
+    assert np.array_equal(judge.judged[1][0], np.asarray(out.images[0]))  # the thinker saw the edited image
+
+
+def test_edit_is_the_verdict_with_the_image_as_reference(pipe, monkeypatch):
+    judge = ScriptedJudge(pipe.thinker, ["make the red circle blue"])
+    monkeypatch.setattr(pipe.thinker, "encode", judge)
+    out = generate_with_reflection(pipe, "a red circle", rounds=1, num_inference_steps=2, seed=5)
+    monkeypatch.undo()
+    expected = pipe(["make the red circle blue"], think=False, images=[[out.first[0]]], seed=5,
+                    num_inference_steps=2).images[0]
+    assert np.array_equal(np.asarray(out.images[0]), np.asarray(expected))
+
+
+def test_prompts_stop_independently(pipe, monkeypatch):
+    # round 1 judges both prompts: the first is right, the second gets an edit; round 2 judges only the second
+    judge = ScriptedJudge(pipe.thinker, [RIGHT, "remove the red circle", "add a red circle"])
+    monkeypatch.setattr(pipe.thinker, "encode", judge)
+    out = generate_with_reflection(pipe, ["a red circle", "a blue square"], rounds=2, num_inference_steps=2)
+    assert [len(r) for r in out.rounds] == [1, 2]
+    assert np.array_equal(np.asarray(out.images[0]), np.asarray(out.first[0]))  # right: left alone
+    assert [len(batch) for batch in judge.judged] == [2, 1]
+
+
+def test_real_thinker_runs_end_to_end(pipe):
+    out = generate_with_reflection(pipe, "a red circle", rounds=2, num_inference_steps=2)
+    assert 1 <= len(out.rounds[0]) <= 2 and out.images[0].size == (32, 32)
+    assert all(r.right == is_right(r.verdict) for r in out.rounds[0])
+
+
+def test_zero_rounds_is_plain_generation(pipe):
+    out = generate_with_reflection(pipe, "a red circle", rounds=0, num_inference_steps=2)
+    plain = pipe(["a red circle"], num_inference_steps=2).images[0]
+    assert out.rounds == [[]] and np.array_equal(np.asarray(out.images[0]), np.asarray(plain))
+
+
+def test_text_only_thinker_is_refused():
+    with pytest.raises(ValueError, match="sees images"):
+        generate_with_reflection(tiny_pipeline(), "a red circle", rounds=1)
+    with pytest.raises(ValueError, match=">= 0"):
+        generate_with_reflection(tiny_pipeline(), "a red circle", rounds=-1)
