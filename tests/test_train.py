@@ -271,3 +271,26 @@ def test_compiled_forward_trains_the_same_weights_and_saves_plain_names(tiny_dir
     with pytest.raises(C.ConfigError, match="run.compile"):
         C.from_dict({"stage": "thinker_grpo", "output_dir": str(tmp_path / "c"), "init": str(tiny_dir),
                      "run": {"compile": True}})
+
+
+def test_dit_stage_trains_edits_with_reference_tokens(tiny_dir, tmp_path):
+    """data.edit_fraction: some steps are edits (source image as reference tokens, instruction as
+    text, edited scene as target); the others are unchanged generation steps."""
+    config = dit_config(tiny_dir, tmp_path, steps=4)
+    plain = build_stage(config).batch(0, 0, 4)
+    config.data.edit_fraction = 0.5
+    stage = build_stage(config)
+    kinds = ["reference" in stage.batch(step, 0, 4) for step in range(20)]
+    assert 3 <= sum(kinds) <= 17  # about half of the steps are edits
+    first_plain = kinds.index(False)
+    assert torch.equal(stage.batch(first_plain, 0, 4)["x0"], build_stage(dit_config(tiny_dir, tmp_path)).batch(
+        first_plain, 0, 4)["x0"])  # generation steps are the ones a run without edits trains on
+    edit = stage.batch(kinds.index(True), 0, 4)
+    assert edit["reference"].shape == edit["x0"].shape == plain["x0"].shape
+    assert not torch.equal(edit["reference"], edit["x0"])  # the target is the edited scene
+    with torch.no_grad():
+        with_source = stage.model(edit).item()
+        blank = stage.model({**edit, "reference": torch.zeros_like(edit["reference"])}).item()
+    assert with_source != blank  # the DiT reads the reference tokens
+    assert any(w in " ".join(stage.edits.instructions) for w in ("add", "remove", "make", "move", "replace"))
+    train(config, stage, progress=False)  # edit and generation steps both train

@@ -37,9 +37,9 @@ Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Rate = Annotated[float, Field(gt=0, le=10)]
 
-STAGES = ("thinker_pretrain", "thinker_sft", "dit_connector", "dit_pretrain", "dit_finetune",
-          "thinker_grpo", "dit_flow_grpo", "sep_grpo", "dual_grpo")
-RL_STAGES = STAGES[5:]
+RL_STAGES = ("thinker_grpo", "dit_flow_grpo", "sep_grpo", "dual_grpo")
+STAGES = ("thinker_pretrain", "thinker_sft", "autoencoder", "dit_connector", "dit_pretrain", "dit_finetune",
+          *RL_STAGES)
 COMPILABLE_STAGES = ("dit_connector", "dit_pretrain", "dit_finetune")
 
 
@@ -109,6 +109,9 @@ class DiTModelConfig:
     connector: Literal["linear", "mlp", "transformer"] = "linear"
     extract: Literal["cut", "all"] = "cut"
     resolution: Annotated[int, Field(ge=8, le=1024)] = 32
+    # an AutoencoderKL folder (the ``autoencoder`` stage's output): the DiT draws its latents, patch
+    # being counted in latent pixels; None = draw pixels (the identity autoencoder)
+    autoencoder: Annotated[str, Field(min_length=1)] | None = None
 
     def __post_init__(self) -> None:
         if self.width % self.num_heads or (self.width // self.num_heads) % 2 or self.width // self.num_heads < 8:
@@ -119,12 +122,39 @@ class DiTModelConfig:
 
 
 @dataclass
+class AutoencoderModelConfig:
+    """The ``autoencoder`` stage's AutoencoderKL: one halving of the side per block after the first."""
+
+    block_out_channels: list[Annotated[int, Field(ge=1, le=65536)]] = field(default_factory=lambda: [16, 32, 32])
+    latent_channels: Annotated[int, Field(ge=1, le=4096)] = 8
+    layers_per_block: Annotated[int, Field(ge=1, le=64)] = 1
+    norm_num_groups: Annotated[int, Field(ge=1, le=4096)] = 8
+    kl_weight: Annotated[float, Field(ge=0)] = 1e-4
+    resolution: Annotated[int, Field(ge=8, le=1024)] = 32
+
+    def __post_init__(self) -> None:
+        if self.resolution < 24:
+            raise ConfigError(f"ae.resolution ({self.resolution}) must be at least 24: the training scenes' text "
+                              "(up to four characters of a 5 x 7 font) needs 23 pixels")
+        if not self.block_out_channels or any(c % self.norm_num_groups for c in self.block_out_channels):
+            raise ConfigError(f"ae.block_out_channels {self.block_out_channels} must be non-empty multiples of "
+                              f"ae.norm_num_groups ({self.norm_num_groups})")
+        factor = 2 ** (len(self.block_out_channels) - 1)
+        if self.resolution % factor:
+            raise ConfigError(f"ae.resolution ({self.resolution}) must be a multiple of {factor} "
+                              f"(2 ** (blocks - 1))")
+
+
+@dataclass
 class DataConfig:
     caption_dropout: Fraction = 0.1  # DiT: replace the caption by "" (the CFG unconditional)
     canonical_fraction: Fraction = 0.5  # DiT: share of canonical captions (what think mode writes)
     max_objects: Annotated[int, Field(ge=1, le=16)] = 4
     cache_size: Annotated[int, Field(ge=1, le=10**7)] = 20000  # DiT: distinct training scenes (states cached)
     curated: Literal["all", "multi", "relations"] = "all"  # stage 3: multi = two or more objects
+    # DiT stages: share of steps that train editing (the editing suite's train split: the source
+    # image as reference tokens, the edit instruction as the text, the edited scene as the target)
+    edit_fraction: Fraction = 0.0
     timesteps: Literal["logit_normal", "uniform"] = "logit_normal"
     max_length: Annotated[int, Field(ge=8, le=65536)] = 96  # thinker: tokens per training sequence
     knowledge_repeats: Annotated[int, Field(ge=0, le=10**4)] = 20  # thinker pretraining: passes over the corpus
@@ -223,6 +253,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     thinker: ThinkerModelConfig = field(default_factory=ThinkerModelConfig)
     dit: DiTModelConfig = field(default_factory=DiTModelConfig)
+    ae: AutoencoderModelConfig = field(default_factory=AutoencoderModelConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0  # > 0: keep an EMA of the trained weights and save it
 
@@ -275,7 +306,7 @@ def _build(cls, data: dict[str, Any], where: str):
     values = {}
     for name, value in data.items():
         nested = {"optim": OptimConfig, "run": RunConfig, "data": DataConfig, "thinker": ThinkerModelConfig,
-                  "dit": DiTModelConfig, "rl": RLConfig}.get(name) if cls is TrainConfig else None
+                  "dit": DiTModelConfig, "ae": AutoencoderModelConfig, "rl": RLConfig}.get(name) if cls is TrainConfig else None
         if nested is not None:
             value = _build(nested, value or {}, f"{where}.{name}")
         elif name in TUPLES and isinstance(value, list):
@@ -333,8 +364,8 @@ def check_paths(config: TrainConfig) -> None:
         probe.unlink()
     except OSError as error:
         raise ConfigError(f"output_dir {out} is not writable: {error.strerror or error}") from None
-    for name in ("thinker_dir", "init"):
-        folder = getattr(config, name)
+    for name in ("thinker_dir", "init", "dit.autoencoder"):
+        folder = config.dit.autoencoder if name == "dit.autoencoder" else getattr(config, name)
         if folder is not None and not Path(folder).is_dir():
             raise ConfigError(f"{name} folder not found: {folder}")
 

@@ -21,13 +21,21 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
+from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
 from PIL import Image
 from torch import nn
 
 from .. import flow
 from ..bridge import Bridge
-from ..generator import PixelAutoencoder, backend_for, patchify
+from ..generator import (
+    PixelAutoencoder,
+    Reference,
+    backend_for,
+    encode_images,
+    latent_channels,
+    patchify,
+    spatial_factor,
+)
 from ..pipeline import ThinkGenPipeline
 from ..thinker import Thinker
 from ..world import suites
@@ -93,6 +101,24 @@ def _curated(scene, curated: str) -> bool:
     return True
 
 
+class EditExamples:
+    """The editing suite's train split, ready for the DiT: instructions (half in the canonical
+    grammar a thinker writes, half in the suite's varied wording), and source and target images
+    as x0 tensors ``(E, C, h, w)``."""
+
+    def __init__(self, count: int, seed: int, resolution: int, encode) -> None:
+        rng = random.Random(f"dit-edits-{seed}")
+        items = suites.editing_items(count, "train", seed=seed)
+        self.instructions = [item.canonical if rng.random() < 0.5 else item.prompt for item in items]
+        self.sources = encode(torch.from_numpy(np.stack([render(i.source, resolution) for i in items])))
+        self.targets = encode(torch.from_numpy(np.stack([render(i.scene, resolution) for i in items])))
+
+
+def _pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(B, H, W, 3)`` -> float ``(B, 3, H, W)`` in [-1, 1]."""
+    return images.permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
 class FlowModule(nn.Module):
     """Bridge + DiT; ``forward(batch)`` is the rectified-flow loss."""
 
@@ -105,7 +131,8 @@ class FlowModule(nn.Module):
         text, text_mask = self.bridge(batch["states"], batch["mask"])  # (B, K + L, D), (B, K + L)
         sigma = batch["sigma"]  # (B,)
         x = flow.add_noise(batch["x0"], batch["noise"], sigma)  # (B, N, C p p)
-        velocity = self.backend(x, sigma, text, text_mask, self.grid)  # (B, N, C p p)
+        reference = Reference(batch["reference"], self.grid) if "reference" in batch else None  # editing
+        velocity = self.backend(x, sigma, text, text_mask, self.grid, reference)  # (B, N, C p p)
         return F.mse_loss(velocity, batch["noise"] - batch["x0"])
 
 
@@ -125,12 +152,14 @@ class DiTStage:
             heads = d.num_heads
             head_dim = d.width // heads
             rope = (head_dim - 4 * (head_dim // 6), 2 * (head_dim // 6), 2 * (head_dim // 6))
+            vae = AutoencoderKL.from_pretrained(d.autoencoder) if d.autoencoder else PixelAutoencoder()
+            channels = latent_channels(vae) * d.patch**2  # one token = a p x p patch of latent pixels
             transformer = QwenImageTransformer2DModel(
-                patch_size=1, in_channels=3 * d.patch**2, out_channels=3 * d.patch**2, num_layers=d.num_layers,
+                patch_size=1, in_channels=channels, out_channels=channels, num_layers=d.num_layers,
                 attention_head_dim=head_dim, num_attention_heads=heads, joint_attention_dim=d.text_width,
                 axes_dims_rope=rope)
             bridge = Bridge(thinker.state_dim, d.text_width, num_prepadding=d.num_prepadding, connector=d.connector)
-            self.pipe = ThinkGenPipeline(thinker, bridge, transformer, PixelAutoencoder(),
+            self.pipe = ThinkGenPipeline(thinker, bridge, transformer, vae,
                                          FlowMatchEulerDiscreteScheduler(shift=1.0),
                                          defaults={"height": d.resolution, "width": d.resolution,
                                                    "guidance_scale": 3.0, "num_inference_steps": 20})
@@ -138,8 +167,9 @@ class DiTStage:
         pipe.thinker.model.requires_grad_(False)
         pipe.transformer.requires_grad_(config.stage != "dit_connector")
         pipe.bridge.requires_grad_(True)
+        pipe.vae.requires_grad_(False)
         self.resolution = pipe.defaults["height"]
-        side = self.resolution // pipe.patch
+        side = self.resolution // (spatial_factor(pipe.vae) * pipe.patch)
         self.model = FlowModule(pipe.bridge, pipe.transformer, (side, side))
         self._prepare_data()
 
@@ -148,23 +178,40 @@ class DiTStage:
         data = TrainingScenes(cfg.data.cache_size, cfg.run.seed, cfg.data.max_objects, cfg.data.canonical_fraction,
                               cfg.data.curated)
         self.images = torch.from_numpy(np.stack([render(s, self.resolution) for s in data.scenes]))  # (N, H, W, 3)
+        # pixels are their own latents (kept as uint8); a learned autoencoder's are encoded once
+        self.latents = None if isinstance(self.pipe.vae, PixelAutoencoder) else self._encode_images(self.images)
         self.captions = data.captions
+        self.edits = None
+        if cfg.data.edit_fraction > 0:
+            self.edits = EditExamples(max(1, int(cfg.data.cache_size * cfg.data.edit_fraction)), cfg.run.seed,
+                                      self.resolution, self._encode_images)
+        captions = self.captions + (self.edits.instructions if self.edits else [])
         states, masks = [], []
         with torch.no_grad():
-            for start in range(0, len(self.captions), 128):
-                out = self.pipe.thinker.encode(self.captions[start : start + 128], think=False)
+            for start in range(0, len(captions), 128):
+                out = self.pipe.thinker.encode(captions[start : start + 128], think=False)
                 states.append(out.states.half())
                 masks.append(out.mask)
         length = max(s.shape[1] for s in states)
-        self.states = torch.cat([F.pad(s, (0, 0, 0, length - s.shape[1])) for s in states])  # (N, L, D) fp16
-        self.masks = torch.cat([F.pad(m, (0, length - m.shape[1])) for m in masks])  # (N, L)
+        self.states = torch.cat([F.pad(s, (0, 0, 0, length - s.shape[1])) for s in states])  # (N + E, L, D) fp16
+        self.masks = torch.cat([F.pad(m, (0, length - m.shape[1])) for m in masks])  # (N + E, L)
         null = self.pipe.thinker.encode([""], think=False)
         self.null_states = F.pad(null.states.half(), (0, 0, 0, length - null.states.shape[1]))[0]
         self.null_mask = F.pad(null.mask, (0, length - null.mask.shape[1]))[0]
 
+    def _encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(N, H, W, 3)`` -> the DiT's x0 ``(N, C, h, w)``: pixels, or the autoencoder's latents."""
+        if isinstance(self.pipe.vae, PixelAutoencoder):
+            return _pixels(images)
+        with torch.no_grad():
+            return torch.cat([encode_images(self.pipe.vae, _pixels(images[i : i + 256]))
+                              for i in range(0, len(images), 256)])
+
     def batch(self, step: int, start: int, size: int) -> dict[str, torch.Tensor]:
         cfg = self.config
         rng = random.Random(f"{cfg.run.seed}-{step}")
+        if self.edits is not None and random.Random(f"{cfg.run.seed}-{step}-edit").random() < cfg.data.edit_fraction:
+            return self._edit_batch(rng, step, start, size)
         picks = [rng.randrange(len(self.captions)) for _ in range(cfg.run.batch_size)][start : start + size]
         states, masks, noises, sigmas = [], [], [], []
         for offset, index in enumerate(picks):
@@ -173,11 +220,36 @@ class DiTStage:
             states.append(self.null_states if drop else self.states[index])
             masks.append(self.null_mask if drop else self.masks[index])
             sigmas.append(flow.sample_timesteps(1, cfg.data.timesteps, generator=g))
-            noises.append(torch.randn(3, self.resolution, self.resolution, generator=g))
-        pixels = self.images[picks].permute(0, 3, 1, 2).float() / 127.5 - 1  # (B, 3, H, W) in [-1, 1]
+            noises.append(torch.randn(*self.latent_shape, generator=g))
+        x0 = _pixels(self.images[picks]) if self.latents is None else self.latents[picks]  # (B, C, h, w)
         patch = self.pipe.patch
         return {"states": torch.stack(states).float(), "mask": torch.stack(masks), "sigma": torch.cat(sigmas),
-                "x0": patchify(pixels, patch), "noise": patchify(torch.stack(noises), patch)}
+                "x0": patchify(x0, patch), "noise": patchify(torch.stack(noises), patch)}
+
+    def _edit_batch(self, rng: random.Random, step: int, start: int, size: int) -> dict[str, torch.Tensor]:
+        """A step of edits: every example has a reference image. Caption dropout keeps the reference,
+        so the model learns the "uncond + reference" branch of three-way CFG; the plain "uncond"
+        branch (no reference) is what the generation steps' dropout teaches."""
+        cfg, edits = self.config, self.edits
+        picks = [rng.randrange(len(edits.instructions)) for _ in range(cfg.run.batch_size)][start : start + size]
+        states, masks, noises, sigmas = [], [], [], []
+        for offset, index in enumerate(picks):
+            g = torch.Generator().manual_seed(hash((cfg.run.seed, step, start + offset, "edit")) & 0x7FFFFFFF)
+            drop = torch.rand((), generator=g).item() < cfg.data.caption_dropout
+            row = len(self.captions) + index  # edit instructions follow the captions in the state cache
+            states.append(self.null_states if drop else self.states[row])
+            masks.append(self.null_mask if drop else self.masks[row])
+            sigmas.append(flow.sample_timesteps(1, cfg.data.timesteps, generator=g))
+            noises.append(torch.randn(*self.latent_shape, generator=g))
+        patch = self.pipe.patch
+        return {"states": torch.stack(states).float(), "mask": torch.stack(masks), "sigma": torch.cat(sigmas),
+                "x0": patchify(edits.targets[picks], patch), "noise": patchify(torch.stack(noises), patch),
+                "reference": patchify(edits.sources[picks], patch)}
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        side = self.resolution // spatial_factor(self.pipe.vae)
+        return (latent_channels(self.pipe.vae), side, side)
 
     def samples(self, step: int, directory: Path) -> Image.Image:
         directory.mkdir(parents=True, exist_ok=True)

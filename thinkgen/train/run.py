@@ -20,6 +20,10 @@ def build_stage(config: TrainConfig):
         from .thinker_stage import ThinkerStage
 
         return ThinkerStage(config)
+    if config.stage == "autoencoder":
+        from .autoencoder_stage import AutoencoderStage
+
+        return AutoencoderStage(config)
     from .dit_stage import DiTStage
 
     return DiTStage(config)
