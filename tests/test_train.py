@@ -294,3 +294,15 @@ def test_dit_stage_trains_edits_with_reference_tokens(tiny_dir, tmp_path):
     assert with_source != blank  # the DiT reads the reference tokens
     assert any(w in " ".join(stage.edits.instructions) for w in ("add", "remove", "make", "move", "replace"))
     train(config, stage, progress=False)  # edit and generation steps both train
+
+
+def test_dit_scenes_draw_train_split_words():
+    from thinkgen.train.dit_stage import TrainingScenes
+    from thinkgen.world import suites
+
+    data = TrainingScenes(200, seed=0, max_objects=4, canonical_fraction=0.5, curated="all", text_fraction=0.3)
+    texts = [(scene.text, caption) for scene, caption in zip(data.scenes, data.captions, strict=True) if scene.text]
+    assert 30 <= len(texts) <= 90  # about 30 % of the scenes
+    test_words = {item.target.text for item in suites.text_items(2000, "test")}
+    assert all(word not in test_words and f'"{word}"' in caption for word, caption in texts)
+    assert not any(s.text for s in TrainingScenes(50, 0, 4, 0.5, "all").scenes)  # off by default

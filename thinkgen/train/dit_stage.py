@@ -68,14 +68,22 @@ def held_out_specs(shapes: tuple[str, ...] = BASIC_SHAPES) -> list[Target]:
 
 
 class TrainingScenes:
-    """Scenes and captions for the DiT: GenEval-like targets and random scenes of 1-4 objects."""
+    """Scenes and captions for the DiT: GenEval-like targets and random scenes of 1-4 objects, and
+    (``text_fraction``) the text suite's train split: words never in its test split."""
 
-    def __init__(self, count: int, seed: int, max_objects: int, canonical_fraction: float, curated: str) -> None:
+    def __init__(self, count: int, seed: int, max_objects: int, canonical_fraction: float, curated: str,
+                 text_fraction: float = 0.0) -> None:
         rng = random.Random(f"dit-scenes-{seed}")
         sampler = SceneSampler(max_objects=max_objects, shapes=BASIC_SHAPES, rng=random.Random(f"dit-{seed}"))
         forbidden = held_out_specs()
+        words = suites.text_items(max(1, int(count * text_fraction)), "train", seed=seed) if text_fraction else []
         self.scenes, self.captions = [], []
         while len(self.scenes) < count:
+            if words and rng.random() < text_fraction:
+                item = rng.choice(words)
+                self.scenes.append(item.scene)
+                self.captions.append(item.canonical if rng.random() < canonical_fraction else item.prompt)
+                continue
             spec = None
             if rng.random() < 0.4:  # a GenEval-like target, sometimes with its colours left open
                 tag = rng.choice(suites.TAGS)
@@ -176,7 +184,7 @@ class DiTStage:
     def _prepare_data(self) -> None:
         cfg = self.config
         data = TrainingScenes(cfg.data.cache_size, cfg.run.seed, cfg.data.max_objects, cfg.data.canonical_fraction,
-                              cfg.data.curated)
+                              cfg.data.curated, cfg.data.text_fraction)
         self.images = torch.from_numpy(np.stack([render(s, self.resolution) for s in data.scenes]))  # (N, H, W, 3)
         # pixels are their own latents (kept as uint8); a learned autoencoder's are encoded once
         self.latents = None if isinstance(self.pipe.vae, PixelAutoencoder) else self._encode_images(self.images)
