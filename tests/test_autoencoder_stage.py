@@ -85,3 +85,11 @@ def test_dit_stage_draws_the_autoencoders_latents(ae_dir, tmp_path):
     with pytest.raises(C.ConfigError, match="autoencoder folder not found"):
         C.check_paths(C.from_dict({"stage": "dit_pretrain", "output_dir": str(tmp_path / "x"),
                                    "dit": {"autoencoder": str(tmp_path / "missing")}}))
+
+
+def test_autoencoder_batch_does_not_depend_on_the_split(tmp_path):
+    stage = build_stage(ae_config(tmp_path))
+    whole = stage.batch(5, 0, 8)
+    halves = [stage.batch(5, 0, 4), stage.batch(5, 4, 4)]
+    for key in ("images", "noise"):
+        assert torch.equal(whole[key], torch.cat([h[key] for h in halves]))

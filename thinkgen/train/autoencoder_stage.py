@@ -75,9 +75,11 @@ class AutoencoderStage:
     def batch(self, step: int, start: int, size: int) -> dict[str, torch.Tensor]:
         rng = random.Random(f"{self.config.run.seed}-{step}")
         picks = [rng.randrange(len(self.images)) for _ in range(self.config.run.batch_size)][start : start + size]
-        g = torch.Generator().manual_seed(hash((self.config.run.seed, step, start)) & 0x7FFFFFFF)
         side = self.resolution // self.factor
-        noise = torch.randn(len(picks), self.vae.config.latent_channels, side, side, generator=g)
+        shape = (self.vae.config.latent_channels, side, side)
+        # one generator per example, so any split of the global batch across processes draws the same
+        noise = torch.stack([torch.randn(*shape, generator=torch.Generator().manual_seed(
+            hash((self.config.run.seed, step, start + i)) & 0x7FFFFFFF)) for i in range(len(picks))])
         return {"images": self.images[picks].permute(0, 3, 1, 2).float() / 127.5 - 1, "noise": noise}
 
     @torch.no_grad()
