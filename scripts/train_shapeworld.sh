@@ -10,26 +10,19 @@ cd "$(dirname "$0")/.."
 THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
 PYTHON=${PYTHON:-.venv/bin/python}
 export HF_HUB_OFFLINE=1
-run() {  # CONFIG
-  local out
-  out=$(grep '^output_dir:' "$1" | awk '{print $2}')
-  if [ -f "$out/final/.done" ]; then echo "== $1: done already"; return; fi
-  echo "== $1"
-  $THINKGEN train "$1" --resume
-  touch "$out/final/.done"
-}
+source scripts/stages.sh
 for stage in 1_thinker_pretrain 2_thinker_sft 3_dit_pretrain 4_dit_finetune; do
-  run configs/shapeworld/$stage.yaml
+  run_stage configs/shapeworld/$stage.yaml
 done
 [ -f runs/shapeworld/sft/model_index.json ] || $PYTHON scripts/export_embedded.py runs/shapeworld/dit_finetune/final runs/shapeworld/sft
 V=configs/shapeworld/rl_variants
-run $V/thinker_grpo_anchor.yaml
+run_stage $V/thinker_grpo_anchor.yaml
 # 600 steps = the 300-step run continued from its last checkpoint (resume is exact)
 if [ ! -d runs/shapeworld/thinker_grpo_anchor_600/checkpoints ]; then
   mkdir -p runs/shapeworld/thinker_grpo_anchor_600/checkpoints
   cp -r runs/shapeworld/thinker_grpo_anchor/checkpoints/step-000300 runs/shapeworld/thinker_grpo_anchor_600/checkpoints/
   cp runs/shapeworld/thinker_grpo_anchor/rollouts.jsonl runs/shapeworld/thinker_grpo_anchor_600/
 fi
-run $V/thinker_grpo_anchor_600.yaml
-run $V/dit_flow_grpo_after_anchor.yaml
+run_stage $V/thinker_grpo_anchor_600.yaml
+run_stage $V/dit_flow_grpo_after_anchor.yaml
 $PYTHON scripts/export_embedded.py runs/shapeworld/dit_flow_grpo_after_anchor/final thinkgen/assets/shapeworld

@@ -6,17 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
 export HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
-run() {
-  local out
-  out=$(grep '^output_dir:' "$1" | awk '{print $2}')
-  if [ -f "$out/final/.done" ]; then echo "== $1: done already"; return; fi
-  echo "== $1 ($(date +%T))"
-  $THINKGEN train "$1" --resume
-  touch "$out/final/.done"
-}
-run configs/shapeworld/0_autoencoder.yaml
-run configs/shapeworld/experiments/v2_dit_pretrain.yaml
-run configs/shapeworld/experiments/v2_dit_finetune.yaml
+source scripts/stages.sh
+run_stage configs/shapeworld/0_autoencoder.yaml
+run_stage configs/shapeworld/experiments/v2_dit_pretrain.yaml
+run_stage configs/shapeworld/experiments/v2_dit_finetune.yaml
 echo "== evaluations ($(date +%T))"
 scripts/eval_shapeworld.sh runs/shapeworld/v2_dit_finetune/final results/v2_candidate
 $THINKGEN eval --suite editing --model runs/shapeworld/v2_dit_finetune/final --no-think --n-per-prompt 1 \
