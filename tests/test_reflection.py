@@ -1,9 +1,11 @@
 """Reflection: judge-and-edit rounds on a tiny vision-language pipeline."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from thinkgen.reflection import RIGHT, generate_with_reflection, is_right, judge_prompt
 from thinkgen.tiny import tiny_pipeline, tiny_vl_pipeline
@@ -84,3 +86,26 @@ def test_text_only_thinker_is_refused():
         generate_with_reflection(tiny_pipeline(), "a red circle", rounds=1)
     with pytest.raises(ValueError, match=">= 0"):
         generate_with_reflection(tiny_pipeline(), "a red circle", rounds=-1)
+
+
+def test_eval_with_reflection_scores_before_and_after(pipe, monkeypatch, tmp_path):
+    """`thinkgen eval --reflect 1`: the first images are the ones plain eval draws (same seeds),
+    scores before and after reflection are both in scores.json, and edited images are counted."""
+    from thinkgen.eval.shapeworld import run_suite
+
+    plain = run_suite(pipe, "composition", tmp_path / "plain", n_items=6, n_per_prompt=2, num_inference_steps=2,
+                      progress=False)
+    verdicts = [RIGHT, "add a red circle"] * 6  # every second image gets an edit
+    monkeypatch.setattr(pipe.thinker, "encode", ScriptedJudge(pipe.thinker, verdicts))
+    summary = run_suite(pipe, "composition", tmp_path / "reflect", n_items=6, n_per_prompt=2,
+                        num_inference_steps=2, progress=False, reflect=1)
+    assert summary["before_reflection"]["overall"] == plain["overall"]
+    assert summary["images_edited"] == 6 and summary["reflect"] == 1
+    rows = [json.loads(line) for line in (tmp_path / "reflect" / "items.jsonl").read_text().splitlines()]
+    right = [r for r in rows if r["verdicts"] == [RIGHT]]
+    assert len(right) == 6 and all(r["score"] == r["first_score"] for r in right)
+    for row in right:  # an image judged right is the one plain eval drew
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "reflect" / row["image"])),
+                              np.asarray(Image.open(tmp_path / "plain" / row["image"])))
+    with pytest.raises(ValueError, match="reflect"):
+        run_suite(pipe, "editing", tmp_path / "edit", n_items=2, reflect=1, progress=False)

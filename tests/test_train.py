@@ -57,7 +57,7 @@ def test_config_loading(tmp_path):
     path.write_text("stage: [unclosed")
     with pytest.raises(C.ConfigError, match="YAML"):
         C.load(path)
-    for shipped in sorted((ROOT / "configs" / "shapeworld").glob("*.yaml")):
+    for shipped in sorted((ROOT / "configs" / "shapeworld").rglob("*.yaml")):
         assert C.load(shipped).stage in C.STAGES  # every recipe we ship parses
 
 
@@ -306,3 +306,52 @@ def test_dit_scenes_draw_train_split_words():
     test_words = {item.target.text for item in suites.text_items(2000, "test")}
     assert all(word not in test_words and f'"{word}"' in caption for word, caption in texts)
     assert not any(s.text for s in TrainingScenes(50, 0, 4, 0.5, "all").scenes)  # off by default
+
+
+def test_thinker_that_sees_trains_on_images_and_loads_as_a_vlm(tmp_path):
+    """thinker.vision: a Qwen3-VL ShapeWorld thinker; describe examples in pretraining, edit and
+    reflection examples in SFT, images in the batches; saved with its processor, it loads back and
+    encodes an image with its prompt."""
+    from PIL import Image
+
+    from thinkgen.reflection import judge_prompt
+    from thinkgen.train.thinker_stage import as_thinker, load_thinker
+    from thinkgen.world.render import render
+    from thinkgen.world.suites import build
+
+    vision = {"vision": "qwen3_vl", "vision_width": 32, "vision_depth": 1}
+    config = thinker_config(tmp_path / "pre", **vision)
+    config.run.steps = 4
+    config.data.describe_examples = 200
+    stage = build_stage(config)
+    image_token = stage.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    seen = [row for row in stage.examples if row.image is not None]
+    assert len(seen) == 200 and all(row.ids.count(image_token) == 16 for row in seen)  # 32 px: 16 tokens
+    assert all(lab == -100 for row in seen for i, lab in zip(row.ids, row.labels, strict=True) if i == image_token)
+    batch = next(stage.batch(step, 0, 16) for step in range(50) if "pixel_values" in stage.batch(step, 0, 16))
+    assert batch["image_grid_thw"].shape[0] == int((batch["input_ids"] == image_token).sum()) // 16
+    assert torch.equal(batch["mm_token_type_ids"].bool(), batch["input_ids"] == image_token)
+    with torch.no_grad():
+        loss = stage.model(batch).item()
+        blank = stage.model({**batch, "pixel_values": torch.zeros_like(batch["pixel_values"])}).item()
+    assert loss != blank  # the loss depends on the image
+    final = train(config, stage, progress=False)
+    assert (final / "processor").is_dir() and not (final / "tokenizer").exists()
+
+    sft = thinker_config(tmp_path / "sft", "thinker_sft", init=str(final))
+    sft.run.steps = 2
+    sft.data.edit_examples = sft.data.reflection_examples = 30
+    sft_stage = build_stage(sft)
+    assert sum(row.image is not None for row in sft_stage.examples) == 60
+    model, processor, options = load_thinker(train(sft, sft_stage, progress=False))
+    assert type(model).__name__ == "Qwen3VLForConditionalGeneration"
+    thinker = as_thinker(model.eval(), processor, options)
+    item = build("reflection", 1)[0]
+    out = thinker.encode([judge_prompt(item.prompt)], think=False,
+                         images=[[Image.fromarray(render(item.source, 32))]])
+    assert out.states.shape[-1] == 2 * 32
+
+    text_only = thinker_config(tmp_path / "text")
+    text_only.data.describe_examples = 5
+    with pytest.raises(ValueError, match="thinker that sees"):
+        build_stage(text_only)

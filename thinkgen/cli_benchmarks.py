@@ -27,7 +27,7 @@ def evaluate(args: argparse.Namespace) -> int:
         summary = run_suite(pipe, args.suite, out, think=args.think, n_per_prompt=args.n_per_prompt,
                             n_items=args.n_items, seed=args.seed, batch_size=args.batch, resolution=args.resolution,
                             num_inference_steps=args.steps, guidance_scale=args.cfg, split=args.split,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, reflect=args.reflect)
     except (ValueError, FileExistsError) as error:  # a limit of the pipeline, or a folder with results
         raise UserError(str(error)) from None
     print(markdown(summary))
@@ -154,6 +154,8 @@ def add_benchmark_commands(commands) -> None:
                    help="default test; train measures in-distribution specs")
     e.add_argument("--out", type=validate.path, required=True, help="output folder")
     e.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
+    e.add_argument("--reflect", type=validate.bounded_int(0, 16), default=0, metavar="N",
+                   help="up to N reflection rounds per image; scores before and after are both reported")
     e.set_defaults(run=evaluate)
 
     w = commands.add_parser("world", help="ShapeWorld data")

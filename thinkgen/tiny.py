@@ -115,61 +115,85 @@ VL_CHAT_TEMPLATE = (
 )
 
 
-def tiny_vl_thinker(family: str = "qwen2_5_vl", hidden_size: int = 64, num_layers: int = 2,
-                    seed: int = 0, think_tokens: bool = True):
-    """A random Qwen2.5-VL or Qwen3-VL (``AutoModelForImageTextToText`` classes) and its processor.
+def vl_thinker(tokenizer, family: str = "qwen3_vl", hidden_size: int = 64, num_layers: int = 2,
+               num_heads: int = 4, intermediate_size: int | None = None, vision_width: int = 32,
+               vision_depth: int = 1, patch_size: int = 14, image_tokens: tuple[int, int] = (4, 16),
+               tie_word_embeddings: bool | None = None, seed: int = 0):
+    """A randomly initialised Qwen2.5-VL or Qwen3-VL (``AutoModelForImageTextToText`` classes) of
+    a given size, around ``tokenizer``, and its image-only processor. Returns ``(model, processor)``.
 
-    The image, video and vision-boundary token ids are moved inside the small vocabulary.
-    ``think_tokens=False`` leaves ``<think>``/``</think>`` out of the vocabulary, like Qwen2.5-VL's
-    own tokenizer (so they encode as plain bytes). Returns ``(model, processor)``.
+    The vision tokens (:data:`VL_TOKENS`) are added to the tokenizer when missing, so the image,
+    video and vision-boundary ids lie inside the vocabulary. ``patch_size`` is the vision patch in
+    pixels; 2 x 2 patches merge into one image token, and an image is resized to between
+    ``image_tokens`` tokens (a 32 px image with 4 px patches: 8 x 8 patches, 16 tokens).
     """
     import transformers
 
     from .thinker import image_only_processor
 
-    specials = SPECIAL_TOKENS if think_tokens else [t for t in SPECIAL_TOKENS if "think" not in t]
-    tokenizer = byte_tokenizer(specials)
-    tokenizer.add_special_tokens({"additional_special_tokens": specials + VL_TOKENS})
+    missing = [t for t in VL_TOKENS if t not in tokenizer.get_vocab()]
+    if missing:
+        known = list(getattr(tokenizer, "additional_special_tokens", None) or [])
+        tokenizer.add_special_tokens({"additional_special_tokens": known + missing})
     tokenizer.chat_template = VL_CHAT_TEMPLATE
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in zip(
         ("vision_start_token_id", "vision_end_token_id", "image_token_id", "video_token_id"),
         VL_TOKENS, strict=True)}
-    heads = 4
-    head_dim = hidden_size // heads
+    head_dim = hidden_size // num_heads
     section = [head_dim // 2 - 2 * (head_dim // 6), head_dim // 6, head_dim // 6]  # t, h, w halves
-    text = {"vocab_size": len(tokenizer), "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size,
-            "num_hidden_layers": num_layers, "num_attention_heads": heads, "num_key_value_heads": 2,
+    text = {"vocab_size": len(tokenizer), "hidden_size": hidden_size,
+            "intermediate_size": intermediate_size or 2 * hidden_size,
+            "num_hidden_layers": num_layers, "num_attention_heads": num_heads,
+            "num_key_value_heads": max(1, num_heads // 2),
             "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section,
                                 "mrope_interleaved": family == "qwen3_vl"},
             "bos_token_id": None, "eos_token_id": tokenizer.eos_token_id,
             "pad_token_id": tokenizer.pad_token_id}
+    if tie_word_embeddings is not None:
+        text["tie_word_embeddings"] = tie_word_embeddings
+    vision_heads = max(1, vision_width // 16)
     if family == "qwen2_5_vl":
-        vision = {"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
-                  "out_hidden_size": hidden_size, "fullatt_block_indexes": [0], "window_size": 56,
-                  "patch_size": 14}
+        vision = {"depth": vision_depth, "hidden_size": vision_width, "intermediate_size": 2 * vision_width,
+                  "num_heads": vision_heads, "out_hidden_size": hidden_size,
+                  "fullatt_block_indexes": list(range(vision_depth)), "window_size": 4 * patch_size,
+                  "patch_size": patch_size}
         config = transformers.Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
         model_class, processor_class = (transformers.Qwen2_5_VLForConditionalGeneration,
                                         transformers.Qwen2_5_VLProcessor)
-        patch = 14
     elif family == "qwen3_vl":
         text["head_dim"] = head_dim
-        vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
-                  "out_hidden_size": hidden_size, "deepstack_visual_indexes": [0],
-                  "num_position_embeddings": 64, "patch_size": 16}
+        vision = {"depth": vision_depth, "hidden_size": vision_width, "intermediate_size": 2 * vision_width,
+                  "num_heads": vision_heads, "out_hidden_size": hidden_size,
+                  "deepstack_visual_indexes": [0], "num_position_embeddings": 64, "patch_size": patch_size}
         config = transformers.Qwen3VLConfig(text_config=text, vision_config=vision, **ids)
         model_class, processor_class = (transformers.Qwen3VLForConditionalGeneration,
                                         transformers.Qwen3VLProcessor)
-        patch = 16
     else:
         raise ValueError(f"family must be 'qwen2_5_vl' or 'qwen3_vl', got {family!r}")
-    pixels = (patch * 2) ** 2  # one merged token = a 2x2 group of patches
+    pixels = (patch_size * 2) ** 2  # one merged token = a 2x2 group of patches
     image_processor = transformers.Qwen2VLImageProcessor(
-        min_pixels=4 * pixels, max_pixels=16 * pixels, patch_size=patch, merge_size=2, temporal_patch_size=2)
+        min_pixels=image_tokens[0] * pixels, max_pixels=image_tokens[1] * pixels, patch_size=patch_size,
+        merge_size=2, temporal_patch_size=2)
     processor = image_only_processor(processor_class, image_processor, tokenizer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = model_class(config)
     return model.eval(), processor
+
+
+def tiny_vl_thinker(family: str = "qwen2_5_vl", hidden_size: int = 64, num_layers: int = 2,
+                    seed: int = 0, think_tokens: bool = True):
+    """A random test-sized Qwen2.5-VL or Qwen3-VL on the byte tokenizer, and its processor.
+
+    ``think_tokens=False`` leaves ``<think>``/``</think>`` out of the vocabulary, like Qwen2.5-VL's
+    own tokenizer (so they encode as plain bytes). Returns ``(model, processor)``.
+    """
+    specials = SPECIAL_TOKENS if think_tokens else [t for t in SPECIAL_TOKENS if "think" not in t]
+    tokenizer = byte_tokenizer(specials)
+    patch = 14 if family == "qwen2_5_vl" else 16
+    depth = 1 if family == "qwen2_5_vl" else 2
+    return vl_thinker(tokenizer, family, hidden_size, num_layers, vision_width=32, vision_depth=depth,
+                      patch_size=patch, seed=seed)
 
 
 # ----------------------------------------------------------------------------- Qwen-Image / T2G

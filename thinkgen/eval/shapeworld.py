@@ -12,6 +12,11 @@ Overall scores: composition = mean of the six GenEval tag accuracies; reasoning 
 weighting of the category accuracies (reported for all items and per fact group); text = word
 accuracy (and mean normalised edit-distance similarity); editing = exact-match rate (and mean
 F1); reflection = share of instructions that fix the scene (and mean edit-distance similarity).
+
+With ``reflect=N`` (composition, reasoning, text) every image goes through up to N rounds of
+:func:`thinkgen.reflection.generate_with_reflection`; each row keeps the score of the first image
+too, and ``scores.json`` holds ``before_reflection`` (the same summary for the first images), so
+one run measures what reflection gains.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..reflection import judge_prompt
+from ..reflection import generate_with_reflection, is_right, judge_prompt
 from ..world import suites
 from ..world.captions import canonical, target_of
 from ..world.facts import WISE_WEIGHTS
@@ -81,6 +86,9 @@ def markdown(summary: dict[str, Any]) -> str:
     for extra in ("ned", "f1"):
         if extra in summary:
             lines.append(f"| mean {extra} | {summary[extra]:.3f} |")
+    if "before_reflection" in summary:
+        lines.append(f"| before reflection ({summary['reflect']} round(s) at most) | "
+                     f"{summary['before_reflection']['overall']:.3f} |")
     lines += ["", f"{summary['images']} images."]
     return "\n".join(lines) + "\n"
 
@@ -99,13 +107,16 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
               n_items: int | None = None, seed: int = 0, batch_size: int = 8,
               resolution: int | None = None, num_inference_steps: int | None = None,
               guidance_scale: float | None = None, progress: bool = True, split: str = "test",
-              overwrite: bool = False) -> dict[str, Any]:
+              overwrite: bool = False, reflect: int = 0) -> dict[str, Any]:
     """Generate for every item of a suite's split (the test split by default) and score it.
 
     ``scores.json`` is written last and atomically, with ``"complete": true`` and the item count, so
     an interrupted run can never pass for a finished one; a folder that already holds results is
     refused unless ``overwrite``, which first removes the old scores."""
     out = Path(out)
+    if reflect and suite not in ("composition", "reasoning", "text"):
+        raise ValueError(f"reflect applies to the suites that draw from a prompt (composition, reasoning, "
+                         f"text), not {suite}")
     _claim(out, overwrite)
     (out / "images").mkdir(parents=True, exist_ok=True)
     items = suites.build(suite, n_items or 120, split, seed=0)
@@ -122,9 +133,15 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
         images = None
         if suite == "editing":
             images = [[Image.fromarray(render(item.source, resolution))] for item in batch]
-        result = pipe([item.prompt for item in batch], think=think, images=images, seed=seed + start * n_per_prompt,
-                      num_images_per_prompt=n_per_prompt, height=resolution, width=resolution,
-                      num_inference_steps=num_inference_steps, guidance_scale=guidance_scale)
+        drawing = {"height": resolution, "width": resolution, "num_inference_steps": num_inference_steps,
+                   "guidance_scale": guidance_scale}
+        if reflect:  # image i of the batch draws with the seed it has without reflection
+            flat = [item.prompt for item in batch for _ in range(n_per_prompt)]
+            result = generate_with_reflection(pipe, flat, rounds=reflect, think=think,
+                                              seed=seed + start * n_per_prompt, **drawing)
+        else:
+            result = pipe([item.prompt for item in batch], think=think, images=images,
+                          seed=seed + start * n_per_prompt, num_images_per_prompt=n_per_prompt, **drawing)
         for i, item in enumerate(batch):
             row_images = []
             for k in range(n_per_prompt):
@@ -133,16 +150,29 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
                 name = f"{item.id}_{k}.png"
                 _save_image(image, out / "images" / name)
                 score = suites.score_image(item, parse(image))
-                rows.append({"item": item.id, "image": f"images/{name}", "category": item.category,
-                             "group": item.group or None, "prompt": item.prompt, "target": item.canonical,
-                             "reasoning": result.reasoning[index], "rewritten": result.rewritten[index],
-                             "score": score.score, "details": score.details})
+                row = {"item": item.id, "image": f"images/{name}", "category": item.category,
+                       "group": item.group or None, "prompt": item.prompt, "target": item.canonical,
+                       "score": score.score, "details": score.details}
+                if reflect:
+                    rounds = result.rounds[index]
+                    row["first_score"] = suites.score_image(item, parse(result.first[index])).score
+                    row["verdicts"] = [r.verdict for r in rounds]
+                    row["reasoning"] = rounds[0].reasoning if rounds else ""
+                    row["rewritten"] = rounds[0].verdict if rounds else ""
+                else:
+                    row["reasoning"], row["rewritten"] = result.reasoning[index], result.rewritten[index]
+                rows.append(row)
                 row_images.append(image)
             previews.append(([Image.fromarray(render(item.source, resolution))] if item.source else [])
                             + row_images)
             bar.update(n_per_prompt)
     bar.close()
     summary = summarise(suite, rows)
+    if reflect:
+        first = summarise(suite, [{**row, "score": row["first_score"]} for row in rows])
+        summary["before_reflection"] = {k: first[k] for k in ("overall", "categories")}
+        summary["reflect"] = reflect
+        summary["images_edited"] = sum(any(not is_right(v) for v in row["verdicts"]) for row in rows)
     summary.update({"think": think, "n_per_prompt": n_per_prompt, "resolution": resolution, "items": len(items),
                     "split": split, "rows": len(rows), "complete": True})
     _write(out / "items.jsonl", "".join(json.dumps(row) + "\n" for row in rows))

@@ -89,6 +89,12 @@ class ThinkerModelConfig:
     max_rewrite_tokens: Annotated[int, Field(ge=1, le=65536)] = 24
     lora_rank: Annotated[int, Field(ge=0, le=4096)] = 0  # > 0: train LoRA adapters (peft) instead of all weights
     lora_alpha: Annotated[int, Field(ge=1, le=65536)] = 16
+    # A thinker that sees: the vision-language class to build (None: a text-only Qwen3), with a
+    # small vision tower of `vision_patch` px patches (2 x 2 of them make one image token)
+    vision: Literal["qwen3_vl", "qwen2_5_vl"] | None = None
+    vision_width: Annotated[int, Field(ge=16, le=65536)] = 64
+    vision_depth: Annotated[int, Field(ge=1, le=1024)] = 2
+    vision_patch: Annotated[int, Field(ge=1, le=64)] = 4
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
@@ -162,6 +168,11 @@ class DataConfig:
     captions: Annotated[int, Field(ge=0, le=10**7)] = 4000
     reasoning_examples: Annotated[int, Field(ge=0, le=10**7)] = 3000
     composition_examples: Annotated[int, Field(ge=0, le=10**7)] = 1500
+    # thinker stages with `thinker.vision`: examples with an image (world.corpora.seeing_examples)
+    describe_examples: Annotated[int, Field(ge=0, le=10**7)] = 0  # scene -> canonical caption
+    edit_examples: Annotated[int, Field(ge=0, le=10**7)] = 0  # source image + request -> edit
+    reflection_examples: Annotated[int, Field(ge=0, le=10**7)] = 0  # image + prompt -> fix or "right"
+    image_size: Annotated[int, Field(ge=8, le=1024)] = 32  # px, as the suites draw them
 
 
 @dataclass

@@ -37,7 +37,6 @@ from ..generator import (
     spatial_factor,
 )
 from ..pipeline import ThinkGenPipeline
-from ..thinker import Thinker
 from ..world import suites
 from ..world.captions import canonical, describe, target_of
 from ..world.render import render
@@ -45,7 +44,7 @@ from ..world.rules import Requirement, Target, satisfies
 from ..world.scene import BASIC_SHAPES, COLORS, SceneSampler
 from .config import TrainConfig
 from .loop import load_ema
-from .thinker_stage import load_thinker
+from .thinker_stage import as_thinker, load_thinker
 
 SAMPLE_PROMPTS = ["a red circle", "a blue square", "three yellow triangles", "a green circle left of a purple square",
                   "an orange triangle above a blue circle", "two red squares and a green triangle"]
@@ -118,7 +117,8 @@ class EditExamples:
         rng = random.Random(f"dit-edits-{seed}")
         items = suites.editing_items(count, "train", seed=seed)
         self.instructions = [item.canonical if rng.random() < 0.5 else item.prompt for item in items]
-        self.sources = encode(torch.from_numpy(np.stack([render(i.source, resolution) for i in items])))
+        self.source_images = np.stack([render(i.source, resolution) for i in items])  # (E, H, W, 3) uint8
+        self.sources = encode(torch.from_numpy(self.source_images))
         self.targets = encode(torch.from_numpy(np.stack([render(i.scene, resolution) for i in items])))
 
 
@@ -153,9 +153,9 @@ class DiTStage:
         else:
             if not config.thinker_dir:
                 raise ValueError("a DiT stage needs `init` (a pipeline) or `thinker_dir` (a trained thinker)")
-            model, tokenizer, thinker_config = load_thinker(config.thinker_dir)
+            model, text, thinker_config = load_thinker(config.thinker_dir)
             thinker_config.extract = d.extract
-            thinker = Thinker(model.eval(), tokenizer, config=thinker_config)
+            thinker = as_thinker(model.eval(), text, thinker_config)
             torch.manual_seed(config.run.seed)
             heads = d.num_heads
             head_dim = d.width // heads
@@ -193,19 +193,31 @@ class DiTStage:
         if cfg.data.edit_fraction > 0:
             self.edits = EditExamples(max(1, int(cfg.data.cache_size * cfg.data.edit_fraction)), cfg.run.seed,
                                       self.resolution, self._encode_images)
-        captions = self.captions + (self.edits.instructions if self.edits else [])
-        states, masks = [], []
-        with torch.no_grad():
-            for start in range(0, len(captions), 128):
-                out = self.pipe.thinker.encode(captions[start : start + 128], think=False)
-                states.append(out.states.half())
-                masks.append(out.mask)
+        states, masks = self._encode_texts(self.captions)
+        if self.edits is not None:
+            # a thinker that sees reads each instruction with its source image, as `thinkgen edit` does
+            sources = ([[Image.fromarray(image)] for image in self.edits.source_images]
+                       if self.pipe.thinker.processor is not None else None)
+            edit_states, edit_masks = self._encode_texts(self.edits.instructions, sources)
+            states, masks = states + edit_states, masks + edit_masks
         length = max(s.shape[1] for s in states)
         self.states = torch.cat([F.pad(s, (0, 0, 0, length - s.shape[1])) for s in states])  # (N + E, L, D) fp16
         self.masks = torch.cat([F.pad(m, (0, length - m.shape[1])) for m in masks])  # (N + E, L)
         null = self.pipe.thinker.encode([""], think=False)
         self.null_states = F.pad(null.states.half(), (0, 0, 0, length - null.states.shape[1]))[0]
         self.null_mask = F.pad(null.mask, (0, length - null.mask.shape[1]))[0]
+
+    def _encode_texts(self, texts: list[str], images: list[list[Image.Image]] | None = None
+                      ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The frozen thinker's direct-mode states (fp16) and masks, in chunks of 128 texts."""
+        states, masks = [], []
+        with torch.no_grad():
+            for start in range(0, len(texts), 128):
+                out = self.pipe.thinker.encode(texts[start : start + 128], think=False,
+                                               images=images[start : start + 128] if images else None)
+                states.append(out.states.half())
+                masks.append(out.mask)
+        return states, masks
 
     def _encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``(N, H, W, 3)`` -> the DiT's x0 ``(N, C, h, w)``: pixels, or the autoencoder's latents."""

@@ -6,23 +6,41 @@
   assistant turn only, from the supervised fact group (plus plain composition prompts), mixed
   with knowledge QA so that the held-out facts are not forgotten.
 
-The same code fine-tunes a real LLM (``init`` = a folder with ``thinker/`` and ``tokenizer/``);
-``thinker.lora_rank > 0`` trains LoRA adapters through peft and merges them when saving.
+With ``thinker.vision`` the thinker is a vision-language model (Qwen3-VL or Qwen2.5-VL class, a
+small vision tower) and the stages add examples with an image (``data.describe_examples``,
+``edit_examples``, ``reflection_examples``; see :func:`world.corpora.seeing_examples`): it learns
+to describe scenes in pretraining, then to write edits and reflection verdicts in SFT.
+
+The same code fine-tunes a real LLM or VLM (``init`` = a folder with ``thinker/`` and
+``tokenizer/`` or ``processor/``); ``thinker.lora_rank > 0`` trains LoRA adapters through peft
+and merges them when saving.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoTokenizer,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
-from ..thinker import ThinkerConfig
+from ..reflection import REFLECTION_PROMPT, RIGHT, SHOWN_ATTACHED, judge_prompt
+from ..thinker import Thinker, ThinkerConfig, load_processor, save_processor
+from ..tiny import vl_thinker
 from ..world import suites
-from ..world.corpora import caption_corpus, knowledge_corpus, think_examples
+from ..world.corpora import caption_corpus, knowledge_corpus, seeing_examples, think_examples
+from ..world.render import render
 from .config import TrainConfig
 from .loop import load_ema
 from .tokenizer import word_tokenizer
@@ -40,35 +58,67 @@ def shapeworld_texts(config: TrainConfig) -> list[str]:
     for suite in suites.SUITES:
         for split in ("train", "test", "rl") if suite == "reasoning" else ("train", "test"):
             texts += [f"a photo of {i.prompt} {i.canonical} {i.reasoning}" for i in suites.build(suite, 100, split)]
-    from ..reflection import REFLECTION_PROMPT, RIGHT
-
-    texts += [REFLECTION_PROMPT, RIGHT]
+    texts += [REFLECTION_PROMPT, RIGHT, SHOWN_ATTACHED]
+    for kind in ("describe", "edit", "reflect"):
+        texts += [r["request"] + " " + r["completion"] for r in seeing_examples(kind, 30)]
     return texts
 
 
+# the processor class of each vision-language thinker family (config.model_type)
+PROCESSORS = {"qwen3_vl": "Qwen3VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}
+
+
 def load_thinker(directory: str | Path):
-    """(model, tokenizer, ThinkerConfig) from a thinker folder or a pipeline folder."""
+    """(model, tokenizer or VLM processor, ThinkerConfig) from a thinker or a pipeline folder."""
+    import transformers
+
     directory = Path(directory)
-    model = AutoModelForCausalLM.from_pretrained(directory / "thinker", local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer", local_files_only=True)
+    if (directory / "processor").is_dir():  # a thinker that sees
+        model = AutoModelForImageTextToText.from_pretrained(directory / "thinker", local_files_only=True)
+        processor_class = getattr(transformers, PROCESSORS[model.config.model_type])
+        text = load_processor(processor_class, directory / "processor")
+    else:
+        model = AutoModelForCausalLM.from_pretrained(directory / "thinker", local_files_only=True)
+        text = AutoTokenizer.from_pretrained(directory / "tokenizer", local_files_only=True)
     options = {}
     if (directory / THINKER_CONFIG).exists():
         options = json.loads((directory / THINKER_CONFIG).read_text())
     elif (directory / "model_index.json").exists():
         options = json.loads((directory / "model_index.json").read_text()).get("thinker_config", {})
-    return model, tokenizer, ThinkerConfig(**options)
+    return model, text, ThinkerConfig(**options)
 
 
-def save_thinker(directory: Path, model, tokenizer, thinker_config: ThinkerConfig) -> None:
+def as_thinker(model: nn.Module, text, config: ThinkerConfig) -> Thinker:
+    """A Thinker around what :func:`load_thinker` returns (``text``: a tokenizer or a processor)."""
+    if hasattr(text, "image_processor"):
+        return Thinker(model, processor=text, config=config)
+    return Thinker(model, tokenizer=text, config=config)
+
+
+def save_thinker(directory: Path, model, text, thinker_config: ThinkerConfig) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory / "thinker", safe_serialization=True)
-    tokenizer.save_pretrained(directory / "tokenizer")
+    if hasattr(text, "image_processor"):
+        save_processor(text, directory / "processor")
+    else:
+        text.save_pretrained(directory / "tokenizer")
     (directory / THINKER_CONFIG).write_text(json.dumps(thinker_config.to_dict(), indent=2))
 
 
 def new_thinker(config: TrainConfig):
+    """A fresh ShapeWorld thinker: (model, tokenizer or processor, ThinkerConfig)."""
     tokenizer = word_tokenizer(shapeworld_texts(config))
     t = config.thinker
+    thinker_config = ThinkerConfig(system_prompt=t.system_prompt, max_think_tokens=t.max_think_tokens,
+                                   max_rewrite_tokens=t.max_rewrite_tokens, extract=config.dit.extract)
+    if t.vision:
+        # images of up to 64 px (the text suite's) fit whole: (64 / (2 * patch))^2 tokens
+        most = max(4, (64 // (2 * t.vision_patch)) ** 2)
+        model, processor = vl_thinker(
+            tokenizer, t.vision, t.hidden_size, t.num_layers, t.num_heads, t.intermediate_size,
+            vision_width=t.vision_width, vision_depth=t.vision_depth, patch_size=t.vision_patch,
+            image_tokens=(4, most), tie_word_embeddings=True, seed=config.run.seed)
+        return model.train(), processor, thinker_config
     model_config = Qwen3Config(
         vocab_size=len(tokenizer), hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
         num_hidden_layers=t.num_layers, num_attention_heads=t.num_heads, num_key_value_heads=t.num_heads,
@@ -76,8 +126,6 @@ def new_thinker(config: TrainConfig):
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
     )
     torch.manual_seed(config.run.seed)
-    thinker_config = ThinkerConfig(system_prompt=t.system_prompt, max_think_tokens=t.max_think_tokens,
-                                   max_rewrite_tokens=t.max_rewrite_tokens, extract=config.dit.extract)
     return Qwen3ForCausalLM(model_config), tokenizer, thinker_config
 
 
@@ -90,13 +138,26 @@ class CausalLMLoss(nn.Module):
         return self.lm(**batch).loss
 
 
+@dataclass
+class Example:
+    ids: list[int]
+    labels: list[int]  # IGNORE where no loss is taken
+    image: np.ndarray | None = None  # (H, W, 3) uint8, for a thinker that sees
+
+
 class ThinkerStage:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         if config.init:
-            model, self.tokenizer, self.thinker_config = load_thinker(config.init)
+            model, self.text, self.thinker_config = load_thinker(config.init)
         else:
-            model, self.tokenizer, self.thinker_config = new_thinker(config)
+            model, self.text, self.thinker_config = new_thinker(config)
+        self.processor = self.text if hasattr(self.text, "image_processor") else None
+        self.tokenizer = self.processor.tokenizer if self.processor is not None else self.text
+        data = config.data
+        if self.processor is None and data.describe_examples + data.edit_examples + data.reflection_examples:
+            raise ValueError("data.describe_examples, edit_examples and reflection_examples need a thinker "
+                             "that sees: set thinker.vision, or init from a vision-language thinker")
         self.lora = config.thinker.lora_rank > 0
         if self.lora:
             from peft import LoraConfig, get_peft_model
@@ -104,42 +165,73 @@ class ThinkerStage:
             model = get_peft_model(model, LoraConfig(
                 r=config.thinker.lora_rank, lora_alpha=config.thinker.lora_alpha,
                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], lora_dropout=0.0))
-        self.model = CausalLMLoss(model)
+        self.model = CausalLMLoss(model.train())
         self.examples = self._examples()
 
     # ------------------------------------------------------------------ data
-    def _encode(self, messages: list[dict], completion: str, loss_on_prompt: bool) -> tuple[list[int], list[int]]:
-        prefix = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        prefix_ids = self.tokenizer.encode(prefix, add_special_tokens=False)
+    def _encode(self, messages: list[dict], completion: str, loss_on_prompt: bool,
+                image: np.ndarray | None = None) -> Example:
+        if image is None:
+            prefix = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            prefix_ids = self.tokenizer.encode(prefix, add_special_tokens=False)
+        else:  # the processor expands the image placeholder into the image's tokens
+            prefix = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            prefix_ids = list(self.processor(text=[prefix], images=[Image.fromarray(image)])["input_ids"][0])
         completion_ids = self.tokenizer.encode(completion + "<|im_end|>", add_special_tokens=False)
         ids = (prefix_ids + completion_ids)[: self.config.data.max_length]
-        labels = (prefix_ids if loss_on_prompt else [IGNORE] * len(prefix_ids)) + completion_ids
-        return ids, labels[: len(ids)]
+        if image is not None and len(ids) <= len(prefix_ids):
+            raise ValueError(f"data.max_length ({self.config.data.max_length}) cuts an image example's "
+                             f"completion: its prompt alone is {len(prefix_ids)} tokens")
+        labels = (prefix_ids if loss_on_prompt and image is None else [IGNORE] * len(prefix_ids)) + completion_ids
+        return Example(ids, labels[: len(ids)], image)
 
-    def _examples(self) -> list[tuple[list[int], list[int]]]:
+    def _seeing(self, kind: str, n: int, system: bool) -> list[Example]:
+        """Examples with an image (world.corpora.seeing_examples), drawn as the suites draw them."""
+        rows = []
+        for r in seeing_examples(kind, n, self.config.run.seed):
+            request = judge_prompt(r["request"]) if kind == "reflect" else r["request"]
+            user = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": request}]}]
+            head = [{"role": "system", "content": [{"type": "text", "text": self.thinker_config.system_prompt}]}]
+            rows.append(self._encode((head if system else []) + user, r["completion"], False,
+                                     render(r["scene"], self.config.data.image_size)))
+        return rows
+
+    def _examples(self) -> list[Example]:
         data = self.config.data
         knowledge = [self._encode([{"role": "user", "content": r["question"]}], r["answer"], True)
                      for r in knowledge_corpus(self.config.run.seed)]
+        describe = self._seeing("describe", data.describe_examples, system=False)
         if self.config.stage == "thinker_pretrain":
             captions = [self._encode([{"role": "user", "content": r["caption"]}], r["canonical"], True)
                         for r in caption_corpus(data.captions, self.config.run.seed)]
-            return knowledge * data.knowledge_repeats + captions
+            return knowledge * data.knowledge_repeats + captions + describe
         system = self.thinker_config.system_prompt
         sft = [self._encode([{"role": "system", "content": system}, {"role": "user", "content": r["prompt"]}],
                             r["completion"], False)
                for r in think_examples(data.reasoning_examples, data.composition_examples, self.config.run.seed)]
-        return sft + knowledge  # knowledge QA keeps every fact, held-out ones included, in memory
+        # edits and verdicts are asked as the pipeline asks them: system prompt, image, request
+        seeing = (self._seeing("edit", data.edit_examples, system=True)
+                  + self._seeing("reflect", data.reflection_examples, system=True))
+        return sft + seeing + knowledge + describe  # knowledge QA keeps every fact, held-out ones included, in memory
 
     def batch(self, step: int, start: int, size: int) -> dict[str, torch.Tensor]:
         rng = random.Random(f"{self.config.run.seed}-{step}")
         picks = [rng.randrange(len(self.examples)) for _ in range(self.config.run.batch_size)]
         rows = [self.examples[i] for i in picks[start : start + size]]
-        length = max(len(ids) for ids, _ in rows)
+        length = max(len(row.ids) for row in rows)
         pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([ids + [pad] * (length - len(ids)) for ids, _ in rows])
-        labels = torch.tensor([lab + [IGNORE] * (length - len(lab)) for _, lab in rows])
-        mask = torch.tensor([[1] * len(ids) + [0] * (length - len(ids)) for ids, _ in rows])
-        return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+        input_ids = torch.tensor([row.ids + [pad] * (length - len(row.ids)) for row in rows])
+        labels = torch.tensor([row.labels + [IGNORE] * (length - len(row.labels)) for row in rows])
+        mask = torch.tensor([[1] * len(row.ids) + [0] * (length - len(row.ids)) for row in rows])
+        batch = {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+        if self.processor is not None:
+            # which tokens are image tokens (1), as the processor marks them for multimodal RoPE
+            image_token = self.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+            batch["mm_token_type_ids"] = (input_ids == image_token).long()
+            images = [Image.fromarray(row.image) for row in rows if row.image is not None]
+            if images:
+                batch.update(self.processor.image_processor(images=images, return_tensors="pt"))
+        return batch
 
     # ------------------------------------------------------------------ output
     def finalize(self, directory: Path, ema: dict[str, torch.Tensor] | None) -> None:
@@ -147,4 +239,4 @@ class ThinkerStage:
         model = self.model.lm
         if self.lora:
             model = model.merge_and_unload()
-        save_thinker(directory, model.eval(), self.tokenizer, self.thinker_config)
+        save_thinker(directory, model.eval(), self.text, self.thinker_config)

@@ -5,7 +5,10 @@
 * :func:`caption_corpus` — captions of random scenes (canonical and varied);
 * :func:`think_examples` — think-then-rewrite examples: prompt -> ``<think> reasoning </think>``
   canonical caption. Reasoning examples use the **supervised** fact group only; composition
-  prompts are included with a short trace so the thinker also learns plain rewriting.
+  prompts are included with a short trace so the thinker also learns plain rewriting;
+* :func:`seeing_examples` — examples with an image, for a thinker that sees: describe a scene,
+  write the canonical edit for a request about a source image (editing suite, train split), judge
+  an image against its prompt and write the fix or "the image is right" (reflection suite).
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import random
 
 from .captions import canonical, describe, target_of
 from .facts import FACTS, questions
-from .scene import BASIC_SHAPES, SceneSampler
-from .suites import composition_items, reasoning_items
+from .scene import BASIC_SHAPES, Scene, SceneSampler
+from .suites import composition_items, editing_items, reasoning_items, reflection_items
 
 ANSWER_FORMS = ["{statement}", "{statement}", "The answer: {answer}. {statement}"]
 
@@ -66,3 +69,46 @@ def think_examples(n_reasoning: int, n_composition: int, seed: int = 0) -> list[
                      "completion": think_completion(reasoning, item.canonical), "suite": "composition"})
     random.Random(f"think-{seed}").shuffle(rows)
     return rows
+
+
+DESCRIBE_QUESTIONS = ["What does the image show?", "Describe the image.", "What is in this picture?"]
+
+
+def seeing_examples(kind: str, n: int, seed: int = 0) -> list[dict]:
+    """``n`` examples with an image: ``{"scene", "request", "completion", "kind"}``.
+
+    * ``describe``: a random scene of 1-4 objects; the request is a question, the completion its
+      canonical caption (no think block: this is perception, taught in pretraining);
+    * ``edit``: an editing-suite train item; the request is its (varied) instruction, the
+      completion a trace that reads the source image, then the canonical instruction;
+    * ``reflect``: a reflection-suite train item; the request is the prompt the (wrong or right)
+      image was drawn for, the completion compares request and image, then writes the fix, or
+      "the image is right". The caller wraps the request in its judge prompt.
+    """
+    rows: list[dict] = []
+    if kind == "describe":
+        sampler = SceneSampler(max_objects=4, rng=random.Random(f"describe-{seed}"))
+        rng = random.Random(f"describe-questions-{seed}")
+        for _ in range(n):
+            scene = sampler()
+            rows.append({"scene": scene, "request": rng.choice(DESCRIBE_QUESTIONS),
+                         "completion": canonical(target_of(scene)), "kind": kind})
+    elif kind == "edit":
+        for item in editing_items(n, "train", seed):
+            reasoning = f"The image shows {_shown(item.source)}. The request is to {item.canonical}."
+            rows.append({"scene": item.source, "request": item.prompt,
+                         "completion": think_completion(reasoning, item.canonical), "kind": kind})
+    elif kind == "reflect":
+        for item in reflection_items(n, "train", seed):
+            verdict = "They match." if item.category == "none" else "They differ."
+            reasoning = (f"The request asks for {canonical(item.target)}. The image shows "
+                         f"{_shown(item.source)}. {verdict}")
+            rows.append({"scene": item.source, "request": item.prompt,
+                         "completion": think_completion(reasoning, item.canonical), "kind": kind})
+    else:
+        raise ValueError(f"kind must be describe, edit or reflect, got {kind!r}")
+    return rows
+
+
+def _shown(scene: Scene) -> str:
+    return canonical(target_of(scene))
