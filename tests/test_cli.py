@@ -181,6 +181,20 @@ def test_default_model_and_demo(capsys, model_dir, tmp_path, monkeypatch):
     assert code == 0 and "RANDOM,\nUNTRAINED" in out
 
 
+def test_demo_with_a_thinker_that_sees_edits_and_reflects(capsys, tmp_path, monkeypatch):
+    """When the model's thinker sees images, the demo also edits its drawing and runs a
+    reflection round, writing four images."""
+    import thinkgen.cli
+    from thinkgen.tiny import tiny_vl_pipeline
+
+    tiny_vl_pipeline(seed=0).save_pretrained(tmp_path / "vl")
+    monkeypatch.setattr(thinkgen.cli, "EMBEDDED", tmp_path / "vl")
+    code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo.png")
+    assert code == 0 and "--- edit" in out and "--- reflection" in out and "verdict: " in out
+    assert out.count("the parser reads: ") == 4
+    assert all((tmp_path / f"demo-{i}.png").exists() for i in range(4))
+
+
 def test_demo_reading_judges_the_default_prompt():
     from thinkgen.cli import _reading
     from thinkgen.world.render import render

@@ -244,6 +244,7 @@ def init(args: argparse.Namespace) -> int:
 
 DEMO_PROMPT = "as many squares as a tricycle has wheels, in the colour of a ripe banana"
 DEMO_ANSWER = [("yellow", "square")] * 3
+DEMO_EDIT = "add a red circle"  # what the demo asks of its own drawing, when the thinker sees
 
 
 def _reading(image, judge: bool) -> str:
@@ -272,18 +273,37 @@ def demo(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as folder:
             tiny_pipeline(seed=0).save_pretrained(folder)
             pipe = _load(folder)
-    paths = _output_paths(args.output, 2)
-    for think, path in zip((True, False), paths, strict=True):
+    seeing = pipe.thinker.processor is not None  # then the demo also edits and reflects
+    paths = _output_paths(args.output, 4 if seeing else 2)
+    judge = prompt == DEMO_PROMPT
+    for think, path in zip((True, False), paths[:2], strict=True):
         out = pipe([prompt], think=think, seed=args.seed, progress=True)
         print(f"--- {'think' if think else 'direct (no thinking)'} mode")
         _print_thoughts([prompt], out.reasoning, out.rewritten, think, 1)
         out.images[0].resize((128, 128), 0).save(path)
         print(f"wrote {path}")
-        print(f"the parser reads: {_reading(out.images[0], prompt == DEMO_PROMPT)}")
-    thought = out.thinker
+        print(f"the parser reads: {_reading(out.images[0], judge)}")
+        if think:
+            drawn, thought = out.images[0], out.thinker
     print(f"conditioning: {int(thought.mask[0].sum())} states after </think> x {thought.states.shape[-1]} channels "
           f"(last {pipe.thinker.config.num_layers} layers) + {pipe.bridge.num_prepadding} prepadding states "
           f"-> DiT text width {pipe.bridge.config.out_channels}")
+    if not seeing:
+        return 0
+    from .reflection import generate_with_reflection
+
+    print(f"--- edit: the thinker sees {paths[0]} (think mode) and the request {DEMO_EDIT!r}")
+    edited = pipe([DEMO_EDIT], think=True, images=[[drawn]], seed=args.seed)
+    _print_thoughts([DEMO_EDIT], edited.reasoning, edited.rewritten, True, 1)
+    edited.images[0].resize((128, 128), 0).save(paths[2])
+    print(f"wrote {paths[2]}\nthe parser reads: {_reading(edited.images[0], False)}")
+    print(f"--- reflection: the thinker judges {paths[0]} against the prompt (one round)")
+    reflected = generate_with_reflection(pipe, [prompt], rounds=1, seed=args.seed)
+    verdict = reflected.rounds[0][0]
+    print(f"thinking: {verdict.reasoning}\nverdict: {verdict.verdict}")
+    reflected.images[0].resize((128, 128), 0).save(paths[3])
+    print(f"wrote {paths[3]} ({'unchanged: judged right' if verdict.right else 'after the edit'})")
+    print(f"the parser reads: {_reading(reflected.images[0], judge)}")
     return 0
 
 
@@ -438,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = commands.add_parser("demo", help="run the default model on a reasoning prompt")
     d.add_argument("prompt", nargs="?", type=validate.text, default=None, help="default: a reasoning prompt")
     d.add_argument("-o", "--output", type=validate.path, default="demo.png",
-                   help="writes demo-0.png (think) and demo-1.png (direct)")
+                   help="writes demo-0.png (think) and demo-1.png (direct); with a thinker that sees, "
+                        "also demo-2.png (an edit of demo-0) and demo-3.png (after a reflection round)")
     d.add_argument("--seed", type=SEED, default=0)
     d.set_defaults(run=demo)
     return parser
