@@ -60,7 +60,7 @@ def shapeworld_texts(config: TrainConfig) -> list[str]:
             texts += [f"a photo of {i.prompt} {i.canonical} {i.reasoning}" for i in suites.build(suite, 100, split)]
     texts += [REFLECTION_PROMPT, RIGHT, SHOWN_ATTACHED]
     for kind in ("describe", "edit", "reflect"):
-        texts += [r["request"] + " " + r["completion"] for r in seeing_examples(kind, 30)]
+        texts += [r["request"] + " " + r["completion"] for r in seeing_examples(kind, 300)]
     return texts
 
 
