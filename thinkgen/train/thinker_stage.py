@@ -18,6 +18,7 @@ and merges them when saving.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from dataclasses import dataclass
@@ -51,8 +52,12 @@ THINKER_CONFIG = "thinker_config.json"
 
 def shapeworld_texts(config: TrainConfig) -> list[str]:
     """Every text the ShapeWorld thinker can meet, for its vocabulary."""
-    texts = [config.thinker.system_prompt]
-    texts += [r["question"] + " " + r["answer"] for r in knowledge_corpus()]
+    return [config.thinker.system_prompt, *_world_texts()]
+
+
+@functools.cache  # the same every time, and slow to build (the reflection suite's scenes)
+def _world_texts() -> tuple[str, ...]:
+    texts = [r["question"] + " " + r["answer"] for r in knowledge_corpus()]
     texts += [r["caption"] + " " + r["canonical"] for r in caption_corpus(3000)]
     texts += [r["prompt"] + " " + r["completion"] for r in think_examples(2000, 600)]
     for suite in suites.SUITES:
@@ -61,7 +66,7 @@ def shapeworld_texts(config: TrainConfig) -> list[str]:
     texts += [REFLECTION_PROMPT, RIGHT, SHOWN_ATTACHED]
     for kind in ("describe", "edit", "reflect"):
         texts += [r["request"] + " " + r["completion"] for r in seeing_examples(kind, 300)]
-    return texts
+    return tuple(texts)
 
 
 # the processor class of each vision-language thinker family (config.model_type)
