@@ -355,3 +355,35 @@ def test_thinker_that_sees_trains_on_images_and_loads_as_a_vlm(tmp_path):
     text_only.data.describe_examples = 5
     with pytest.raises(ValueError, match="thinker that sees"):
         build_stage(text_only)
+
+
+def test_dit_stage_on_a_thinker_that_sees_reads_edits_with_their_source(tmp_path):
+    """A DiT stage on a vision-language thinker: an edit instruction's states are computed with
+    its source image in the thinker's context (as `thinkgen edit` computes them), and the saved
+    pipeline loads with the processor."""
+    from thinkgen.thinker import ThinkerConfig
+    from thinkgen.tiny import tiny_vl_thinker
+    from thinkgen.train.thinker_stage import save_thinker
+
+    model, processor = tiny_vl_thinker("qwen3_vl", hidden_size=32)
+    save_thinker(tmp_path / "thinker", model, processor, ThinkerConfig())
+    config = C.from_dict({
+        "stage": "dit_pretrain", "output_dir": str(tmp_path / "dit"), "thinker_dir": str(tmp_path / "thinker"),
+        "run": {"steps": 2, "batch_size": 4, "log_every": 1, "save_every": 100, "seed": 0},
+        "data": {"cache_size": 8, "edit_fraction": 0.5},
+        "dit": {"width": 32, "num_layers": 1, "num_heads": 2, "text_width": 16, "num_prepadding": 2},
+    })
+    stage = build_stage(config)
+    edits = stage.edits
+    thinker = stage.pipe.thinker
+    row = len(stage.captions)  # the first edit's cached states
+    from PIL import Image
+
+    seen = thinker.encode([edits.instructions[0]], think=False, images=[[Image.fromarray(edits.source_images[0])]])
+    blind = thinker.encode([edits.instructions[0]], think=False)
+    length = int(seen.mask[0].sum())
+    cached = stage.states[row, :length].float()
+    assert torch.allclose(cached, seen.states[0, :length].half().float())
+    assert not torch.allclose(cached, blind.states[0, :length].half().float(), atol=1e-3)
+    final = train(config, stage, progress=False)
+    assert ThinkGenPipeline.from_pretrained(final).thinker.processor is not None
