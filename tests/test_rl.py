@@ -21,7 +21,7 @@ from thinkgen.rl.flow_grpo import flow_grpo_loss, gaussian_logprob, sde_sample, 
 from thinkgen.rl.grpo import completion_logprobs, group_advantages, grpo_loss
 from thinkgen.train import config as C
 from thinkgen.train.loop import train
-from thinkgen.train.rl_stage import stored_dtype
+from thinkgen.train.rl_stage import prompt_for, stored_dtype
 from thinkgen.train.run import build_stage
 from thinkgen.world import suites
 from thinkgen.world.render import render
@@ -416,8 +416,8 @@ def test_state_anchor_reads_what_the_dit_reads_and_grows_with_training(tiny_dir,
     """The anchor's teacher-forced states are the ones generation handed the bridge; the drift is
     0 at the start and positive once the thinker has moved."""
     stage = build_stage(rl_config(tiny_dir, tmp_path, "thinker_grpo", state_beta=1.0))
-    thought = stage._sample_thoughts(stage._items(0)[:2], 3, seed=1)
-    part = stage._thinker_part(thought, torch.ones(6))
+    thought, vision = stage._sample_thoughts(stage._items(0)[:2], 3, seed=1)
+    part = stage._thinker_part(thought, vision, torch.ones(6))
     for row, ref in enumerate(part["ref_states"]):
         length = int(thought.mask[row].sum())
         assert ref.shape == (length, thought.states.shape[-1])
@@ -431,6 +431,40 @@ def test_state_anchor_reads_what_the_dit_reads_and_grows_with_training(tiny_dir,
     assert stage.metrics["thinker/state_drift"] > 0
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in stage.pipe.thinker.model.parameters())
+
+
+def test_thinker_that_sees_is_shown_the_source_in_rl_and_its_logprobs_are_the_rollouts(tmp_path):
+    """With a vision-language thinker, RL over the five scenarios shows it the source image of
+    edits and reflection items (the judge prompt says the image is attached), and the
+    teacher-forced pass that GRPO trains on, given those images, rebuilds the very states the
+    rollout handed the DiT; without the images its log-probs differ."""
+    from thinkgen.tiny import tiny_vl_pipeline
+
+    tiny_vl_pipeline(seed=0, max_think_tokens=4, max_rewrite_tokens=4).save_pretrained(tmp_path / "vl")
+    scenarios = {s: 1.0 for s in ("composition", "reasoning", "editing", "reflection")}
+    config = rl_config(tmp_path / "vl", tmp_path / "out", "thinker_grpo", scenarios=scenarios,
+                       rewards={"shapeworld": 1.0}, state_beta=1.0)
+    stage = build_stage(config)
+    items = [next(i for i in stage.pools[s]) for s in ("composition", "editing", "reflection")]
+    shown = stage._thinker_images(items)
+    assert [len(group) for group in shown] == [0, 1, 1]
+    assert "what is attached" in prompt_for(items[2], sees=True)
+    assert "what is attached" not in prompt_for(items[2], sees=False)
+    thought, vision = stage._sample_thoughts(items, 2, seed=3)
+    assert vision["image_grid_thw"].shape[0] == 4  # edit and reflection images, two copies each
+    part = stage._thinker_part(thought, vision, torch.ones(6))
+    for row, ref in enumerate(part["ref_states"]):  # teacher-forced with the images = generated
+        torch.testing.assert_close(ref, thought.states[row, : int(thought.mask[row].sum())], rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        logp, mask = completion_logprobs(stage.pipe.thinker.model, thought.sequences, thought.prompt_lengths,
+                                         stage.pipe.thinker.pad_id, 1.0, vision)
+        blind, _ = completion_logprobs(stage.pipe.thinker.model, thought.sequences, thought.prompt_lengths,
+                                       stage.pipe.thinker.pad_id, 1.0,
+                                       {**vision, "pixel_values": torch.zeros_like(vision["pixel_values"])})
+    assert not torch.allclose(logp[1:] * mask[1:], blind[1:] * mask[1:])  # the images are read
+    stage.thinker_loss(part).backward()
+    assert stage.metrics["thinker/state_drift"] < 1e-8
+    train(config, stage, progress=False)  # a rollout batch over all four scenarios trains
 
 
 def test_rl_resume_is_exact(tiny_dir, tmp_path):

@@ -46,10 +46,14 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
 
 
 def completion_logprobs(model: nn.Module, sequences: list[torch.Tensor], prompt_lengths: list[int],
-                        pad_id: int, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                        pad_id: int, temperature: float = 1.0,
+                        vision: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token log-probs of each sequence's completion (tokens from ``prompt_lengths[i]`` on).
 
     ``sequences`` are unpadded token ids (prompt + completion); they are right-padded into one batch.
+    ``vision``: for a vision-language model whose prompts hold images, the image processor's
+    ``pixel_values`` and ``image_grid_thw`` of those images in row order (the sequences already
+    hold each image's tokens).
     Returns ``logprobs`` and ``mask``, both (B, T) with T = the longest completion, left-aligned.
     """
     device = next(model.parameters()).device
@@ -60,7 +64,11 @@ def completion_logprobs(model: nn.Module, sequences: list[torch.Tensor], prompt_
         ids[row, : len(seq)] = seq
         attention[row, : len(seq)] = 1
     ids, attention = ids.to(device), attention.to(device)
-    logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits[:, :-1]  # (B, S-1, V)
+    extra = {}
+    if vision is not None:  # image tokens are marked 1, as the processor marks them for multimodal RoPE
+        extra = {k: v.to(device) for k, v in vision.items()}
+        extra["mm_token_type_ids"] = (ids == model.config.image_token_id).long()
+    logits = model(input_ids=ids, attention_mask=attention, use_cache=False, **extra).logits[:, :-1]  # (B, S-1, V)
     logp = torch.log_softmax(logits.float() / temperature, dim=-1)
     token_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)  # (B, S-1): log p(token t+1 | ..t)
     width = max(len(s) - p for s, p in zip(sequences, prompt_lengths, strict=True))

@@ -93,10 +93,11 @@ def think_length(completion: torch.Tensor, close_id: int) -> int:
     return int(hits[0, 0]) if len(hits) else len(completion)
 
 
-def prompt_for(item: suites.Item) -> str:
-    """What the thinker is asked. Reflection: the request plus a description of the wrong image."""
+def prompt_for(item: suites.Item, sees: bool = False) -> str:
+    """What the thinker is asked. Reflection: the request, and the image attached for a thinker
+    that ``sees``, or else the image's description."""
     if item.suite == "reflection":
-        return judge_prompt(item.prompt, canonical(target_of(item.source)))
+        return judge_prompt(item.prompt) if sees else judge_prompt(item.prompt, canonical(target_of(item.source)))
     return item.prompt
 
 
@@ -312,22 +313,50 @@ class RLStage:
         cfg = self.config.rl.guidance_scale
         return self.pipe.defaults["guidance_scale"] if cfg is None else cfg
 
-    def _sample_thoughts(self, items: list[suites.Item], copies: int, seed: int):
-        prompts = [prompt_for(item) for item in items for _ in range(copies)]
-        return self.sampler.encode(prompts, think=True, seed=seed)
+    @property
+    def _sees(self) -> bool:
+        return self.pipe.thinker.processor is not None
 
-    def _thinker_part(self, thought, advantages: torch.Tensor) -> dict[str, Any]:
+    def _thinker_images(self, items: list[suites.Item]) -> list[list[Image.Image]] | None:
+        """What a thinker that sees is shown with each prompt: the source image of an edit or of a
+        reflection item (drawn as the suite draws it), nothing otherwise; None for a text-only one."""
+        if not self._sees:
+            return None
+        return [[Image.fromarray(render(item.source, self._resolution(item)))] if item.source is not None
+                and item.suite in ("editing", "reflection") else [] for item in items]
+
+    def _vision_inputs(self, images: list[list[Image.Image]] | None) -> dict[str, torch.Tensor] | None:
+        """The image processor's inputs for ``completion_logprobs``, every prompt's images in order."""
+        flat = [image for group in images or [] for image in group]
+        if not flat:
+            return None
+        out = self.pipe.thinker.processor.image_processor(images=flat, return_tensors="pt")
+        return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
+
+    def _encode(self, thinker: Thinker, items: list[suites.Item], copies: int, **options: Any):
+        """``thinker.encode`` of each item's prompt ``copies`` times, with its images if it sees;
+        returns the thought and the image inputs that re-forwarding its sequences needs."""
+        expanded = [item for item in items for _ in range(copies)]
+        images = self._thinker_images(expanded)
+        thought = thinker.encode([prompt_for(item, self._sees) for item in expanded], images=images, **options)
+        return thought, self._vision_inputs(images)
+
+    def _sample_thoughts(self, items: list[suites.Item], copies: int, seed: int):
+        return self._encode(self.sampler, items, copies, think=True, seed=seed)
+
+    def _thinker_part(self, thought, vision: dict[str, torch.Tensor] | None, advantages: torch.Tensor
+                      ) -> dict[str, Any]:
         rl = self.config.rl
         part = {"sequences": thought.sequences, "prompt_lengths": thought.prompt_lengths,
-                "advantages": advantages.to(self.pipe.device)}
+                "advantages": advantages.to(self.pipe.device), "vision": vision}
         pad = self.pipe.thinker.pad_id
         if rl.num_iterations > 1:  # the rollout policy's log-probs; otherwise the current ones, detached
             part["old_logprobs"], _ = completion_logprobs(self.pipe.thinker.model, thought.sequences,
-                                                          thought.prompt_lengths, pad, rl.temperature)
+                                                          thought.prompt_lengths, pad, rl.temperature, vision)
         if self.ref_thinker is not None:
             with capture_last_layers(self.ref_thinker, self.pipe.thinker.config.num_layers) as records:
                 part["ref_logprobs"], _ = completion_logprobs(self.ref_thinker, thought.sequences,
-                                                              thought.prompt_lengths, pad, rl.temperature)
+                                                              thought.prompt_lengths, pad, rl.temperature, vision)
             if rl.state_beta:
                 part["ref_states"] = conditioning_states(records, thought.sequences, thought.prompt_lengths,
                                                          self.pipe.thinker)
@@ -359,14 +388,14 @@ class RLStage:
     def _thinker_rollout(self, items: list[suites.Item], window: int, start: int) -> dict[str, Any]:
         rl, seed = self.config.rl, self.config.run.seed
         G = rl.num_generations
-        thought = self._sample_thoughts(items, G, _seed(seed, "think", window, start))
+        thought, vision = self._sample_thoughts(items, G, _seed(seed, "think", window, start))
         expanded = [item for item in items for _ in range(G)]
         # the same initial noise for every rollout of a prompt: only the rewrite differs
         noise_seeds = [_seed(seed, "noise", window, start + p) for p in range(len(items)) for _ in range(G)]
         images = (self._images(expanded, thought.states.to(self.pipe.device), thought.mask.to(self.pipe.device),
                                noise_seeds) if self.rewards.needs_images else [None] * len(expanded))
         rewards = self._score(expanded, images, thought.rewritten)
-        return self._thinker_part(thought, self._advantages(rewards, G, "thinker"))
+        return self._thinker_part(thought, vision, self._advantages(rewards, G, "thinker"))
 
     def _dit_part(self, items: list[suites.Item], states: torch.Tensor, mask: torch.Tensor, group: int,
                   window: int, start: int, rewrites: list[str], per_prompt: int) -> tuple[dict[str, Any], torch.Tensor]:
@@ -417,7 +446,7 @@ class RLStage:
         items = [i for i in items if i.suite != "reflection"]  # reflection draws nothing
         if not items:
             raise ValueError("dit_flow_grpo needs a scenario that draws images (not only reflection)")
-        thought = self.pipe.thinker.encode([prompt_for(i) for i in items], think=rl.think)
+        thought, _ = self._encode(self.pipe.thinker, items, 1, think=rl.think)
         K = rl.images_per_prompt
         states = thought.states.to(self.pipe.device).repeat_interleave(K, 0)
         mask = thought.mask.to(self.pipe.device).repeat_interleave(K, 0)
@@ -430,14 +459,14 @@ class RLStage:
         rl, seed = self.config.rl, self.config.run.seed
         J, K = rl.num_generations, rl.images_per_prompt
         items = [i for i in items if i.suite != "reflection"]
-        thought = self._sample_thoughts(items, J, _seed(seed, "think", window, start))
+        thought, vision = self._sample_thoughts(items, J, _seed(seed, "think", window, start))
         states = thought.states.to(self.pipe.device).repeat_interleave(K, 0)  # (P J K, L, D)
         mask = thought.mask.to(self.pipe.device).repeat_interleave(K, 0)
         expanded = [item for item in items for _ in range(J * K)]
         rewrites = [r for r in thought.rewritten for _ in range(K)]
         dit_part, rewards = self._dit_part(expanded, states, mask, K, window, start, rewrites, J * K)
         trace_rewards = rewards.view(-1, K).mean(dim=1)  # (P J,): a trace scores the mean of its images
-        thinker_part = self._thinker_part(thought, self._advantages(trace_rewards, J, "thinker"))
+        thinker_part = self._thinker_part(thought, vision, self._advantages(trace_rewards, J, "thinker"))
         return thinker_part, dit_part
 
     # ------------------------------------------------------------------ losses (with gradients)
@@ -447,7 +476,7 @@ class RLStage:
         with (capture_last_layers(self.pipe.thinker.model, self.pipe.thinker.config.num_layers, detach=False)
               if anchored else contextlib.nullcontext([])) as records:
             logprobs, mask = completion_logprobs(self.pipe.thinker.model, part["sequences"], part["prompt_lengths"],
-                                                 self.pipe.thinker.pad_id, rl.temperature)
+                                                 self.pipe.thinker.pad_id, rl.temperature, part["vision"])
         anchor = None
         if anchored:  # relative squared drift of what the DiT reads
             states = conditioning_states(records, part["sequences"], part["prompt_lengths"], self.pipe.thinker)
