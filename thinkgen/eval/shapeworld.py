@@ -156,9 +156,8 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
                 if reflect:
                     rounds = result.rounds[index]
                     row["first_score"] = suites.score_image(item, parse(result.first[index])).score
-                    row["verdicts"] = [r.verdict for r in rounds]
-                    row["reasoning"] = rounds[0].reasoning if rounds else ""
-                    row["rewritten"] = rounds[0].verdict if rounds else ""
+                    row["verdicts"] = [r.verdict for r in rounds]  # the judge's, round by round
+                    row["judge_reasoning"] = [r.reasoning for r in rounds]
                 else:
                     row["reasoning"], row["rewritten"] = result.reasoning[index], result.rewritten[index]
                 rows.append(row)
