@@ -28,4 +28,7 @@ for mode in think no-think; do
 done
 $THINKGEN eval --suite reflection --model $MODEL --think --n-items 120 --out results/v2/reflection-think \
   --overwrite > /dev/null
+# one reflection round on every composition image: scores before and after, from the same seeds
+$THINKGEN eval --suite composition --model $MODEL --think --n-per-prompt 4 --n-items 120 --reflect 1 \
+  --out results/v2/composition-think-reflect1 --overwrite > /dev/null
 echo "== done ($(date +%T))"
