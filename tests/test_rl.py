@@ -433,7 +433,7 @@ def test_state_anchor_reads_what_the_dit_reads_and_grows_with_training(tiny_dir,
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in stage.pipe.thinker.model.parameters())
 
 
-def test_thinker_that_sees_is_shown_the_source_in_rl_and_its_logprobs_are_the_rollouts(tmp_path):
+def test_thinker_that_sees_is_shown_the_source_in_rl_and_the_training_pass_rereads_it(tmp_path):
     """With a vision-language thinker, RL over the five scenarios shows it the source image of
     edits and reflection items (the judge prompt says the image is attached), and the
     teacher-forced pass that GRPO trains on, given those images, rebuilds the very states the

@@ -284,7 +284,8 @@ def demo(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
         print(f"the parser reads: {_reading(out.images[0], judge)}")
         if think:
-            drawn, thought = out.images[0], out.thinker
+            drawn = out.images[0]  # what the edit and the reflection round start from
+    thought = out.thinker
     print(f"conditioning: {int(thought.mask[0].sum())} states after </think> x {thought.states.shape[-1]} channels "
           f"(last {pipe.thinker.config.num_layers} layers) + {pipe.bridge.num_prepadding} prepadding states "
           f"-> DiT text width {pipe.bridge.config.out_channels}")

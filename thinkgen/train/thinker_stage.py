@@ -123,7 +123,7 @@ def new_thinker(config: TrainConfig):
             tokenizer, t.vision, t.hidden_size, t.num_layers, t.num_heads, t.intermediate_size,
             vision_width=t.vision_width, vision_depth=t.vision_depth, patch_size=t.vision_patch,
             image_tokens=(4, most), tie_word_embeddings=True, seed=config.run.seed)
-        return model.train(), processor, thinker_config
+        return model, processor, thinker_config
     model_config = Qwen3Config(
         vocab_size=len(tokenizer), hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
         num_hidden_layers=t.num_layers, num_attention_heads=t.num_heads, num_key_value_heads=t.num_heads,
