@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from thinkgen.reflection import RIGHT, generate_with_reflection, is_right, judge_prompt
+from thinkgen.reflection import RIGHT, generate_with_reflection, is_right, judge_prompt, reflect
 from thinkgen.tiny import tiny_pipeline, tiny_vl_pipeline
 
 
@@ -81,11 +81,28 @@ def test_zero_rounds_is_plain_generation(pipe):
     assert out.rounds == [[]] and np.array_equal(np.asarray(out.images[0]), np.asarray(plain))
 
 
+def test_reflect_on_another_models_drawing(pipe, monkeypatch):
+    """`reflect` judges images it is given (the demo's seeing model judges the text model's
+    drawing): the first round sees exactly that image, and the edit starts from it."""
+    given = Image.fromarray(np.full((32, 32, 3), 200, dtype=np.uint8))
+    judge = ScriptedJudge(pipe.thinker, ["add a red circle"])
+    monkeypatch.setattr(pipe.thinker, "encode", judge)
+    out = reflect(pipe, ["a red circle"], [given], rounds=1, seed=3, num_inference_steps=2)
+    monkeypatch.undo()
+    assert np.array_equal(judge.judged[0][0], np.asarray(given)) and out.first[0] is given
+    expected = pipe(["add a red circle"], think=False, images=[[given]], seed=3, num_inference_steps=2).images[0]
+    assert np.array_equal(np.asarray(out.images[0]), np.asarray(expected))
+    with pytest.raises(ValueError, match="one image per prompt"):
+        reflect(pipe, ["a", "b"], [given], rounds=1)
+
+
 def test_text_only_thinker_is_refused():
     with pytest.raises(ValueError, match="sees images"):
         generate_with_reflection(tiny_pipeline(), "a red circle", rounds=1)
     with pytest.raises(ValueError, match=">= 0"):
         generate_with_reflection(tiny_pipeline(), "a red circle", rounds=-1)
+    with pytest.raises(ValueError, match="sees images"):
+        reflect(tiny_pipeline(), ["a red circle"], [Image.new("RGB", (32, 32))], rounds=1)
 
 
 def test_eval_with_reflection_scores_before_and_after(pipe, monkeypatch, tmp_path):

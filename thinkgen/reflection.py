@@ -59,14 +59,21 @@ def generate_with_reflection(pipe: ThinkGenPipeline, prompts: str | list[str], r
                              think: bool = True, seed: int = 0, **drawing: Any) -> ReflectionOutput:
     """Draw each prompt, then up to ``rounds`` judge-and-edit rounds. ``drawing`` goes to every
     draw (steps, guidance scales, size). Prompt ``i`` draws with ``seed + i``, as ``pipe(...)``."""
-    if rounds < 0:
-        raise ValueError(f"reflect rounds must be >= 0, got {rounds}")
-    if rounds and pipe.thinker.processor is None:
-        raise ValueError("reflection needs a thinker that sees images (a vision-language thinker); "
-                         "this pipeline's thinker reads text only")
+    _check(pipe, rounds)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     first = pipe(prompts, think=think, seed=seed, **drawing).images
-    current = list(first)
+    return reflect(pipe, prompts, first, rounds, seed=seed, **drawing)
+
+
+def reflect(pipe: ThinkGenPipeline, prompts: list[str], images: list[Image.Image], rounds: int = 1,
+            seed: int = 0, **drawing: Any) -> ReflectionOutput:
+    """Up to ``rounds`` judge-and-edit rounds on images already drawn (``images[i]`` for
+    ``prompts[i]``), by any pipeline whose thinker sees: its own drawings, or another model's.
+    The edit of prompt ``i`` draws with ``seed + i``."""
+    _check(pipe, rounds)
+    if len(images) != len(prompts):
+        raise ValueError(f"reflect needs one image per prompt: {len(prompts)} prompts, {len(images)} images")
+    current = list(images)
     history: list[list[ReflectionRound]] = [[] for _ in prompts]
     open_rows = list(range(len(prompts)))  # prompts not yet judged right
     for _ in range(rounds):
@@ -85,4 +92,12 @@ def generate_with_reflection(pipe: ThinkGenPipeline, prompts: str | list[str], r
             edited = pipe([history[i][-1].verdict], think=False, images=[[current[i]]], seed=seed + i, **drawing)
             current[i] = edited.images[0]
         open_rows = to_edit
-    return ReflectionOutput(current, history, list(first))
+    return ReflectionOutput(current, history, list(images))
+
+
+def _check(pipe: ThinkGenPipeline, rounds: int) -> None:
+    if rounds < 0:
+        raise ValueError(f"reflect rounds must be >= 0, got {rounds}")
+    if rounds and pipe.thinker.processor is None:
+        raise ValueError("reflection needs a thinker that sees images (a vision-language thinker); "
+                         "this pipeline's thinker reads text only")
