@@ -30,6 +30,14 @@ CANDIDATES = [("SFT only", "results/shapeworld_sft/{suite}-think", "results/shap
               ("Dual-GRPO", "results/rl/dual_grpo/{suite}", "results/rl/dual_grpo/{suite}-direct")]
 
 
+# the rows measured again after the Flow-GRPO step fix (scripts/remeasure_sep_grpo.sh): the
+# results from before the fix moved to results/rl_before_step_fix/
+REMEASURED = [("SepGRPO: 300-step stage 4 + Flow-GRPO v1", "sep_grpo_v1"),
+              ("SepGRPO: + Flow-GRPO early window", "sep_grpo_early"),
+              ("SepGRPO: + Flow-GRPO (6_dit_flow_grpo)", "sep_grpo"),
+              ("Dual-GRPO", "dual_grpo")]
+
+
 def load(pattern: str, suite: str) -> dict | None:
     path = Path(pattern.format(suite=suite)) / "scores.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -60,6 +68,13 @@ def main() -> None:
             for pattern in (think, direct):
                 v = load(pattern, suite)
                 cells.append(f"{v['overall']:.3f}" if v else "-")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\n| Flow-GRPO step: before the fix -> corrected | reasoning think | composition think |\n|---|---|---|")
+    for name, run in REMEASURED:
+        cells = []
+        for suite in ("reasoning", "composition"):
+            old, new = load(f"results/rl_before_step_fix/{run}/{{suite}}", suite), load(f"results/rl/{run}/{{suite}}", suite)
+            cells.append(f"{old['overall']:.3f} -> {new['overall']:.3f}" if old and new else "-")
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
