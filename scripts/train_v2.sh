@@ -2,14 +2,31 @@
 # Embedded model v2 (issue 15), from nothing, on CPU: the ShapeWorld autoencoder, a thinker that
 # sees (Qwen3-VL class: pretraining with scene descriptions, then SFT with edits and reflection
 # verdicts), then the latent DiT on its states (pretrain + multi-object finetune, with edits);
-# then the thinker's own scores and the ShapeWorld evaluations into results/v2/.
-# Each stage resumes from its newest checkpoint: rerun the script after an interruption.
+# then the thinker's own scores and the ShapeWorld evaluations into results/v2/; then thinker
+# GRPO over four scenarios (5_thinker_grpo) and the same evaluations into results/v2/rl/.
+# Each stage resumes from its newest checkpoint and finished evaluations are skipped: rerun the
+# script after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
 PYTHON=${PYTHON:-.venv/bin/python}
 export HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
 source scripts/stages.sh
+complete() { $PYTHON -c 'import sys; from thinkgen.eval.shapeworld import is_complete; sys.exit(0 if is_complete(sys.argv[1]) else 1)' "$1"; }
+evaluate() {  # MODEL OUT: every suite the model is trained for, think and direct (120 test items)
+  local n
+  for suite in composition reasoning editing; do
+    for mode in think no-think; do
+      n=4; [ $suite = editing ] && n=1
+      complete "$2/$suite-$mode" || $THINKGEN eval --suite $suite --model "$1" --$mode --n-per-prompt $n \
+        --n-items 120 --out "$2/$suite-$mode" --overwrite > /dev/null
+    done
+  done
+  complete "$2/reflection-think" || $THINKGEN eval --suite reflection --model "$1" --think --n-items 120 \
+    --out "$2/reflection-think" --overwrite > /dev/null
+  complete "$2/composition-think-reflect1" || $THINKGEN eval --suite composition --model "$1" --think \
+    --n-per-prompt 4 --n-items 120 --reflect 1 --out "$2/composition-think-reflect1" --overwrite > /dev/null
+}
 V=configs/shapeworld/v2
 mkdir -p results/v2
 run_stage configs/shapeworld/0_autoencoder.yaml
@@ -20,15 +37,11 @@ run_stage $V/2_thinker_sft.yaml
 run_stage $V/3_dit_pretrain.yaml
 run_stage $V/4_dit_finetune.yaml
 echo "== evaluations ($(date +%T))"
-MODEL=runs/shapeworld/v2/dit_finetune/final
-scripts/eval_shapeworld.sh $MODEL results/v2
-for mode in think no-think; do
-  $THINKGEN eval --suite editing --model $MODEL --$mode --n-per-prompt 1 --n-items 120 \
-    --out results/v2/editing-$mode --overwrite > /dev/null
-done
-$THINKGEN eval --suite reflection --model $MODEL --think --n-items 120 --out results/v2/reflection-think \
-  --overwrite > /dev/null
-# one reflection round on every composition image: scores before and after, from the same seeds
-$THINKGEN eval --suite composition --model $MODEL --think --n-per-prompt 4 --n-items 120 --reflect 1 \
-  --out results/v2/composition-think-reflect1 --overwrite > /dev/null
+evaluate runs/shapeworld/v2/dit_finetune/final results/v2
+run_stage $V/5_thinker_grpo.yaml
+echo "== evaluations after RL ($(date +%T))"
+mkdir -p results/v2/rl
+[ -s results/v2/rl/thinker.txt ] || $PYTHON scripts/eval_thinker.py runs/shapeworld/v2/thinker_grpo/final \
+  > results/v2/rl/thinker.txt
+evaluate runs/shapeworld/v2/thinker_grpo/final results/v2/rl
 echo "== done ($(date +%T))"

@@ -170,6 +170,7 @@ def test_default_model_and_demo(capsys, model_dir, tmp_path, monkeypatch):
     import thinkgen.cli
 
     monkeypatch.setattr(thinkgen.cli, "EMBEDDED", model_dir)
+    monkeypatch.setattr(thinkgen.cli, "EMBEDDED_SEEING", tmp_path / "no-seeing-model")
     code, out, _ = run(capsys, "generate", "a red circle", "-o", tmp_path / "e.png", "--steps", 2)
     assert code == 0 and (tmp_path / "e.png").exists()
     code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo.png")
@@ -193,6 +194,52 @@ def test_demo_with_a_thinker_that_sees_edits_and_reflects(capsys, tmp_path, monk
     assert code == 0 and "--- edit" in out and "--- reflection" in out and "verdict: " in out
     assert out.count("the parser reads: ") == 4
     assert all((tmp_path / f"demo-{i}.png").exists() for i in range(4))
+
+
+@pytest.fixture(scope="module")
+def vl_dir(tmp_path_factory):
+    from thinkgen.tiny import tiny_vl_pipeline
+
+    folder = tmp_path_factory.mktemp("cli") / "tiny-vl"
+    tiny_vl_pipeline(seed=0).save_pretrained(folder)
+    return folder
+
+
+def test_demo_borrows_the_embedded_seeing_model(capsys, model_dir, vl_dir, tmp_path, monkeypatch):
+    """With a text-only embedded model and the embedded seeing model installed beside it, the demo
+    draws with the first, then edits and reflects on that drawing with the second."""
+    import thinkgen.cli
+
+    monkeypatch.setattr(thinkgen.cli, "EMBEDDED", model_dir)
+    monkeypatch.setattr(thinkgen.cli, "EMBEDDED_SEEING", vl_dir)
+    loaded = []
+    real_load = thinkgen.cli._load
+    monkeypatch.setattr(thinkgen.cli, "_load", lambda model, *a, **k: loaded.append(model) or real_load(model, *a, **k))
+    code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo.png")
+    assert code == 0 and "whose thinker sees" in out and "--- reflection" in out and "verdict: " in out
+    assert loaded == [None, str(vl_dir)]  # the embedded model draws, the seeing one edits and judges
+    assert out.count("the parser reads: ") == 4
+    assert all((tmp_path / f"demo-{i}.png").exists() for i in range(4))
+
+
+def test_edit_and_reflect_default_to_the_seeing_model(capsys, model_dir, vl_dir, tmp_path, monkeypatch):
+    """Without --model, `edit` and `generate --reflect` run the embedded seeing model (a text-only
+    thinker cannot judge an image); plain `generate` keeps the embedded model."""
+    import thinkgen.cli
+
+    monkeypatch.setattr(thinkgen.cli, "EMBEDDED", model_dir)
+    monkeypatch.setattr(thinkgen.cli, "EMBEDDED_SEEING", vl_dir)
+    folders = []
+    from thinkgen.pipeline import ThinkGenPipeline
+
+    real = ThinkGenPipeline.from_pretrained
+    monkeypatch.setattr(ThinkGenPipeline, "from_pretrained",
+                        lambda folder, **k: folders.append(str(folder)) or real(folder, **k))
+    Image.new("RGB", (32, 32), "white").save(tmp_path / "src.png")
+    assert run(capsys, "edit", tmp_path / "src.png", "add a red circle", "-o", tmp_path / "e.png", "--steps", 2)[0] == 0
+    assert run(capsys, "generate", "a red circle", "-o", tmp_path / "r.png", "--steps", 2, "--reflect", 1)[0] == 0
+    assert run(capsys, "generate", "a red circle", "-o", tmp_path / "g.png", "--steps", 2)[0] == 0
+    assert folders == [str(vl_dir), str(vl_dir), str(model_dir)]
 
 
 def test_demo_reading_judges_the_default_prompt():

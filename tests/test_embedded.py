@@ -1,23 +1,33 @@
-"""The embedded ShapeWorld model that `make demo` runs: shipped, small, and it thinks."""
+"""The embedded ShapeWorld models that `make demo` runs: shipped, small, they think, and the
+second one's thinker sees."""
 
 from pathlib import Path
 
+import pytest
 import torch
+from PIL import Image
 
 from thinkgen import ThinkGenPipeline
+from thinkgen.reflection import RIGHT, judge_prompt
 from thinkgen.world import parse
+from thinkgen.world.render import render
+from thinkgen.world.scene import Object, Scene
 
-EMBEDDED = Path(__file__).resolve().parents[1] / "thinkgen" / "assets" / "shapeworld"
+ASSETS = Path(__file__).resolve().parents[1] / "thinkgen" / "assets"
+EMBEDDED = ASSETS / "shapeworld"
+SEEING = ASSETS / "shapeworld_vl"
 
 
-def test_embedded_model_is_shipped_small_and_half_precision():
-    files = [f for f in EMBEDDED.rglob("*") if f.is_file()]
-    assert (EMBEDDED / "model_index.json").exists() and files
-    assert sum(f.stat().st_size for f in files) <= 30 * 2**20
+@pytest.mark.parametrize("folder", [EMBEDDED, SEEING], ids=["embedded", "seeing"])
+def test_embedded_models_are_shipped_small_and_half_precision(folder):
+    files = [f for f in folder.rglob("*") if f.is_file()]
+    assert (folder / "model_index.json").exists() and files
+    everything = [f for f in ASSETS.rglob("*") if f.is_file()]
+    assert sum(f.stat().st_size for f in everything) <= 30 * 2**20  # both models together
     assert all(f.suffix != ".bin" for f in files)  # safetensors only
     from safetensors import safe_open
 
-    for weights in EMBEDDED.glob("*/*.safetensors"):
+    for weights in folder.glob("*/*.safetensors"):
         with safe_open(str(weights), "pt") as f:
             dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
         assert dtypes <= {"F16"} or weights.parent.name == "vae", (weights, dtypes)
@@ -31,3 +41,17 @@ def test_embedded_model_thinks_and_draws():
     assert out.rewritten[0] == "four green triangles"
     parsed = parse(out.images[0])
     assert parsed.objects and all(o.color == "green" for o in parsed.objects)
+
+
+def test_embedded_seeing_model_reads_the_image_it_is_shown():
+    """The seeing model's thinker describes a rendered scene in its trace, keeps an edit request,
+    and judges the image against a request: right when it matches, an edit when it does not."""
+    pipe = ThinkGenPipeline.from_pretrained(SEEING, torch_dtype=torch.float32)
+    assert pipe.thinker.processor is not None
+    image = Image.fromarray(render(Scene((Object("square", "blue", 0.5, 0.5),))))
+    edit = pipe.thinker.encode(["add a red circle"], think=True, images=[[image]], seed=0)
+    assert edit.reasoning[0].startswith("The image shows a blue square.") and edit.rewritten == ["add a red circle"]
+    judged = pipe.thinker.encode([judge_prompt("a blue square"), judge_prompt("a red circle")], think=True,
+                                 images=[[image], [image]], seed=0)
+    assert judged.rewritten[0] == RIGHT and judged.rewritten[1] != RIGHT
+    assert "red circle" in judged.rewritten[1]

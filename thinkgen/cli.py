@@ -38,6 +38,9 @@ def _quiet_libraries() -> None:
 
 
 EMBEDDED = Path(__file__).resolve().parent / "assets" / "shapeworld"
+# The embedded model's counterpart whose thinker sees images: the default for edits and reflection,
+# which a text-only thinker cannot do.
+EMBEDDED_SEEING = Path(__file__).resolve().parent / "assets" / "shapeworld_vl"
 
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -45,13 +48,16 @@ DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16
 
 
 def _load(model: str | None, dtype: str = "float32", device: str = "cpu", offload: str = "none",
-          vae_tiling: bool = False):
-    """A pipeline folder, or the embedded ShapeWorld model when none is given, in ``dtype``, on
-    ``device`` or offloaded to it (``model``: one component at a time; ``sequential``: per layer)."""
+          vae_tiling: bool = False, seeing: bool = False):
+    """A pipeline folder, or the embedded ShapeWorld model when none is given (with ``seeing``:
+    the embedded model whose thinker sees, if installed), in ``dtype``, on ``device`` or offloaded
+    to it (``model``: one component at a time; ``sequential``: per layer)."""
     import torch
 
     from .pipeline import PipelineLoadError, ThinkGenPipeline
 
+    if model is None and seeing and (EMBEDDED_SEEING / "model_index.json").exists():
+        model = str(EMBEDDED_SEEING)
     if model is None:
         if not (EMBEDDED / "model_index.json").exists():
             raise UserError("no model given: pass --model DIR (`thinkgen init DIR` makes a tiny random one)")
@@ -143,7 +149,9 @@ def _draw(args: argparse.Namespace, prompts: list[str], images: list | None = No
     if reflect and args.batch > 1:
         raise UserError("--reflect draws one image per prompt: leave out --batch")
     paths = _output_paths(args.output, len(prompts) * args.batch)
-    pipe = _load(args.model, args.dtype, args.device, args.offload, args.vae_tiling)
+    # edits and reflection need a thinker that sees: without --model, the embedded one that does
+    pipe = _load(args.model, args.dtype, args.device, args.offload, args.vae_tiling,
+                 seeing=images is not None or bool(reflect))
     if args.max_pixels is not None:
         pipe.limits = dataclasses.replace(pipe.limits, max_pixels=args.max_pixels)
     height = pipe.defaults["height"] if args.height is None else args.height
@@ -263,7 +271,8 @@ def demo(args: argparse.Namespace) -> int:
     from .tiny import tiny_pipeline
 
     prompt = args.prompt or DEMO_PROMPT
-    if (EMBEDDED / "model_index.json").exists():
+    embedded = (EMBEDDED / "model_index.json").exists()
+    if embedded:
         print(f"thinkgen demo: the embedded ShapeWorld model ({EMBEDDED})\n")
         pipe = _load(None)
     else:
@@ -273,8 +282,9 @@ def demo(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as folder:
             tiny_pipeline(seed=0).save_pretrained(folder)
             pipe = _load(folder)
-    seeing = pipe.thinker.processor is not None  # then the demo also edits and reflects
-    paths = _output_paths(args.output, 4 if seeing else 2)
+    # the edit and the reflection round need a thinker that sees: this model's, or the embedded seeing model's
+    seer = pipe if pipe.thinker.processor is not None else _seeing_model(embedded)
+    paths = _output_paths(args.output, 2 if seer is None else 4)
     judge = prompt == DEMO_PROMPT
     for think, path in zip((True, False), paths[:2], strict=True):
         out = pipe([prompt], think=think, seed=args.seed, progress=True)
@@ -289,23 +299,33 @@ def demo(args: argparse.Namespace) -> int:
     print(f"conditioning: {int(thought.mask[0].sum())} states after </think> x {thought.states.shape[-1]} channels "
           f"(last {pipe.thinker.config.num_layers} layers) + {pipe.bridge.num_prepadding} prepadding states "
           f"-> DiT text width {pipe.bridge.config.out_channels}")
-    if not seeing:
+    if seer is None:
         return 0
-    from .reflection import generate_with_reflection
+    from .reflection import reflect
 
+    if seer is not pipe:
+        print(f"\nthe edit and the reflection round: the embedded model whose thinker sees ({EMBEDDED_SEEING})")
     print(f"--- edit: the thinker sees {paths[0]} (think mode) and the request {DEMO_EDIT!r}")
-    edited = pipe([DEMO_EDIT], think=True, images=[[drawn]], seed=args.seed)
+    edited = seer([DEMO_EDIT], think=True, images=[[drawn]], seed=args.seed)
     _print_thoughts([DEMO_EDIT], edited.reasoning, edited.rewritten, True, 1)
     edited.images[0].resize((128, 128), 0).save(paths[2])
     print(f"wrote {paths[2]}\nthe parser reads: {_reading(edited.images[0], False)}")
     print(f"--- reflection: the thinker judges {paths[0]} against the prompt (one round)")
-    reflected = generate_with_reflection(pipe, [prompt], rounds=1, seed=args.seed)
+    reflected = reflect(seer, [prompt], [drawn], rounds=1, seed=args.seed)
     verdict = reflected.rounds[0][0]
     print(f"thinking: {verdict.reasoning}\nverdict: {verdict.verdict}")
     reflected.images[0].resize((128, 128), 0).save(paths[3])
     print(f"wrote {paths[3]} ({'unchanged: judged right' if verdict.right else 'after the edit'})")
     print(f"the parser reads: {_reading(reflected.images[0], judge)}")
     return 0
+
+
+def _seeing_model(embedded: bool):
+    """Beside the embedded model, its counterpart whose thinker sees (for the demo's edit and
+    reflection round), if installed; none beside a random tiny pipeline."""
+    if not embedded or not (EMBEDDED_SEEING / "model_index.json").exists():
+        return None
+    return _load(str(EMBEDDED_SEEING))
 
 
 def _writable_dir(path: str) -> Path:
@@ -361,7 +381,8 @@ def train_command(args: argparse.Namespace) -> int:
 
 def _drawing_options(g: argparse.ArgumentParser) -> None:
     """The options of `generate` and `edit`."""
-    g.add_argument("--model", help="pipeline folder (default: the embedded ShapeWorld model)")
+    g.add_argument("--model", help="pipeline folder (default: the embedded ShapeWorld model; for edit and "
+                                   "--reflect, its counterpart whose thinker sees, when installed)")
     g.add_argument("--think", action=argparse.BooleanOptionalAction, default=True,
                    help="reason before drawing (default) or use the direct pseudo-CoT template")
     g.add_argument("-o", "--output", type=validate.path, default="out.png",
@@ -459,8 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = commands.add_parser("demo", help="run the default model on a reasoning prompt")
     d.add_argument("prompt", nargs="?", type=validate.text, default=None, help="default: a reasoning prompt")
     d.add_argument("-o", "--output", type=validate.path, default="demo.png",
-                   help="writes demo-0.png (think) and demo-1.png (direct); with a thinker that sees, "
-                        "also demo-2.png (an edit of demo-0) and demo-3.png (after a reflection round)")
+                   help="writes demo-0.png (think) and demo-1.png (direct); with a thinker that sees (the "
+                        "model's or the embedded seeing model's), also demo-2.png (an edit of demo-0) and "
+                        "demo-3.png (demo-0 after a reflection round)")
     d.add_argument("--seed", type=SEED, default=0)
     d.set_defaults(run=demo)
     return parser
