@@ -8,8 +8,7 @@ cd "$(dirname "$0")/.."
 THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
 STEPS=${1:-3000}
 export HF_HUB_OFFLINE=1
-# an eval folder counts only when its scores.json says the run finished (not when the file exists)
-complete() { ${PYTHON:-.venv/bin/python} -c 'import sys; from thinkgen.eval.shapeworld import is_complete; sys.exit(0 if is_complete(sys.argv[1]) else 1)' "$1"; }
+source scripts/stages.sh
 declare -A VARIANTS=(
   [k23_cut_linear]="dit.num_prepadding=23 dit.extract=cut dit.connector=linear"
   [k0_cut_linear]="dit.num_prepadding=0 dit.extract=cut dit.connector=linear"

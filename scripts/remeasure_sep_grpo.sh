@@ -5,13 +5,13 @@
 # of commit af1182a (exported in fp16 from stages 1-4), so it is taken from git history rather than
 # retrained (stages 1-4 with today's code would give a different model). The earlier results move
 # to results/rl_before_step_fix/ (`git mv`, done by hand once) so both stay side by side.
-# Resumable: finished runs and evaluations are skipped. About 95 minutes on 2 cores.
+# Resumable: finished runs and evaluations are skipped. About 115 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
 PYTHON=${PYTHON:-.venv/bin/python}
 export HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
-complete() { $PYTHON -c 'import sys; from thinkgen.eval.shapeworld import is_complete; sys.exit(0 if is_complete(sys.argv[1]) else 1)' "$1"; }
+source scripts/stages.sh
 if [ ! -f runs/shapeworld/sft/model_index.json ]; then
   echo "== the SFT model from git history (af1182a:thinkgen/assets/shapeworld) -> runs/shapeworld/sft"
   tmp=$(mktemp -d)
@@ -20,16 +20,6 @@ if [ ! -f runs/shapeworld/sft/model_index.json ]; then
   mv "$tmp/thinkgen/assets/shapeworld" runs/shapeworld/sft
   rm -rf "$tmp"
 fi
-evaluate() {  # MODEL OUT [direct]: the RL tables' protocol (test splits, 120 items x 4 images)
-  for suite in reasoning composition; do
-    complete "$2/$suite" || $THINKGEN eval --suite $suite --model "$1" --think --n-per-prompt 4 \
-      --n-items 120 --out "$2/$suite" --overwrite > /dev/null
-    if [ "${3:-}" = direct ]; then
-      complete "$2/$suite-direct" || $THINKGEN eval --suite $suite --model "$1" --no-think \
-        --n-per-prompt 4 --n-items 120 --out "$2/$suite-direct" --overwrite > /dev/null
-    fi
-  done
-}
 train() {  # CONFIG
   local out
   out=$(grep '^output_dir:' "$1" | awk '{print $2}')
@@ -40,13 +30,13 @@ complete results/remeasure_sep/sft_composition || $THINKGEN eval --suite composi
   --think --n-per-prompt 4 --n-items 120 --out results/remeasure_sep/sft_composition --overwrite > /dev/null
 V=configs/shapeworld/rl_variants
 train configs/shapeworld/5_thinker_grpo.yaml
-evaluate runs/shapeworld/thinker_grpo/final results/remeasure_sep/thinker_grpo  # README: 0.464 / 0.321
+evaluate_rl runs/shapeworld/thinker_grpo/final results/remeasure_sep/thinker_grpo  # README: 0.464 / 0.321
 for config in configs/shapeworld/6_dit_flow_grpo.yaml $V/dit_flow_grpo_v1.yaml $V/dit_flow_grpo_early.yaml \
               configs/shapeworld/7_dual_grpo.yaml; do
   train $config
 done
-evaluate runs/shapeworld/dit_flow_grpo/final results/rl/sep_grpo
-evaluate runs/shapeworld/dit_flow_grpo_v1/final results/rl/sep_grpo_v1
-evaluate runs/shapeworld/dit_flow_grpo_early/final results/rl/sep_grpo_early
-evaluate runs/shapeworld/dual_grpo/final results/rl/dual_grpo direct
+evaluate_rl runs/shapeworld/dit_flow_grpo/final results/rl/sep_grpo
+evaluate_rl runs/shapeworld/dit_flow_grpo_v1/final results/rl/sep_grpo_v1
+evaluate_rl runs/shapeworld/dit_flow_grpo_early/final results/rl/sep_grpo_early
+evaluate_rl runs/shapeworld/dual_grpo/final results/rl/dual_grpo direct
 echo "== done $(date +%T)"

@@ -10,8 +10,7 @@ cd "$(dirname "$0")/.."
 THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
 PYTHON=${PYTHON:-.venv/bin/python}
 export HF_HUB_OFFLINE=1
-# an eval folder counts only when its scores.json says the run finished (not when the file exists)
-complete() { ${PYTHON:-.venv/bin/python} -c 'import sys; from thinkgen.eval.shapeworld import is_complete; sys.exit(0 if is_complete(sys.argv[1]) else 1)' "$1"; }
+source scripts/stages.sh
 if [ ! -f runs/shapeworld/sft/model_index.json ]; then
   if [ ! -f runs/shapeworld/dit_finetune/final/model_index.json ]; then
     echo "the RL recipes start from the SFT model: run scripts/train_shapeworld.sh (stages 1-4) first" >&2
@@ -23,18 +22,6 @@ train() {  # CONFIG: run it to its end unless it has finished
   local out
   out=$(grep '^output_dir:' "$1" | awk '{print $2}')
   [ -f "$out/final/model_index.json" ] || $THINKGEN train "$1" --resume
-}
-evaluate() {  # MODEL OUT: the same protocol as the embedded model's README numbers
-  for suite in reasoning composition; do
-    complete "$2/$suite" || $THINKGEN eval --suite $suite --model "$1" --think --n-per-prompt 4 \
-      --n-items 120 --out "$2/$suite" --overwrite > /dev/null
-  done
-}
-evaluate_direct() {  # MODEL OUT: direct mode too, for the embedded-model candidates
-  for suite in reasoning composition; do
-    complete "$2/$suite-direct" || $THINKGEN eval --suite $suite --model "$1" --no-think \
-      --n-per-prompt 4 --n-items 120 --out "$2/$suite-direct" --overwrite > /dev/null
-  done
 }
 V=configs/shapeworld/rl_variants
 continue_from() {  # SRC DST: a longer run continues SRC from its step-300 checkpoint (resume is exact)
@@ -53,16 +40,16 @@ for config in $V/thinker_grpo_600.yaml $V/thinker_grpo_anchor_600.yaml configs/s
               configs/shapeworld/7_dual_grpo.yaml; do
   train $config
 done
-evaluate runs/shapeworld/thinker_grpo/final results/rl/thinker_grpo
-evaluate runs/shapeworld/thinker_grpo_600/final results/rl/thinker_grpo_600
-evaluate runs/shapeworld/thinker_grpo_anchor/final results/rl/thinker_grpo_anchor
-evaluate runs/shapeworld/dit_flow_grpo/final results/rl/sep_grpo
-evaluate runs/shapeworld/dit_flow_grpo_v1/final results/rl/sep_grpo_v1
-evaluate runs/shapeworld/dit_flow_grpo_early/final results/rl/sep_grpo_early
-evaluate runs/shapeworld/thinker_grpo_anchor_600/final results/rl/thinker_grpo_anchor_600
-evaluate runs/shapeworld/dual_grpo/final results/rl/dual_grpo
+evaluate_rl runs/shapeworld/thinker_grpo/final results/rl/thinker_grpo
+evaluate_rl runs/shapeworld/thinker_grpo_600/final results/rl/thinker_grpo_600
+evaluate_rl runs/shapeworld/thinker_grpo_anchor/final results/rl/thinker_grpo_anchor
+evaluate_rl runs/shapeworld/dit_flow_grpo/final results/rl/sep_grpo
+evaluate_rl runs/shapeworld/dit_flow_grpo_v1/final results/rl/sep_grpo_v1
+evaluate_rl runs/shapeworld/dit_flow_grpo_early/final results/rl/sep_grpo_early
+evaluate_rl runs/shapeworld/thinker_grpo_anchor_600/final results/rl/thinker_grpo_anchor_600
+evaluate_rl runs/shapeworld/dual_grpo/final results/rl/dual_grpo
 for run in thinker_grpo_anchor thinker_grpo_anchor_600 dual_grpo; do
-  evaluate_direct runs/shapeworld/$run/final results/rl/$run
+  evaluate_rl runs/shapeworld/$run/final results/rl/$run direct
 done
 # the SFT model and the embedded model (the anchored SepGRPO run), both modes
 complete "results/shapeworld_sft/reasoning-no-think" || scripts/eval_shapeworld.sh runs/shapeworld/sft results/shapeworld_sft

@@ -1,5 +1,6 @@
-# Sourced by the training scripts: run_stage CONFIG trains one stage unless its final/.done marker
-# exists, resuming from its newest checkpoint, then writes the marker.
+# Sourced by the training and evaluation scripts.
+# run_stage CONFIG trains one stage unless its final/.done marker exists, resuming from its newest
+# checkpoint, then writes the marker.
 run_stage() {
   local out
   out=$(grep '^output_dir:' "$1" | awk '{print $2}')
@@ -7,4 +8,21 @@ run_stage() {
   echo "== $1 ($(date +%T))"
   $THINKGEN train "$1" --resume
   touch "$out/final/.done"
+}
+# complete OUT: an eval folder counts only when its scores.json says the run finished (not when
+# the file exists)
+complete() {
+  ${PYTHON:-.venv/bin/python} -c 'import sys; from thinkgen.eval.shapeworld import is_complete; sys.exit(0 if is_complete(sys.argv[1]) else 1)' "$1"
+}
+# evaluate_rl MODEL OUT [direct]: the RL tables' protocol on reasoning and composition (test
+# splits, 120 items x 4 images, think mode; with "direct", no-think too into OUT/SUITE-direct)
+evaluate_rl() {
+  for suite in reasoning composition; do
+    complete "$2/$suite" || $THINKGEN eval --suite $suite --model "$1" --think --n-per-prompt 4 \
+      --n-items 120 --out "$2/$suite" --overwrite > /dev/null
+    if [ "${3:-}" = direct ]; then
+      complete "$2/$suite-direct" || $THINKGEN eval --suite $suite --model "$1" --no-think \
+        --n-per-prompt 4 --n-items 120 --out "$2/$suite-direct" --overwrite > /dev/null
+    fi
+  done
 }

@@ -12,7 +12,6 @@ THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
 PYTHON=${PYTHON:-.venv/bin/python}
 export HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
 source scripts/stages.sh
-complete() { $PYTHON -c 'import sys; from thinkgen.eval.shapeworld import is_complete; sys.exit(0 if is_complete(sys.argv[1]) else 1)' "$1"; }
 evaluate() {  # MODEL OUT: every suite the model is trained for, think and direct (120 test items)
   local n
   for suite in composition reasoning editing; do
