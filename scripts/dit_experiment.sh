@@ -3,12 +3,17 @@
 # step budget (sized to about 15 minutes on 2 idle cores), then composition in direct mode
 # (120 items x 4 images, so the DiT alone is measured), then a line in results/dit_experiments/.
 #   scripts/dit_experiment.sh NAME STEPS [--set KEY=VALUE ...]
+# SUITE=text measures the text suite instead (at its own 64 px; word accuracy).
+# Two lines are written: NAME (the EMA weights the stage saves) and NAME/raw (the last step's raw
+# weights), because at a budget this short an EMA of decay 0.999 still averages in early weights.
 # The thinker whose states condition the DiT is the embedded model's, frozen, so runs compare
 # the DiT recipe alone. Resumable: rerun the same line after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=$1; STEPS=$2; shift 2
 THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
+PYTHON=${PYTHON:-.venv/bin/python}
+SUITE=${SUITE:-composition}
 export HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
 RUN=runs/dit_experiments/$NAME
 OUT=results/dit_experiments/$NAME
@@ -18,15 +23,22 @@ $THINKGEN train configs/shapeworld/3_dit_pretrain.yaml --resume --set output_dir
   --set run.sample_every=500 --set run.log_every=50 "$@" 2>&1 | tr '\r' '\n' | grep -v "it/s\]$" > "$RUN.log" || true
 [ -d "$RUN/final" ] || { echo "error: $NAME did not finish, see $RUN.log"; exit 1; }
 trained=$(( $(date +%s) - start ))
-$THINKGEN eval --suite composition --model "$RUN/final" --no-think --n-per-prompt 4 --n-items 120 \
-  --out "$OUT" --overwrite > /dev/null
-${PYTHON:-.venv/bin/python} - "$OUT" "$NAME" "$STEPS" "$trained" "$*" <<'PY'
+last=$(ls -d "$RUN"/checkpoints/step-* | sort | tail -1)
+$PYTHON scripts/export_raw_weights.py "$RUN/final" "$last" "$RUN/final_raw" > /dev/null
+for weights in final final_raw; do
+  out=$OUT; label=$NAME
+  [ "$weights" = final_raw ] && { out=${OUT}_raw; label=$NAME/raw; }
+  $THINKGEN eval --suite "$SUITE" --model "$RUN/$weights" --no-think --n-per-prompt 4 --n-items 120 \
+    --out "$out" --overwrite > /dev/null
+  $PYTHON - "$out" "$label" "$STEPS" "$trained" "$SUITE" "$*" <<'PY'
 import json, sys
-out, name, steps, seconds, overrides = sys.argv[1:]
+out, name, steps, seconds, suite, overrides = sys.argv[1:]
 scores = json.load(open(f"{out}/scores.json"))
 tags = " ".join(f"{k}={v:.3f}" for k, v in scores["categories"].items())
-line = f"{name}\tsteps={steps}\ttrain_s={seconds}\tcomposition_direct={scores['overall']:.3f}\t{tags}\t{overrides}"
+tags += "".join(f" {k}={scores[k]:.3f}" for k in ("ned",) if k in scores)  # text: edit-distance similarity
+line = f"{name}\tsteps={steps}\ttrain_s={seconds}\t{suite}_direct={scores['overall']:.3f}\t{tags}\t{overrides}"
 print(line)
 with open("results/dit_experiments/summary.tsv", "a") as f:
     f.write(line + "\n")
 PY
+done

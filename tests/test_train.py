@@ -305,6 +305,9 @@ def test_dit_scenes_draw_train_split_words():
     assert 30 <= len(texts) <= 90  # about 30 % of the scenes
     test_words = {item.target.text for item in suites.text_items(2000, "test")}
     assert all(word not in test_words and f'"{word}"' in caption for word, caption in texts)
+    assert len({word for word, _ in texts}) == min(len(texts), 60)  # 60 words: none twice before all once
+    only_words = TrainingScenes(100, seed=0, max_objects=4, canonical_fraction=0.5, curated="all", text_fraction=1.0)
+    assert len({scene.text for scene in only_words.scenes}) == 100 and not any(s.objects for s in only_words.scenes)
     assert not any(s.text for s in TrainingScenes(50, 0, 4, 0.5, "all").scenes)  # off by default
 
 

@@ -77,9 +77,11 @@ class TrainingScenes:
         forbidden = held_out_specs()
         words = suites.text_items(max(1, int(count * text_fraction)), "train", seed=seed) if text_fraction else []
         self.scenes, self.captions = [], []
+        drawn_words = 0
         while len(self.scenes) < count:
             if words and rng.random() < text_fraction:
-                item = rng.choice(words)
+                item = words[drawn_words % len(words)]  # each word once before any twice
+                drawn_words += 1
                 self.scenes.append(item.scene)
                 self.captions.append(item.canonical if rng.random() < canonical_fraction else item.prompt)
                 continue
