@@ -39,6 +39,25 @@ def test_autoencoder_learns_to_reconstruct(tmp_path):
     assert end < 0.7 * start, (start, end)
 
 
+def test_autoencoder_text_fraction_caches_train_words(tmp_path):
+    """data.text_fraction: that share of the cached scenes are text-suite train words alone, at the
+    autoencoder's resolution; without it the cache is random scenes as before."""
+    from thinkgen.world import suites
+    from thinkgen.world.parse import parse
+
+    config = C.from_dict({**ae_config(tmp_path).to_dict(), "data": {"cache_size": 20, "text_fraction": 0.5},
+                          "ae": {"block_out_channels": [8, 8], "latent_channels": 4, "norm_num_groups": 4,
+                                 "resolution": 64}})
+    stage = build_stage(config)
+    readings = [parse(image.numpy()) for image in stage.images]
+    words = [r.text for r in readings if r.text and not r.objects]
+    test_words = {item.target.text for item in suites.text_items(2000, "test")}
+    assert len(words) >= 10 and not set(words) & test_words
+    assert stage.images.shape == (20, 64, 64, 3)
+    plain = build_stage(ae_config(tmp_path))
+    assert sum(bool(parse(image.numpy()).objects) for image in plain.images) >= 24  # mostly object scenes
+
+
 def test_saved_autoencoder_has_unit_latents(ae_dir):
     """finalize writes shift and scale so that the held-back scenes' latents have mean 0, std 1."""
     vae = AutoencoderKL.from_pretrained(ae_dir)

@@ -3,7 +3,8 @@
 Real think-then-generate systems draw in a VAE's latent space, and their decoders, not the DiT,
 draw the crisp edges. This stage gives the tiny model the same split: a convolutional encoder and
 decoder (``ae.block_out_channels``: one halving of the side per extra block) trained on random
-scenes of one to four objects, some with text, with an L1 + MSE reconstruction loss and a small
+scenes of one to four objects, some with text (``data.text_fraction``: a share of the text
+suite's train words alone), with an L1 + MSE reconstruction loss and a small
 KL term (``ae.kl_weight``, as Stable Diffusion's VAE keeps its latents near a unit Gaussian).
 
 ``finalize`` measures the latents' mean and spread on held-back scenes and writes them as the
@@ -23,6 +24,7 @@ from diffusers import AutoencoderKL
 from PIL import Image
 from torch import nn
 
+from ..world import suites
 from ..world.render import render
 from ..world.scene import SHAPES, SceneSampler
 from .config import TrainConfig
@@ -65,7 +67,13 @@ class AutoencoderStage:
         self.model = ReconstructionModule(self.vae, config.ae.kl_weight)
         sampler = SceneSampler(max_objects=config.data.max_objects, shapes=SHAPES, text_probability=0.2,
                                rng=random.Random(f"ae-{config.run.seed}"))
-        self.images = self._render([sampler() for _ in range(config.data.cache_size)])  # (N, H, W, 3) uint8
+        count = config.data.cache_size
+        words = round(count * config.data.text_fraction)
+        # data.text_fraction: that share are the text suite's train words alone, as its items draw them
+        # (the test words never), for an autoencoder that must carry glyphs (README: 0/200 without)
+        scenes = [item.scene for item in suites.text_items(words, "train", seed=config.run.seed)] if words else []
+        scenes += [sampler() for _ in range(count - len(scenes))]
+        self.images = self._render(scenes)  # (N, H, W, 3) uint8
         sampler.rng = random.Random(f"ae-held-out-{config.run.seed}")
         self.held_out = self._render([sampler() for _ in range(512)])  # samples and latent statistics
 

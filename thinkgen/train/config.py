@@ -161,7 +161,7 @@ class DataConfig:
     # DiT stages: share of steps that train editing (the editing suite's train split: the source
     # image as reference tokens, the edit instruction as the text, the edited scene as the target)
     edit_fraction: Fraction = 0.0
-    text_fraction: Fraction = 0.0  # DiT stages: share of training scenes that are words to draw (text suite, train split)
+    text_fraction: Fraction = 0.0  # DiT and autoencoder stages: share of training scenes that are words (text suite, train split)
     timesteps: Literal["logit_normal", "uniform"] = "logit_normal"
     max_length: Annotated[int, Field(ge=8, le=65536)] = 96  # thinker: tokens per training sequence
     knowledge_repeats: Annotated[int, Field(ge=0, le=10**4)] = 20  # thinker pretraining: passes over the corpus
