@@ -5,9 +5,7 @@
 #   scripts/ablate_shapeworld.sh [STEPS]        (default 3000 steps, ~17 min each on 2 cores, ~29 for ALL)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
 STEPS=${1:-3000}
-export HF_HUB_OFFLINE=1
 source scripts/stages.sh
 declare -A VARIANTS=(
   [k23_cut_linear]="dit.num_prepadding=23 dit.extract=cut dit.connector=linear"

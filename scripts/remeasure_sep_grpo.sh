@@ -8,9 +8,7 @@
 # Resumable: finished runs and evaluations are skipped. About 115 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
-PYTHON=${PYTHON:-.venv/bin/python}
-export HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
+export OMP_WAIT_POLICY=PASSIVE
 source scripts/stages.sh
 if [ ! -f runs/shapeworld/sft/model_index.json ]; then
   echo "== the SFT model from git history (af1182a:thinkgen/assets/shapeworld) -> runs/shapeworld/sft"
@@ -20,20 +18,15 @@ if [ ! -f runs/shapeworld/sft/model_index.json ]; then
   mv "$tmp/thinkgen/assets/shapeworld" runs/shapeworld/sft
   rm -rf "$tmp"
 fi
-train() {  # CONFIG
-  local out
-  out=$(grep '^output_dir:' "$1" | awk '{print $2}')
-  [ -f "$out/final/model_index.json" ] || { echo "== $1 ($(date +%T))"; $THINKGEN train "$1" --resume; }
-}
 # a reproduction check first: the restored SFT model on composition (README: 0.342)
 complete results/remeasure_sep/sft_composition || $THINKGEN eval --suite composition --model runs/shapeworld/sft \
   --think --n-per-prompt 4 --n-items 120 --out results/remeasure_sep/sft_composition --overwrite > /dev/null
 V=configs/shapeworld/rl_variants
-train configs/shapeworld/5_thinker_grpo.yaml
+train_unless_final configs/shapeworld/5_thinker_grpo.yaml
 evaluate_rl runs/shapeworld/thinker_grpo/final results/remeasure_sep/thinker_grpo  # README: 0.464 / 0.321
 for config in configs/shapeworld/6_dit_flow_grpo.yaml $V/dit_flow_grpo_v1.yaml $V/dit_flow_grpo_early.yaml \
               configs/shapeworld/7_dual_grpo.yaml; do
-  train $config
+  train_unless_final $config
 done
 evaluate_rl runs/shapeworld/dit_flow_grpo/final results/rl/sep_grpo
 evaluate_rl runs/shapeworld/dit_flow_grpo_v1/final results/rl/sep_grpo_v1

@@ -7,9 +7,6 @@
 #   scripts/rl_shapeworld.sh            (~2.5 hours on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
-PYTHON=${PYTHON:-.venv/bin/python}
-export HF_HUB_OFFLINE=1
 source scripts/stages.sh
 if [ ! -f runs/shapeworld/sft/model_index.json ]; then
   if [ ! -f runs/shapeworld/dit_finetune/final/model_index.json ]; then
@@ -18,11 +15,6 @@ if [ ! -f runs/shapeworld/sft/model_index.json ]; then
   fi
   $PYTHON scripts/export_embedded.py runs/shapeworld/dit_finetune/final runs/shapeworld/sft
 fi
-train() {  # CONFIG: run it to its end unless it has finished
-  local out
-  out=$(grep '^output_dir:' "$1" | awk '{print $2}')
-  [ -f "$out/final/model_index.json" ] || $THINKGEN train "$1" --resume
-}
 V=configs/shapeworld/rl_variants
 continue_from() {  # SRC DST: a longer run continues SRC from its step-300 checkpoint (resume is exact)
   if [ ! -d "$2/checkpoints" ]; then
@@ -31,14 +23,14 @@ continue_from() {  # SRC DST: a longer run continues SRC from its step-300 check
     cp "$1/rollouts.jsonl" "$2/"
   fi
 }
-train configs/shapeworld/5_thinker_grpo.yaml
-train $V/thinker_grpo_anchor.yaml
+train_unless_final configs/shapeworld/5_thinker_grpo.yaml
+train_unless_final $V/thinker_grpo_anchor.yaml
 continue_from runs/shapeworld/thinker_grpo runs/shapeworld/thinker_grpo_600
 continue_from runs/shapeworld/thinker_grpo_anchor runs/shapeworld/thinker_grpo_anchor_600
 for config in $V/thinker_grpo_600.yaml $V/thinker_grpo_anchor_600.yaml configs/shapeworld/6_dit_flow_grpo.yaml \
               $V/dit_flow_grpo_v1.yaml $V/dit_flow_grpo_early.yaml $V/dit_flow_grpo_after_anchor.yaml \
               configs/shapeworld/7_dual_grpo.yaml; do
-  train $config
+  train_unless_final $config
 done
 evaluate_rl runs/shapeworld/thinker_grpo/final results/rl/thinker_grpo
 evaluate_rl runs/shapeworld/thinker_grpo_600/final results/rl/thinker_grpo_600

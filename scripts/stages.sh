@@ -1,4 +1,7 @@
-# Sourced by the training and evaluation scripts.
+# Sourced by the training and evaluation scripts, from the repository root (they cd there first).
+THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
+PYTHON=${PYTHON:-.venv/bin/python}
+export HF_HUB_OFFLINE=1
 # run_stage CONFIG trains one stage unless its final/.done marker exists, resuming from its newest
 # checkpoint, then writes the marker.
 run_stage() {
@@ -8,6 +11,13 @@ run_stage() {
   echo "== $1 ($(date +%T))"
   $THINKGEN train "$1" --resume
   touch "$out/final/.done"
+}
+# train_unless_final CONFIG: run it to its end (resuming) unless its final/ pipeline exists; for
+# runs made before the .done markers of run_stage
+train_unless_final() {
+  local out
+  out=$(grep '^output_dir:' "$1" | awk '{print $2}')
+  [ -f "$out/final/model_index.json" ] || { echo "== $1 ($(date +%T))"; $THINKGEN train "$1" --resume; }
 }
 # complete OUT: an eval folder counts only when its scores.json says the run finished (not when
 # the file exists)
@@ -25,4 +35,19 @@ evaluate_rl() {
         --n-per-prompt 4 --n-items 120 --out "$2/$suite-direct" --overwrite > /dev/null
     fi
   done
+}
+# evaluate_suites MODEL OUT: the v2 tables' protocol, every suite a thinker that sees is trained
+# for: composition, reasoning (4 images per item) and editing (1), think and direct, and the
+# reflection verdicts (120 test items each), into OUT/SUITE-MODE
+evaluate_suites() {
+  local n suite mode
+  for suite in composition reasoning editing; do
+    for mode in think no-think; do
+      n=4; [ $suite = editing ] && n=1
+      complete "$2/$suite-$mode" || $THINKGEN eval --suite $suite --model "$1" --$mode --n-per-prompt $n \
+        --n-items 120 --out "$2/$suite-$mode" --overwrite > /dev/null
+    done
+  done
+  complete "$2/reflection-think" || $THINKGEN eval --suite reflection --model "$1" --think --n-items 120 \
+    --out "$2/reflection-think" --overwrite > /dev/null
 }

@@ -7,9 +7,6 @@
 # Each stage resumes from its newest checkpoint if interrupted: rerun the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
-PYTHON=${PYTHON:-.venv/bin/python}
-export HF_HUB_OFFLINE=1
 source scripts/stages.sh
 for stage in 1_thinker_pretrain 2_thinker_sft 3_dit_pretrain 4_dit_finetune; do
   run_stage configs/shapeworld/$stage.yaml

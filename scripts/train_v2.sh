@@ -8,21 +8,10 @@
 # script after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
-PYTHON=${PYTHON:-.venv/bin/python}
-export HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
+export OMP_WAIT_POLICY=PASSIVE
 source scripts/stages.sh
-evaluate() {  # MODEL OUT: every suite the model is trained for, think and direct (120 test items)
-  local n
-  for suite in composition reasoning editing; do
-    for mode in think no-think; do
-      n=4; [ $suite = editing ] && n=1
-      complete "$2/$suite-$mode" || $THINKGEN eval --suite $suite --model "$1" --$mode --n-per-prompt $n \
-        --n-items 120 --out "$2/$suite-$mode" --overwrite > /dev/null
-    done
-  done
-  complete "$2/reflection-think" || $THINKGEN eval --suite reflection --model "$1" --think --n-items 120 \
-    --out "$2/reflection-think" --overwrite > /dev/null
+evaluate() {  # MODEL OUT: evaluate_suites, then one reflection round on composition
+  evaluate_suites "$1" "$2"
   complete "$2/composition-think-reflect1" || $THINKGEN eval --suite composition --model "$1" --think \
     --n-per-prompt 4 --n-items 120 --reflect 1 --out "$2/composition-think-reflect1" --overwrite > /dev/null
 }

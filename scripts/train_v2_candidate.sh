@@ -4,8 +4,7 @@
 # the four README evaluations and the editing suite. Each stage resumes: rerun after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
-export HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
+export OMP_WAIT_POLICY=PASSIVE
 source scripts/stages.sh
 run_stage configs/shapeworld/0_autoencoder.yaml
 run_stage configs/shapeworld/experiments/v2_dit_pretrain.yaml

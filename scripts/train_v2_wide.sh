@@ -6,22 +6,12 @@
 # checkpoint and finished evaluations are skipped: rerun the script after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
-export HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
+export OMP_WAIT_POLICY=PASSIVE
 source scripts/stages.sh
 [ -f runs/shapeworld/v2/thinker_sft/final/.done ] || { echo "error: run scripts/train_v2.sh first (the thinker)"; exit 1; }
 run_stage configs/shapeworld/0_autoencoder.yaml
 run_stage configs/shapeworld/v2_wide/3_dit_pretrain.yaml
 run_stage configs/shapeworld/v2_wide/4_dit_finetune.yaml
 echo "== evaluations ($(date +%T))"
-MODEL=runs/shapeworld/v2_wide/dit_finetune/final OUT=results/v2_wide
-for suite in composition reasoning editing; do
-  for mode in think no-think; do
-    n=4; [ $suite = editing ] && n=1
-    complete "$OUT/$suite-$mode" || $THINKGEN eval --suite $suite --model $MODEL --$mode --n-per-prompt $n \
-      --n-items 120 --out "$OUT/$suite-$mode" --overwrite > /dev/null
-  done
-done
-complete "$OUT/reflection-think" || $THINKGEN eval --suite reflection --model $MODEL --think --n-items 120 \
-  --out "$OUT/reflection-think" --overwrite > /dev/null
+evaluate_suites runs/shapeworld/v2_wide/dit_finetune/final results/v2_wide
 echo "== done ($(date +%T))"
