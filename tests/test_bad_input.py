@@ -94,6 +94,10 @@ def test_bad_training_files_and_paths(capsys, tmp_path, model):
     refused(capsys, tmp_path, "train", good, "--set", "run.steps=[1", fragment="not valid YAML")
     refused(capsys, tmp_path, "train", good, "--set", "stage.x=1", fragment="not a section")
     refused(capsys, tmp_path, "train", good, "--set", "=3", fragment="KEY=VALUE")
+    from thinkgen.cli import _override
+
+    assert _override("optim.lr=5e-4") == ("optim.lr", 5e-4)  # YAML alone reads "5e-4" as a string
+    assert _override("output_dir=runs/x") == ("output_dir", "runs/x") and _override("run.steps=7") == ("run.steps", 7)
     missing = config_file(tmp_path, model, {"init": None, "thinker_dir": str(tmp_path / "nowhere")})
     refused(capsys, tmp_path, "train", missing, fragment="not found")
 

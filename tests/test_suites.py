@@ -134,6 +134,13 @@ def test_corpora():
     for e in examples:
         assert e["completion"] == f"<think>\n{e['reasoning']}\n</think>\n\n{e['rewrite']}"
     assert len(caption_corpus(20)) == 20
+    assert not any(e["suite"] == "text" for e in examples)  # off by default
+    texts = [e for e in think_examples(0, 0, n_text=30) if e["suite"] == "text"]
+    test_words = {item.target.text for item in S.text_items(500, "test")}
+    assert len(texts) == 30
+    for e in texts:  # the string is copied into the rewrite, and never a test-split word
+        word = e["prompt"].split('"')[1]
+        assert e["rewrite"] == f'the text "{word}"' and word not in test_words
 
 
 def test_edit_grammar_round_trip():

@@ -3,8 +3,10 @@ the word tokenizer, LoRA, and 2-process DDP = 1 process."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -173,6 +175,16 @@ def test_thinker_loss_decreases_and_lora(tmp_path):
     model, tokenizer, thinker_cfg = load_thinker(merged)
     assert type(model).__name__ == "Qwen3ForCausalLM" and not any("lora" in k for k in model.state_dict())
 
+    # a half-precision folder (as the embedded model ships) trains in float32, with a finite loss
+    half = tmp_path / "half"
+    shutil.copytree(final, half)
+    model.half().save_pretrained(half / "thinker")
+    assert load_thinker(half)[0].dtype == torch.float16
+    sft = thinker_config(tmp_path / "sft16", "thinker_sft", init=str(half))
+    sft_stage = build_stage(sft)
+    assert all(p.dtype == torch.float32 for p in sft_stage.model.parameters())
+    assert torch.isfinite(sft_stage.model(sft_stage.batch(0, 0, 8)))
+
 
 def test_dit_loss_decreases(tiny_dir, tmp_path):
     config = dit_config(tiny_dir, tmp_path, steps=40, save_every=100)
@@ -309,6 +321,23 @@ def test_dit_scenes_draw_train_split_words():
     only_words = TrainingScenes(100, seed=0, max_objects=4, canonical_fraction=0.5, curated="all", text_fraction=1.0)
     assert len({scene.text for scene in only_words.scenes}) == 100 and not any(s.objects for s in only_words.scenes)
     assert not any(s.text for s in TrainingScenes(50, 0, 4, 0.5, "all").scenes)  # off by default
+
+
+def test_dit_scenes_balance_word_lengths():
+    from thinkgen.train.dit_stage import TrainingScenes
+
+    only_words = TrainingScenes(400, seed=0, max_objects=4, canonical_fraction=0.5, curated="all", text_fraction=1.0,
+                                text_lengths="balanced")
+    assert not any(s.objects for s in only_words.scenes)
+    by_length = Counter(len(scene.text) for scene in only_words.scenes)
+    assert by_length == {1: 100, 2: 100, 3: 100, 4: 100}  # lengths in turn, as the suite draws them
+    one_char = [scene.text for scene in only_words.scenes if len(scene.text) == 1]
+    distinct = len(set(one_char))  # the train split has only ~30 one-character words: they repeat,
+    assert 20 <= distinct < 100 and len(set(one_char[:distinct])) == distinct  # but none twice before all once
+    longer = [scene.text for scene in only_words.scenes if len(scene.text) == 4]
+    assert len(set(longer)) == 100  # a hundred of the thousands of four-character words: all distinct
+    default = TrainingScenes(400, seed=0, max_objects=4, canonical_fraction=0.5, curated="all", text_fraction=1.0)
+    assert Counter(len(scene.text) for scene in default.scenes)[1] <= 30  # "distinct": each one-character word once
 
 
 def test_thinker_that_sees_trains_on_images_and_loads_as_a_vlm(tmp_path):

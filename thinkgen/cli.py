@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -359,9 +360,12 @@ def _override(text: str) -> tuple[str, object]:
     if not key or any(not part for part in key.split(".")):
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a dotted key (e.g. run.steps=100), got {text!r}")
     try:
-        return key, yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
     except yaml.YAMLError:
         raise argparse.ArgumentTypeError(f"the value of {text!r} is not valid YAML") from None
+    if isinstance(parsed, str) and re.fullmatch(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+", parsed):
+        parsed = float(parsed)  # YAML 1.1 reads 5e-4 (no dot) as a string; on a command line it is a number
+    return key, parsed
 
 
 def train_command(args: argparse.Namespace) -> int:

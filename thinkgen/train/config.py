@@ -162,12 +162,16 @@ class DataConfig:
     # image as reference tokens, the edit instruction as the text, the edited scene as the target)
     edit_fraction: Fraction = 0.0
     text_fraction: Fraction = 0.0  # DiT and autoencoder stages: share of training scenes that are words (text suite, train split)
+    # DiT stages: "distinct" words (each once before any twice; 95 % have 3-4 characters, as distinct
+    # words come) or "balanced" lengths (each of 1-4 characters a quarter; short words repeat)
+    text_lengths: Literal["distinct", "balanced"] = "distinct"
     timesteps: Literal["logit_normal", "uniform"] = "logit_normal"
     max_length: Annotated[int, Field(ge=8, le=65536)] = 96  # thinker: tokens per training sequence
     knowledge_repeats: Annotated[int, Field(ge=0, le=10**4)] = 20  # thinker pretraining: passes over the corpus
     captions: Annotated[int, Field(ge=0, le=10**7)] = 4000
     reasoning_examples: Annotated[int, Field(ge=0, le=10**7)] = 3000
     composition_examples: Annotated[int, Field(ge=0, le=10**7)] = 1500
+    text_examples: Annotated[int, Field(ge=0, le=10**7)] = 0  # thinker SFT: text-suite prompts -> the text "..."
     # thinker stages with `thinker.vision`: examples with an image (world.corpora.seeing_examples)
     describe_examples: Annotated[int, Field(ge=0, le=10**7)] = 0  # scene -> canonical caption
     edit_examples: Annotated[int, Field(ge=0, le=10**7)] = 0  # source image + request -> edit

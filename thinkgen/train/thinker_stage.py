@@ -155,6 +155,7 @@ class ThinkerStage:
         self.config = config
         if config.init:
             model, self.text, self.thinker_config = load_thinker(config.init)
+            model = model.float()  # train in float32: an fp16 folder (the embedded model) gives NaN losses
         else:
             model, self.text, self.thinker_config = new_thinker(config)
         self.processor = self.text if hasattr(self.text, "image_processor") else None
@@ -213,7 +214,8 @@ class ThinkerStage:
         system = self.thinker_config.system_prompt
         sft = [self._encode([{"role": "system", "content": system}, {"role": "user", "content": r["prompt"]}],
                             r["completion"], False)
-               for r in think_examples(data.reasoning_examples, data.composition_examples, self.config.run.seed)]
+               for r in think_examples(data.reasoning_examples, data.composition_examples, self.config.run.seed,
+                                         data.text_examples)]
         # edits and verdicts are asked as the pipeline asks them: system prompt, image, request
         seeing = (self._seeing("edit", data.edit_examples, system=True)
                   + self._seeing("reflect", data.reflection_examples, system=True))

@@ -18,7 +18,7 @@ import random
 from .captions import canonical, describe, target_of
 from .facts import FACTS, questions
 from .scene import BASIC_SHAPES, Scene, SceneSampler
-from .suites import composition_items, editing_items, reasoning_items, reflection_items
+from .suites import composition_items, editing_items, reasoning_items, reflection_items, text_items
 
 ANSWER_FORMS = ["{statement}", "{statement}", "The answer: {answer}. {statement}"]
 
@@ -55,8 +55,10 @@ def think_completion(reasoning: str, rewrite: str, think_open: str = "<think>",
     return f"{think_open}\n{reasoning}\n{think_close}\n\n{rewrite}"
 
 
-def think_examples(n_reasoning: int, n_composition: int, seed: int = 0) -> list[dict[str, str]]:
-    """``{"prompt", "reasoning", "rewrite", "completion", "suite"}`` rows from the train splits."""
+def think_examples(n_reasoning: int, n_composition: int, seed: int = 0, n_text: int = 0) -> list[dict[str, str]]:
+    """``{"prompt", "reasoning", "rewrite", "completion", "suite"}`` rows from the train splits.
+    Text prompts (``n_text``) are rewritten to the canonical ``the text "..."``: the string itself
+    is copied letter by letter, which a thinker never taught it turns into shapes."""
     rows = []
     for item in reasoning_items(n_reasoning, "train", seed):
         assert item.group == "supervised"  # the train split holds supervised facts only
@@ -67,6 +69,10 @@ def think_examples(n_reasoning: int, n_composition: int, seed: int = 0) -> list[
         reasoning = f"The prompt asks for {item.canonical}. No extra knowledge is needed. So I draw {item.canonical}."
         rows.append({"prompt": item.prompt, "reasoning": reasoning, "rewrite": item.canonical,
                      "completion": think_completion(reasoning, item.canonical), "suite": "composition"})
+    for item in text_items(n_text, "train", seed) if n_text else []:
+        reasoning = f"The prompt asks for {item.canonical}. No extra knowledge is needed. So I draw {item.canonical}."
+        rows.append({"prompt": item.prompt, "reasoning": reasoning, "rewrite": item.canonical,
+                     "completion": think_completion(reasoning, item.canonical), "suite": "text"})
     random.Random(f"think-{seed}").shuffle(rows)
     return rows
 
