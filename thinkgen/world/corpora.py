@@ -65,14 +65,11 @@ def think_examples(n_reasoning: int, n_composition: int, seed: int = 0, n_text: 
         rows.append({"prompt": item.prompt, "reasoning": item.reasoning, "rewrite": item.canonical,
                      "completion": think_completion(item.reasoning, item.canonical), "suite": "reasoning"})
     per_tag = max(1, n_composition // 6)
-    for item in composition_items(per_tag, "train", seed):
+    plain = composition_items(per_tag, "train", seed) + (text_items(n_text, "train", seed) if n_text else [])
+    for item in plain:  # nothing to know: the rewrite restates the request
         reasoning = f"The prompt asks for {item.canonical}. No extra knowledge is needed. So I draw {item.canonical}."
         rows.append({"prompt": item.prompt, "reasoning": reasoning, "rewrite": item.canonical,
-                     "completion": think_completion(reasoning, item.canonical), "suite": "composition"})
-    for item in text_items(n_text, "train", seed) if n_text else []:
-        reasoning = f"The prompt asks for {item.canonical}. No extra knowledge is needed. So I draw {item.canonical}."
-        rows.append({"prompt": item.prompt, "reasoning": reasoning, "rewrite": item.canonical,
-                     "completion": think_completion(reasoning, item.canonical), "suite": "text"})
+                     "completion": think_completion(reasoning, item.canonical), "suite": item.suite})
     random.Random(f"think-{seed}").shuffle(rows)
     return rows
 
