@@ -35,6 +35,19 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def rescore(args: argparse.Namespace) -> int:
+    from .eval.shapeworld import rescore as rescore_folder
+
+    for folder in args.folders:
+        try:
+            summary = rescore_folder(folder)
+        except (ValueError, OSError) as error:
+            raise UserError(str(error)) from None
+        before = summary["before_rescore"]["overall"]
+        print(f"{folder}: {summary['suite']} {before:.3f} -> {summary['overall']:.3f}")
+    return 0
+
+
 def world_export(args: argparse.Namespace) -> int:
     from .world.export import export
 
@@ -157,6 +170,10 @@ def add_benchmark_commands(commands) -> None:
     e.add_argument("--reflect", type=validate.bounded_int(0, 16), default=0, metavar="N",
                    help="up to N reflection rounds per image; scores before and after are both reported")
     e.set_defaults(run=evaluate)
+
+    r = commands.add_parser("rescore", help="score eval folders' saved images again with the current rule model")
+    r.add_argument("folders", nargs="+", type=validate.path, help="folders written by thinkgen eval")
+    r.set_defaults(run=rescore)
 
     w = commands.add_parser("world", help="ShapeWorld data")
     world_commands = w.add_subparsers(dest="world_command", required=True, parser_class=_Parser)

@@ -89,6 +89,8 @@ def markdown(summary: dict[str, Any]) -> str:
     if "before_reflection" in summary:
         lines.append(f"| before reflection ({summary['reflect']} round(s) at most) | "
                      f"{summary['before_reflection']['overall']:.3f} |")
+    if "before_rescore" in summary:
+        lines.append(f"| before the images were rescored | {summary['before_rescore']['overall']:.3f} |")
     lines += ["", f"{summary['images']} images."]
     return "\n".join(lines) + "\n"
 
@@ -182,6 +184,36 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
 
 
 RESULTS = ("scores.json", "scores.md", "items.jsonl", "grid.png", "images")
+
+
+def rescore(out: str | Path) -> dict[str, Any]:
+    """Score a finished eval folder's saved images again with the current rule model, in place.
+
+    For when the parser changes: the images stay, every row's score and the summary are replaced,
+    and ``scores.json`` keeps the scores it replaced under ``before_rescore``. Reflection folders
+    and ``--reflect`` runs are refused: they score instructions, or images that were not saved."""
+    out = Path(out)
+    if not is_complete(out):
+        raise ValueError(f"{out} holds no finished eval (no complete scores.json)")
+    summary = json.loads((out / "scores.json").read_text())
+    suite = summary["suite"]
+    if suite == "reflection" or summary.get("reflect"):
+        raise ValueError(f"{out}: reflection scores are not images' scores; evaluate it again instead")
+    by_id = {item.id: item for item in suites.build(suite, summary["items"], summary.get("split", "test"), seed=0)}
+    rows = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines() if line.strip()]
+    for row in rows:
+        if row["item"] not in by_id:
+            raise ValueError(f"{out}: item {row['item']} is not in the {suite} suite's items any more")
+        score = suites.score_image(by_id[row["item"]], parse(Image.open(out / row["image"])))
+        row["score"], row["details"] = score.score, score.details
+    fresh = summarise(suite, rows)
+    previous = summary.get("before_rescore") or {k: summary[k] for k in ("overall", "categories")}
+    summary.update(fresh)
+    summary["before_rescore"] = previous  # the first scores, however often it is rescored
+    _write(out / "items.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    _write(out / "scores.md", markdown(summary))
+    _write(out / "scores.json", json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 def is_complete(out: str | Path) -> bool:
