@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from thinkgen.world.parse import _corner_pixels_filled, _ideal, classify_shape, label_pixels, object_regions, to_uint8
+from thinkgen.world.parse import (
+    _corner_pixels_filled,
+    _ideal,
+    classify_shape,
+    label_pixels,
+    object_regions,
+    to_uint8,
+)
 
 DATA = Path(__file__).parent / "data" / "parser_labels"
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from thinkgen.cli import main
 from thinkgen.eval import geneval, wise
-from thinkgen.eval.shapeworld import run_suite, summarise, wise_weighted
+from thinkgen.eval.shapeworld import rescore, run_suite, summarise, wise_weighted
 from thinkgen.world import render
 from thinkgen.world import suites as S
 
@@ -54,6 +54,34 @@ def test_runner_scores_ground_truth_as_correct(suite, tmp_path):
     wrong = run_suite(OraclePipeline(suite, 30, wrong=True), suite, tmp_path / "wrong", n_per_prompt=1,
                       n_items=30, progress=False)
     assert wrong["overall"] <= 0.2
+
+
+def test_rescore_scores_saved_images_again_and_keeps_the_first_scores(tmp_path, capsys):
+    first = run_suite(OraclePipeline("composition", 12), "composition", tmp_path / "run", n_per_prompt=2,
+                      n_items=12, progress=False)
+    assert first["overall"] >= 0.99
+    rows = [json.loads(line) for line in (tmp_path / "run" / "items.jsonl").read_text().splitlines()]
+    for row in rows[:4]:  # as if a different judge had drawn: these images are now empty
+        Image.new("RGB", (32, 32), "white").save(tmp_path / "run" / row["image"])
+    again = rescore(tmp_path / "run")
+    assert again["overall"] < first["overall"] and again["before_rescore"]["overall"] == first["overall"]
+    rescored = [json.loads(line) for line in (tmp_path / "run" / "items.jsonl").read_text().splitlines()]
+    assert [r["score"] for r in rescored[:4]] == [0.0] * 4 and all(r["score"] == 1.0 for r in rescored[4:])
+    saved = json.loads((tmp_path / "run" / "scores.json").read_text())
+    assert saved["overall"] == again["overall"] and saved["complete"] and saved["think"] == first["think"]
+    assert rescore(tmp_path / "run")["before_rescore"]["overall"] == first["overall"]  # the first scores stay
+    assert "before the images were rescored" in (tmp_path / "run" / "scores.md").read_text()
+
+    run_suite(OraclePipeline("reflection", 6), "reflection", tmp_path / "reflection", n_items=6, progress=False)
+    before = (tmp_path / "run" / "scores.json").read_text()
+    capsys.readouterr()
+    code = main(["rescore", str(tmp_path / "run"), str(tmp_path / "reflection")])  # all checked before any change
+    assert code == 2 and (tmp_path / "run" / "scores.json").read_text() == before
+    assert capsys.readouterr().err.count("error: ") == 1
+    assert main(["rescore", str(tmp_path / "nothing")]) == 2
+    assert "no finished eval" in capsys.readouterr().err
+    assert main(["rescore", str(tmp_path / "run")]) == 0
+    assert "composition 1.000 -> " in capsys.readouterr().out
 
 
 def test_summaries_by_hand():

@@ -36,15 +36,18 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def rescore(args: argparse.Namespace) -> int:
+    from .eval.shapeworld import check_rescorable
     from .eval.shapeworld import rescore as rescore_folder
 
-    for folder in args.folders:
-        try:
+    try:
+        for folder in args.folders:  # every folder is checked before any is changed
+            check_rescorable(folder)
+        for folder in args.folders:
             summary = rescore_folder(folder)
-        except (ValueError, OSError) as error:
-            raise UserError(str(error)) from None
-        before = summary["before_rescore"]["overall"]
-        print(f"{folder}: {summary['suite']} {before:.3f} -> {summary['overall']:.3f}")
+            before = summary["before_rescore"]["overall"]
+            print(f"{folder}: {summary['suite']} {before:.3f} -> {summary['overall']:.3f}")
+    except (ValueError, OSError) as error:
+        raise UserError(str(error)) from None
     return 0
 
 

@@ -186,6 +186,17 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
 RESULTS = ("scores.json", "scores.md", "items.jsonl", "grid.png", "images")
 
 
+def check_rescorable(out: str | Path) -> dict[str, Any]:
+    """The summary of an eval folder :func:`rescore` can score again; ValueError says why not."""
+    out = Path(out)
+    if not is_complete(out):
+        raise ValueError(f"{out} holds no finished eval (no complete scores.json)")
+    summary = json.loads((out / "scores.json").read_text())
+    if summary["suite"] == "reflection" or summary.get("reflect"):
+        raise ValueError(f"{out}: reflection scores are not images' scores; evaluate it again instead")
+    return summary
+
+
 def rescore(out: str | Path) -> dict[str, Any]:
     """Score a finished eval folder's saved images again with the current rule model, in place.
 
@@ -193,12 +204,8 @@ def rescore(out: str | Path) -> dict[str, Any]:
     and ``scores.json`` keeps the scores it replaced under ``before_rescore``. Reflection folders
     and ``--reflect`` runs are refused: they score instructions, or images that were not saved."""
     out = Path(out)
-    if not is_complete(out):
-        raise ValueError(f"{out} holds no finished eval (no complete scores.json)")
-    summary = json.loads((out / "scores.json").read_text())
+    summary = check_rescorable(out)
     suite = summary["suite"]
-    if suite == "reflection" or summary.get("reflect"):
-        raise ValueError(f"{out}: reflection scores are not images' scores; evaluate it again instead")
     by_id = {item.id: item for item in suites.build(suite, summary["items"], summary.get("split", "test"), seed=0)}
     rows = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines() if line.strip()]
     for row in rows:
