@@ -285,6 +285,28 @@ def test_compiled_forward_trains_the_same_weights_and_saves_plain_names(tiny_dir
                      "run": {"compile": True}})
 
 
+def test_dit_stage_reads_think_mode_states_for_a_share_of_captions(tiny_dir, tmp_path):
+    """data.think_states: those captions' states are what the thinker hands the DiT after thinking
+    (pipe(..., think=True)); the others keep their direct-mode states."""
+    config = dit_config(tiny_dir, tmp_path)
+    direct = build_stage(config)
+    config.data.think_states = 0.5
+    stage = build_stage(config)
+    assert stage.captions == direct.captions
+
+    def row(s, i):
+        return s.states[i][s.masks[i].bool()]
+
+    same = [i for i in range(len(stage.captions)) if row(stage, i).shape == row(direct, i).shape
+            and torch.equal(row(stage, i), row(direct, i))]
+    chosen = [i for i in range(len(stage.captions)) if i not in same]
+    assert 4 <= len(chosen) <= 20  # about half of 24
+    with torch.no_grad():
+        thought = stage.pipe.thinker.encode([stage.captions[i] for i in chosen], think=True, seed=0)
+    for k, i in enumerate(chosen):
+        assert torch.equal(row(stage, i), thought.states[k][thought.mask[k].bool()].half())
+
+
 def test_dit_stage_trains_edits_with_reference_tokens(tiny_dir, tmp_path):
     """data.edit_fraction: some steps are edits (source image as reference tokens, instruction as
     text, edited scene as target); the others are unchanged generation steps."""

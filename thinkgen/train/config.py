@@ -166,6 +166,10 @@ class DataConfig:
     # words come) or "balanced" lengths (each of 1-4 characters a quarter; short words repeat)
     text_lengths: Literal["distinct", "balanced"] = "distinct"
     timesteps: Literal["logit_normal", "uniform"] = "logit_normal"
+    # DiT stages: share of training captions whose states come from think mode (the frozen thinker
+    # writes its reasoning and rewrite, greedily, and the DiT reads the states after </think>, as
+    # in `pipe(..., think=True)`) instead of the pseudo-CoT template of direct mode
+    think_states: Fraction = 0.0
     max_length: Annotated[int, Field(ge=8, le=65536)] = 96  # thinker: tokens per training sequence
     knowledge_repeats: Annotated[int, Field(ge=0, le=10**4)] = 20  # thinker pretraining: passes over the corpus
     captions: Annotated[int, Field(ge=0, le=10**7)] = 4000

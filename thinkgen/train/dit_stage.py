@@ -214,6 +214,8 @@ class DiTStage:
             self.edits = EditExamples(max(1, int(cfg.data.cache_size * cfg.data.edit_fraction)), cfg.run.seed,
                                       self.resolution, self._encode_images)
         states, masks = self._encode_texts(self.captions)
+        if cfg.data.think_states > 0:
+            states, masks = self._with_think_states(states, masks)
         if self.edits is not None:
             # a thinker that sees reads each instruction with its source image, as `thinkgen edit` does
             sources = ([[Image.fromarray(image)] for image in self.edits.source_images]
@@ -227,17 +229,32 @@ class DiTStage:
         self.null_states = F.pad(null.states.half(), (0, 0, 0, length - null.states.shape[1]))[0]
         self.null_mask = F.pad(null.mask, (0, length - null.mask.shape[1]))[0]
 
-    def _encode_texts(self, texts: list[str], images: list[list[Image.Image]] | None = None
-                      ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The frozen thinker's direct-mode states (fp16) and masks, in chunks of 128 texts."""
+    def _encode_texts(self, texts: list[str], images: list[list[Image.Image]] | None = None,
+                      think: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The frozen thinker's states (fp16) and masks, in chunks of 128 texts; direct mode unless
+        ``think`` (then the thinker generates its reasoning and rewrite, greedily)."""
         states, masks = [], []
         with torch.no_grad():
             for start in range(0, len(texts), 128):
-                out = self.pipe.thinker.encode(texts[start : start + 128], think=False,
-                                               images=images[start : start + 128] if images else None)
+                out = self.pipe.thinker.encode(texts[start : start + 128], think=think,
+                                               images=images[start : start + 128] if images else None, seed=start)
                 states.append(out.states.half())
                 masks.append(out.mask)
         return states, masks
+
+    def _with_think_states(self, states: list[torch.Tensor], masks: list[torch.Tensor]
+                           ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Replace a ``data.think_states`` share of the captions' direct-mode states by think-mode
+        states, so the DiT learns the states it reads when the thinker has thought first."""
+        rows = [(s[i : i + 1], m[i : i + 1]) for s, m in zip(states, masks, strict=True) for i in range(s.shape[0])]
+        rng = random.Random(f"think-states-{self.config.run.seed}")
+        chosen = [i for i in range(len(rows)) if rng.random() < self.config.data.think_states]
+        think_states, think_masks = self._encode_texts([self.captions[i] for i in chosen], think=True)
+        thought = [(s[i : i + 1], m[i : i + 1]) for s, m in zip(think_states, think_masks, strict=True)
+                   for i in range(s.shape[0])]
+        for index, row in zip(chosen, thought, strict=True):
+            rows[index] = row
+        return [s for s, _ in rows], [m for _, m in rows]
 
     def _encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``(N, H, W, 3)`` -> the DiT's x0 ``(N, C, h, w)``: pixels, or the autoencoder's latents."""
