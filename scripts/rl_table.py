@@ -1,4 +1,5 @@
-"""The README's RL tables from results/ (written by scripts/rl_shapeworld.sh and eval_shapeworld.sh).
+"""The README's RL tables from results/ (written by scripts/rl_shapeworld.sh and eval_shapeworld.sh),
+as first measured (with the parser's square rule before 2026-11-30).
 
     python scripts/rl_table.py
 """
@@ -39,8 +40,14 @@ REMEASURED = [("SepGRPO: 300-step stage 4 + Flow-GRPO v1", "sep_grpo_v1"),
 
 
 def load(pattern: str, suite: str) -> dict | None:
+    """A folder's scores as first measured: these tables were made with the parser's old square
+    rule, and folders rescored since (thinkgen rescore) keep those scores under before_rescore.
+    docs/parser_rescore.md has the rescored values."""
     path = Path(pattern.format(suite=suite)) / "scores.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    return {**summary, **summary.get("before_rescore", {})}
 
 
 def main() -> None:

@@ -65,6 +65,7 @@ def test_rescore_scores_saved_images_again_and_keeps_the_first_scores(tmp_path, 
         Image.new("RGB", (32, 32), "white").save(tmp_path / "run" / row["image"])
     again = rescore(tmp_path / "run")
     assert again["overall"] < first["overall"] and again["before_rescore"]["overall"] == first["overall"]
+    assert again["before_rescore"]["categories"] == first["categories"]
     rescored = [json.loads(line) for line in (tmp_path / "run" / "items.jsonl").read_text().splitlines()]
     assert [r["score"] for r in rescored[:4]] == [0.0] * 4 and all(r["score"] == 1.0 for r in rescored[4:])
     saved = json.loads((tmp_path / "run" / "scores.json").read_text())
