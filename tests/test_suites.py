@@ -141,6 +141,13 @@ def test_corpora():
     for e in texts:  # the string is copied into the rewrite, and never a test-split word
         word = e["prompt"].split('"')[1]
         assert e["rewrite"] == f'the text "{word}"' and word not in test_words
+    assert not any(e["prompt"].startswith("a photo of") for e in examples)  # off by default
+    photos = [e for e in think_examples(0, 0, n_photo=120) if e["prompt"].startswith("a photo of")]
+    held_out = {item.canonical for item in S.composition_items(200, "test")
+                if item.category in ("position", "color_attr")}
+    assert len(photos) == 120 and {e["suite"] for e in photos} == {"composition"}
+    for e in photos:  # GenEval's wording, train-split targets only
+        assert e["prompt"] == f"a photo of {e['rewrite']}" and e["rewrite"] not in held_out
 
 
 def test_edit_grammar_round_trip():

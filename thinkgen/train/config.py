@@ -176,6 +176,7 @@ class DataConfig:
     reasoning_examples: Annotated[int, Field(ge=0, le=10**7)] = 3000
     composition_examples: Annotated[int, Field(ge=0, le=10**7)] = 1500
     text_examples: Annotated[int, Field(ge=0, le=10**7)] = 0  # thinker SFT: text-suite prompts -> the text "..."
+    photo_examples: Annotated[int, Field(ge=0, le=10**7)] = 0  # thinker SFT: "a photo of <caption>" -> the caption
     # thinker stages with `thinker.vision`: examples with an image (world.corpora.seeing_examples)
     describe_examples: Annotated[int, Field(ge=0, le=10**7)] = 0  # scene -> canonical caption
     edit_examples: Annotated[int, Field(ge=0, le=10**7)] = 0  # source image + request -> edit

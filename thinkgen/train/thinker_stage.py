@@ -215,7 +215,7 @@ class ThinkerStage:
         sft = [self._encode([{"role": "system", "content": system}, {"role": "user", "content": r["prompt"]}],
                             r["completion"], False)
                for r in think_examples(data.reasoning_examples, data.composition_examples, self.config.run.seed,
-                                         data.text_examples)]
+                                         data.text_examples, data.photo_examples)]
         # edits and verdicts are asked as the pipeline asks them: system prompt, image, request
         seeing = (self._seeing("edit", data.edit_examples, system=True)
                   + self._seeing("reflect", data.reflection_examples, system=True))

@@ -55,10 +55,14 @@ def think_completion(reasoning: str, rewrite: str, think_open: str = "<think>",
     return f"{think_open}\n{reasoning}\n{think_close}\n\n{rewrite}"
 
 
-def think_examples(n_reasoning: int, n_composition: int, seed: int = 0, n_text: int = 0) -> list[dict[str, str]]:
+def think_examples(n_reasoning: int, n_composition: int, seed: int = 0, n_text: int = 0,
+                   n_photo: int = 0) -> list[dict[str, str]]:
     """``{"prompt", "reasoning", "rewrite", "completion", "suite"}`` rows from the train splits.
     Text prompts (``n_text``) are rewritten to the canonical ``the text "..."``: the string itself
-    is copied letter by letter, which a thinker never taught it turns into shapes."""
+    is copied letter by letter, which a thinker never taught it turns into shapes. ``n_photo``
+    composition prompts are asked as GenEval asks, ``a photo of <canonical caption>`` (still
+    train-split targets): a thinker that never saw the word "photo" in a request may read it as
+    a riddle to reason about."""
     rows = []
     for item in reasoning_items(n_reasoning, "train", seed):
         assert item.group == "supervised"  # the train split holds supervised facts only
@@ -70,6 +74,11 @@ def think_examples(n_reasoning: int, n_composition: int, seed: int = 0, n_text: 
         reasoning = f"The prompt asks for {item.canonical}. No extra knowledge is needed. So I draw {item.canonical}."
         rows.append({"prompt": item.prompt, "reasoning": reasoning, "rewrite": item.canonical,
                      "completion": think_completion(reasoning, item.canonical), "suite": item.suite})
+    if n_photo:
+        for item in composition_items(max(1, n_photo // 6), "train", seed + 1):
+            reasoning = f"The prompt asks for {item.canonical}. No extra knowledge is needed. So I draw {item.canonical}."
+            rows.append({"prompt": f"a photo of {item.canonical}", "reasoning": reasoning, "rewrite": item.canonical,
+                         "completion": think_completion(reasoning, item.canonical), "suite": item.suite})
     random.Random(f"think-{seed}").shuffle(rows)
     return rows
 
