@@ -20,10 +20,10 @@ from PIL import Image
 
 from thinkgen.world.parse import (
     _corner_pixels_filled,
-    _ideal,
     classify_shape,
     label_pixels,
     object_regions,
+    shape_fits,
     to_uint8,
 )
 
@@ -47,17 +47,11 @@ def labelled_regions(data: Path = DATA) -> list[tuple[dict, np.ndarray]]:
 
 def corner_pixel_rule(region: np.ndarray, box: tuple[int, int, int, int]) -> str:
     """The rule before 2026-11-30: the four corner pixels alone settle circle against square."""
-    shape, _ = classify_shape(region, box)
-    if shape in ("circle", "square"):
-        fits = {s: _iou(_ideal(s, box, region.shape[0]), region) for s in ("circle", "square")}
-        if min(fits.values()) > 0.6:
-            shape = "square" if _corner_pixels_filled(region, box) >= 3 else "circle"
+    fits = shape_fits(region, box)
+    shape = max(fits, key=fits.get)
+    if shape in ("circle", "square") and fits["circle"] > 0.6 and fits["square"] > 0.6:
+        shape = "square" if _corner_pixels_filled(region, box) >= 3 else "circle"
     return shape
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
 def agreement(rows: list[tuple[dict, np.ndarray]], read) -> dict[str, tuple[int, int]]:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The latent-DiT recipe for the embedded model (configs/shapeworld/latent/): the embedded model's
 # thinker stages (with today's tokenizer), the ShapeWorld autoencoder, a latent DiT (9,000 steps
-# with edits, then the multi-object finetune), then anchored thinker GRPO; about 2.5 hours on 2
+# with edits, then the multi-object finetune), then anchored thinker GRPO; an estimated 2.5 hours on 2
 # cores. Writes runs/shapeworld/latent/final (half precision) and scores it into results/latent/;
 # it replaces thinkgen/assets/shapeworld only by hand, when it beats the embedded model.
 # Each stage resumes from its newest checkpoint if interrupted: rerun the script.

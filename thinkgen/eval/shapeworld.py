@@ -184,7 +184,6 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
 
 
 RESULTS = ("scores.json", "scores.md", "items.jsonl", "grid.png", "images")
-SCORE_KEYS = ("overall", "categories", "supervised", "held_out", "ned", "f1")  # what summarise() scores
 
 
 def check_rescorable(out: str | Path) -> dict[str, Any]:
@@ -215,7 +214,8 @@ def rescore(out: str | Path) -> dict[str, Any]:
         score = suites.score_image(by_id[row["item"]], parse(Image.open(out / row["image"])))
         row["score"], row["details"] = score.score, score.details
     fresh = summarise(suite, rows)
-    previous = summary.get("before_rescore") or {k: summary[k] for k in SCORE_KEYS if k in summary}
+    scores = [k for k in fresh if k not in ("suite", "images")]  # what summarise() scores
+    previous = summary.get("before_rescore") or {k: summary[k] for k in scores if k in summary}
     summary.update(fresh)
     summary["before_rescore"] = previous  # the first scores, however often it is rescored
     _write(out / "items.jsonl", "".join(json.dumps(row) + "\n" for row in rows))

@@ -70,15 +70,14 @@ def think_examples(n_reasoning: int, n_composition: int, seed: int = 0, n_text: 
                      "completion": think_completion(item.reasoning, item.canonical), "suite": "reasoning"})
     per_tag = max(1, n_composition // 6)
     plain = composition_items(per_tag, "train", seed) + (text_items(n_text, "train", seed) if n_text else [])
-    for item in plain:  # nothing to know: the rewrite restates the request
-        reasoning = f"The prompt asks for {item.canonical}. No extra knowledge is needed. So I draw {item.canonical}."
-        rows.append({"prompt": item.prompt, "reasoning": reasoning, "rewrite": item.canonical,
-                     "completion": think_completion(reasoning, item.canonical), "suite": item.suite})
+    requests = [(item, item.prompt) for item in plain]
     if n_photo:
-        for item in composition_items(max(1, n_photo // 6), "train", seed + 1):
-            reasoning = f"The prompt asks for {item.canonical}. No extra knowledge is needed. So I draw {item.canonical}."
-            rows.append({"prompt": f"a photo of {item.canonical}", "reasoning": reasoning, "rewrite": item.canonical,
-                         "completion": think_completion(reasoning, item.canonical), "suite": item.suite})
+        requests += [(item, f"a photo of {item.canonical}")
+                     for item in composition_items(max(1, n_photo // 6), "train", seed + 1)]
+    for item, prompt in requests:  # nothing to know: the rewrite restates the request
+        reasoning = f"The prompt asks for {item.canonical}. No extra knowledge is needed. So I draw {item.canonical}."
+        rows.append({"prompt": prompt, "reasoning": reasoning, "rewrite": item.canonical,
+                     "completion": think_completion(reasoning, item.canonical), "suite": item.suite})
     random.Random(f"think-{seed}").shuffle(rows)
     return rows
 

@@ -107,6 +107,16 @@ def _corner_pixels_filled(region: np.ndarray, box: tuple[int, int, int, int]) ->
     return int(region[y, x]) + int(region[y, x + w - 1]) + int(region[y + h - 1, x]) + int(region[y + h - 1, x + w - 1])
 
 
+def shape_fits(region: np.ndarray, box: tuple[int, int, int, int]) -> dict[str, float]:
+    """Each shape's IoU with the region, its ideal rendering fitted to the region's box."""
+    ious = {}
+    for shape in SHAPES:
+        ideal = _ideal(shape, box, region.shape[0])
+        union = np.logical_or(ideal, region).sum()
+        ious[shape] = float(np.logical_and(ideal, region).sum() / union) if union else 0.0
+    return ious
+
+
 def classify_shape(region: np.ndarray, box: tuple[int, int, int, int]) -> tuple[str, float]:
     """The best-fitting shape for a boolean region mask, and its IoU.
 
@@ -119,11 +129,7 @@ def classify_shape(region: np.ndarray, box: tuple[int, int, int, int]) -> tuple[
     alone read 36 of 97 squares as squares and 48 of 48 circles as circles; the blocks read 77 and
     44 (benchmarks/parser_labels.py).
     """
-    ious = {}
-    for shape in SHAPES:
-        ideal = _ideal(shape, box, region.shape[0])
-        union = np.logical_or(ideal, region).sum()
-        ious[shape] = float(np.logical_and(ideal, region).sum() / union) if union else 0.0
+    ious = shape_fits(region, box)
     best = max(ious, key=ious.get)
     if best in ("circle", "square") and ious["circle"] > 0.6 and ious["square"] > 0.6:
         if min(box[2], box[3]) >= 9:
