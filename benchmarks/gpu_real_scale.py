@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from thinkgen.thinker import capture_last_layers  # noqa: E402
+from thinkgen.hidden_states import capture_last_layers  # noqa: E402
 
 
 def random_model(build, device: str, dtype: torch.dtype) -> torch.nn.Module:

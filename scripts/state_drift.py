@@ -15,8 +15,8 @@ import argparse
 import torch
 
 from thinkgen import ThinkGenPipeline
+from thinkgen.hidden_states import capture_last_layers
 from thinkgen.rl.grpo import completion_logprobs
-from thinkgen.thinker import capture_last_layers
 from thinkgen.train.rl_stage import conditioning_states, relative_drift
 from thinkgen.world import suites
 

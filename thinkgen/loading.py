@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .thinker import Thinker, ThinkerConfig, load_processor, save_processor
+from .processors import load_processor, save_processor
+from .thinker import Thinker, ThinkerConfig
 
 if TYPE_CHECKING:
     from .pipeline import ThinkGenPipeline

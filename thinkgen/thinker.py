@@ -26,12 +26,13 @@ import signal
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, StoppingCriteria
+
+from .hidden_states import capture_last_layers, stack_records, text_decoder
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are an assistant that prepares prompts for an image generator. Think step by step inside "
@@ -92,61 +93,6 @@ class ThinkerOutput:
     rewritten: list[str]
     sequences: list[torch.Tensor] = field(default_factory=list)  # token ids, prompt + completion
     prompt_lengths: list[int] = field(default_factory=list)  # where each completion starts
-
-
-def text_decoder(model: nn.Module) -> nn.Module:
-    """The module holding the decoder blocks (``.layers``) and the final norm (``.norm``)."""
-    candidates = [model]
-    with contextlib.suppress(Exception):
-        candidates.insert(0, model.get_decoder())
-    for candidate in list(candidates):
-        for name in ("language_model", "model", "text_model"):
-            sub = getattr(candidate, name, None)
-            if isinstance(sub, nn.Module):
-                candidates.append(sub)
-    for candidate in candidates:
-        if isinstance(getattr(candidate, "layers", None), nn.ModuleList) and hasattr(
-            candidate, "norm"
-        ):
-            return candidate
-    raise TypeError(f"cannot find decoder layers and final norm in {type(model).__name__}")
-
-
-@contextlib.contextmanager
-def capture_last_layers(model: nn.Module, num_layers: int, detach: bool = True) -> Iterator[list[list[torch.Tensor]]]:
-    """Record what transformers would return as ``hidden_states[-num_layers:]``, call by call
-    (``detach=False`` keeps them in the autograd graph, for losses on the states).
-
-    Yields one list per captured tensor (oldest layer first, the final norm last); every forward
-    call appends its ``(B, T_call, D)`` output. Generation with a KV cache calls the model once
-    for the prompt and once per new token, so concatenating a list along time gives the states of
-    every token that was fed.
-    """
-    decoder = text_decoder(model)
-    if num_layers > len(decoder.layers):
-        raise ValueError(f"num_layers={num_layers} exceeds the model's {len(decoder.layers)}")
-    # hidden_states[-1] is norm(last block); hidden_states[-k] (k >= 2) is block[-k]'s raw output.
-    last = len(decoder.layers)
-    modules = list(decoder.layers[last - num_layers : last - 1]) + [decoder.norm]
-    records: list[list[torch.Tensor]] = [[] for _ in modules]
-
-    def make_hook(store: list[torch.Tensor]):
-        def hook(_module, _inputs, output):
-            tensor = output[0] if isinstance(output, tuple) else output
-            store.append(tensor.detach() if detach else tensor)
-
-        return hook
-
-    handles = [m.register_forward_hook(make_hook(r)) for m, r in zip(modules, records, strict=True)]
-    try:
-        yield records
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def stack_records(records: list[list[torch.Tensor]]) -> torch.Tensor:
-    return torch.cat([torch.cat(r, dim=1) for r in records], dim=-1)  # (B, S, n * D)
 
 
 # A chat template is code from the model folder (Jinja): render it within a time and size budget,
@@ -291,47 +237,6 @@ def _completion_span(tokens: list[int], close_id: int, end_ids: list[int]) -> tu
         if tokens[i] in end_ids:
             return close, i
     return close, None
-
-
-def image_only_processor(processor_class: type, image_processor: Any, tokenizer: Any) -> Any:
-    """Build a VLM processor (e.g. ``Qwen2_5_VLProcessor``) without its video processor.
-
-    transformers' video processors need torchvision, which thinkgen must not install (the CPU
-    machines have none); the stock constructor then refuses ``video_processor=None`` even for
-    image-only use. Thinkgen never sends videos, so the check is relaxed for that one argument.
-    """
-
-    def check_argument_for_proper_class(self, argument_name, argument):
-        if argument is None:
-            return None
-        return processor_class.check_argument_for_proper_class(self, argument_name, argument)
-
-    image_only = type(processor_class.__name__, (processor_class,),
-                      {"check_argument_for_proper_class": check_argument_for_proper_class,
-                       "__module__": processor_class.__module__})
-    return image_only(image_processor=image_processor, tokenizer=tokenizer,
-                      chat_template=tokenizer.chat_template)
-
-
-def save_processor(processor: Any, directory: str | Path) -> None:
-    """Save a VLM processor; an image-only one is saved as its tokenizer + image processor."""
-    if getattr(processor, "video_processor", None) is not None:
-        processor.save_pretrained(directory)
-        return
-    processor.tokenizer.save_pretrained(directory)
-    processor.image_processor.save_pretrained(directory)
-
-
-def load_processor(processor_class: type, directory: str | Path) -> Any:
-    """Load a VLM processor, image-only when its video half cannot be built here."""
-    from transformers import AutoImageProcessor, AutoTokenizer
-
-    try:
-        return processor_class.from_pretrained(directory, local_files_only=True)
-    except (ImportError, AttributeError, ValueError, TypeError, OSError):
-        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-        image_processor = AutoImageProcessor.from_pretrained(directory, local_files_only=True)
-        return image_only_processor(processor_class, image_processor, tokenizer)
 
 
 class Thinker:

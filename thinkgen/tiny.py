@@ -129,7 +129,7 @@ def vl_thinker(tokenizer, family: str = "qwen3_vl", hidden_size: int = 64, num_l
     """
     import transformers
 
-    from .thinker import image_only_processor
+    from .processors import image_only_processor
 
     missing = [t for t in VL_TOKENS if t not in tokenizer.get_vocab()]
     if missing:

@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-from ..thinker import capture_last_layers, render_chat, stack_records
+from ..hidden_states import capture_last_layers, stack_records
+from ..thinker import render_chat
 from .base import Condition, Conditioning, pad_rows, seeded
 
 # diffusers' QwenImagePipeline template and the number of leading tokens it drops

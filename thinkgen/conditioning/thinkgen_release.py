@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..thinker import capture_last_layers, render_chat, stack_records
+from ..hidden_states import capture_last_layers, stack_records
+from ..thinker import render_chat
 from .base import Condition, Conditioning, pad_rows, seeded
 
 DEFAULT_SYSTEM_PROMPT = ("You are a helpful assistant that draws images. Think about the request, then write "

@@ -37,12 +37,13 @@ from torch import nn
 
 from ..flow import Velocity, euler_sample
 from ..generator import Reference, backend_for
+from ..hidden_states import capture_last_layers, stack_records
 from ..pipeline import ThinkGenPipeline, to_pil
 from ..reflection import judge_prompt
 from ..rewards import WeightedReward
 from ..rl.flow_grpo import flow_grpo_loss, gaussian_logprob, sde_sample, sde_step
 from ..rl.grpo import completion_logprobs, group_advantages, grpo_loss
-from ..thinker import Thinker, capture_last_layers, stack_records
+from ..thinker import Thinker
 from ..world import suites
 from ..world.captions import canonical, target_of
 from ..world.render import render

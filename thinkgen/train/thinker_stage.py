@@ -36,8 +36,9 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
+from ..processors import load_processor, save_processor
 from ..reflection import REFLECTION_PROMPT, RIGHT, SHOWN_ATTACHED, judge_prompt
-from ..thinker import Thinker, ThinkerConfig, load_processor, save_processor
+from ..thinker import Thinker, ThinkerConfig
 from ..tiny import vl_thinker
 from ..world import suites
 from ..world.corpora import caption_corpus, knowledge_corpus, seeing_examples, think_examples
