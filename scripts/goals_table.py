@@ -1,0 +1,116 @@
+"""Issue [5/5]'s goals against the best measured eval folder for each, as a markdown table, and
+where composition and reasoning fail: the thinker's rewrite or the DiT's drawing.
+
+    python scripts/goals_table.py [results]
+
+Every number is read from an eval folder's scores.json / items.jsonl (`thinkgen eval`); a folder
+that is missing or unfinished is left out and named on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+# The models measured on the goals' protocol (test splits, 120 items, 4 images; editing 1), by the
+# folder that holds their composition-*/reasoning-*/editing-* evals.
+MODELS = {
+    "embedded": "remeasure/embedded",
+    "SFT model": "remeasure/sft",
+    "latent DiT candidate": "v2_candidate",
+    "latent DiT, candidate + 3,000 steps": "v2_candidate/continued",
+    "latent recipe, SFT": "latent/sft",
+    "latent recipe, RL (final)": "latent",
+    "v2 (thinker that sees)": "v2",
+}
+TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)
+    "text DiT on the copying thinker, direct": "dit_experiments/text_latent64_copying_thinker_raw",
+    "text DiT on the copying thinker, think": "dit_experiments/text_latent64_copying_thinker_raw_think",
+    "text DiT after Flow-GRPO, direct": "text/flow_grpo",
+}
+REFLECTION = {"v2, one reflection round": "v2/composition-think-reflect1"}
+
+
+def load(folder: Path) -> dict | None:
+    path = folder / "scores.json"
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    return summary if summary.get("complete") else None
+
+
+def rewrite_split(folder: Path) -> tuple[float, float, float] | None:
+    """(share of images whose rewrite is the canonical caption, score when it is, score when not)."""
+    path = folder / "items.jsonl"
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    right = [r["score"] for r in rows if r["rewritten"].strip() == r["target"].strip()]
+    wrong = [r["score"] for r in rows if r["rewritten"].strip() != r["target"].strip()]
+    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
+    return len(right) / len(rows), mean(right), mean(wrong)
+
+
+def main(root: str = "results") -> None:
+    base = Path(root)
+    scores: dict[str, dict[str, dict]] = {}
+    missing = []
+    for name, folder in MODELS.items():
+        for run in ("composition-think", "composition-no-think", "reasoning-think", "reasoning-no-think",
+                    "editing-no-think", "editing-think"):
+            summary = load(base / folder / run)
+            if summary is None:
+                missing.append(str(base / folder / run))
+            else:
+                scores.setdefault(name, {})[run] = summary
+
+    if missing:
+        print(f"not measured ({len(missing)}): {', '.join(missing)}", file=sys.stderr)
+
+    def best(run: str, value=lambda s: s["overall"]) -> tuple[float, str] | None:
+        found = [(value(s[run]), name) for name, s in scores.items() if run in s]
+        return max(found) if found else None
+
+    rows = []
+    for run, goal, label in (("composition-think", 0.80, "composition, think"),
+                             ("composition-no-think", 0.80, "composition, direct"),
+                             ("reasoning-think", 0.70, "reasoning, think"),
+                             ("editing-no-think", 0.60, "editing exact match"),
+                             ("editing-think", 0.60, "editing exact match, think")):
+        if found := best(run):
+            rows.append((label, goal, *found))
+    for tag in ("two_object", "counting", "position", "color_attr"):
+        for run in ("composition-think", "composition-no-think"):
+            if found := best(run, lambda s, t=tag: s["categories"][t]):
+                rows.append((f"{tag}, {'think' if 'no-' not in run else 'direct'}", 0.50, *found))
+    gains = [(s["reasoning-think"]["overall"] - s["reasoning-no-think"]["overall"], name)
+             for name, s in scores.items() if "reasoning-think" in s and "reasoning-no-think" in s]
+    if gains:
+        rows.append(("reasoning, think - direct", 0.25, *max(gains)))
+    texts = [(s["overall"], name) for name, f in TEXT.items() if (s := load(base / f))]
+    if texts:
+        rows.append(("text word accuracy", 0.60, *max(texts)))
+    for name, folder in REFLECTION.items():
+        if s := load(base / folder):
+            rows.append(("reflection: composition gain of one round", 0.05,
+                         s["overall"] - s["before_reflection"]["overall"], name))
+
+    print("| goal | target | best measured | by | gap |\n|---|---|---|---|---|")
+    for label, goal, value, name in rows:
+        gap = "met" if value >= goal else f"{value - goal:+.3f}"
+        print(f"| {label} | {goal:.2f} | {value:.3f} | {name} | {gap} |")
+
+    print("\nWhere the images fail: share of images whose rewrite is the canonical caption, and the")
+    print("score when it is (the DiT's limit) and when it is not (think mode).\n")
+    print("| model | suite | rewrite right | score, rewrite right | score, rewrite wrong |\n|---|---|---|---|---|")
+    for name, folder in MODELS.items():
+        for suite in ("composition", "reasoning"):
+            if name in scores and f"{suite}-think" in scores[name]:
+                split = rewrite_split(base / folder / f"{suite}-think")
+                if split:
+                    print(f"| {name} | {suite} | {split[0]:.3f} | {split[1]:.3f} | {split[2]:.3f} |")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
