@@ -1,0 +1,32 @@
+"""How often a model draws `make demo`'s prompt right, by ShapeWorld's parser, over seeds 0..N-1
+(issue [5/5]'s goal: at least 3 of 4 seeds, think mode).
+
+    python scripts/demo_seeds.py [MODEL_DIR] [N]      (default: the embedded model, 4 seeds)
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from thinkgen import ThinkGenPipeline
+from thinkgen.cli import DEMO_ANSWER, DEMO_PROMPT, EMBEDDED
+from thinkgen.world.parse import parse
+
+
+def main(model: str = str(EMBEDDED), n: str = "4") -> None:
+    pipe = ThinkGenPipeline.from_pretrained(model, torch_dtype=torch.float32)
+    for think in (True, False):
+        right = 0
+        for seed in range(int(n)):
+            out = pipe([DEMO_PROMPT], think=think, seed=seed)
+            found = sorted((o.color, o.shape) for o in parse(out.images[0]).objects if o.confidence >= 0.5)
+            right += found == DEMO_ANSWER
+            print(f"{'think' if think else 'direct'} seed {seed}: rewrite {out.rewritten[0]!r}, "
+                  f"parser reads {found} ({'right' if found == DEMO_ANSWER else 'wrong'})")
+        print(f"{'think' if think else 'direct'}: {right} of {n} seeds right")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
