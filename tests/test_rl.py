@@ -433,6 +433,29 @@ def test_state_anchor_reads_what_the_dit_reads_and_grows_with_training(tiny_dir,
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in stage.pipe.thinker.model.parameters())
 
 
+def test_direct_state_anchor_rebuilds_direct_mode_states_and_grows_with_training(tiny_dir, tmp_path):
+    """rl.direct_state_beta: the reference's direct-mode states are the pipeline's own direct-mode
+    states of each prompt; the teacher-forced rebuild matches them (drift 0) until the thinker moves,
+    and the drift then has a gradient."""
+    stage = build_stage(rl_config(tiny_dir, tmp_path, "thinker_grpo", direct_state_beta=1.0))
+    items = stage._items(0)[:2]
+    thought, vision = stage._sample_thoughts(items, 3, seed=1)
+    part = stage._thinker_part(thought, vision, torch.zeros(6), items)  # no policy gradient: only the anchor's
+    assert "ref_states" not in part and len(part["direct"]["ref_states"]) == 2  # one per prompt, not per rollout
+    direct = stage.pipe.thinker.encode([prompt_for(i) for i in items], think=False)
+    for row, ref in enumerate(part["direct"]["ref_states"]):
+        torch.testing.assert_close(ref, direct.states[row, : int(direct.mask[row].sum())], rtol=1e-4, atol=1e-4)
+    stage.thinker_loss(part)
+    assert stage.metrics["thinker/direct_state_drift"] < 1e-8
+    with torch.no_grad():
+        for parameter in stage.pipe.thinker.model.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    loss = stage.thinker_loss(part)
+    assert stage.metrics["thinker/direct_state_drift"] > 1e-4
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in stage.pipe.thinker.model.parameters())
+
+
 def test_thinker_that_sees_is_shown_the_source_in_rl_and_the_training_pass_rereads_it(tmp_path):
     """With a vision-language thinker, RL over the five scenarios shows it the source image of
     edits and reflection items (the judge prompt says the image is attached), and the

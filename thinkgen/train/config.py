@@ -205,6 +205,9 @@ class RLConfig:
     # anchor on the conditioning states (the rewrite span's last layers, what the DiT reads) to the
     # frozen reference's on the same tokens: relative squared error, weighted by state_beta
     state_beta: Annotated[float, Field(ge=0)] = 0.0
+    # the same anchor on the direct-mode states of each prompt (the pseudo-CoT template, no thinking):
+    # thinker RL samples only think mode, yet moves what the DiT reads when the user does not think
+    direct_state_beta: Annotated[float, Field(ge=0)] = 0.0
     importance: Literal["token", "sequence"] = "token"
     loss_type: Literal["grpo", "dr_grpo", "dapo"] = "grpo"
     thinker_lr: Rate | None = None  # None: optim.lr

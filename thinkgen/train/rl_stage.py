@@ -143,8 +143,10 @@ class RLStage:
         pipe.bridge.requires_grad_(self.trains_dit)
         pipe.transformer.requires_grad_(self.trains_dit)
         # frozen copies for the KL terms (only when they are weighted)
-        self.ref_thinker = (self._frozen(pipe.thinker.model) if self.trains_thinker and (rl.beta or rl.state_beta)
-                            else None)
+        self.ref_thinker = (self._frozen(pipe.thinker.model)
+                            if self.trains_thinker and (rl.beta or rl.state_beta or rl.direct_state_beta) else None)
+        self.ref_direct = (Thinker(self.ref_thinker, pipe.thinker.tokenizer, pipe.thinker.processor, pipe.thinker.config)
+                           if self.ref_thinker is not None and rl.direct_state_beta else None)
         self.ref_bridge = self._frozen(pipe.bridge) if self.trains_dit and rl.flow_beta else None
         self.ref_backend = backend_for(self._frozen(pipe.transformer)) if self.ref_bridge is not None else None
         sampling = replace(pipe.thinker.config, do_sample=True, temperature=rl.temperature, top_k=rl.top_k,
@@ -345,11 +347,13 @@ class RLStage:
     def _sample_thoughts(self, items: list[suites.Item], copies: int, seed: int):
         return self._encode(self.sampler, items, copies, think=True, seed=seed)
 
-    def _thinker_part(self, thought, vision: dict[str, torch.Tensor] | None, advantages: torch.Tensor
-                      ) -> dict[str, Any]:
+    def _thinker_part(self, thought, vision: dict[str, torch.Tensor] | None, advantages: torch.Tensor,
+                      items: list[suites.Item] | None = None) -> dict[str, Any]:
         rl = self.config.rl
         part = {"sequences": thought.sequences, "prompt_lengths": thought.prompt_lengths,
                 "advantages": advantages.to(self.pipe.device), "vision": vision}
+        if self.ref_direct is not None and items:
+            part["direct"] = self._direct_anchor(items)
         pad = self.pipe.thinker.pad_id
         if rl.num_iterations > 1:  # the rollout policy's log-probs; otherwise the current ones, detached
             part["old_logprobs"], _ = completion_logprobs(self.pipe.thinker.model, thought.sequences,
@@ -368,6 +372,16 @@ class RLStage:
         self.metrics["completion_length"] = sum(len(s) - p for s, p in zip(thought.sequences, thought.prompt_lengths,
                                                                            strict=True)) / len(lengths)
         return part
+
+    def _direct_anchor(self, items: list[suites.Item]) -> dict[str, Any]:
+        """The frozen reference's direct-mode states of each prompt, and the token rows that
+        rebuild them by one teacher-forced forward (``start`` at ``</think>``, which
+        ``conditioning_states`` cuts after)."""
+        with torch.no_grad():
+            thought, vision = self._encode(self.ref_direct, items, 1, think=False)
+        lengths = thought.mask.sum(dim=1).tolist()
+        return {"sequences": thought.sequences, "starts": [p - 1 for p in thought.prompt_lengths], "vision": vision,
+                "ref_states": [thought.states[row, : int(n)] for row, n in enumerate(lengths)]}
 
     def _score(self, items: list[suites.Item], images, rewrites: list[str]) -> torch.Tensor:
         rewards, parts = self.rewards(items, images, rewrites)
@@ -396,7 +410,7 @@ class RLStage:
         images = (self._images(expanded, thought.states.to(self.pipe.device), thought.mask.to(self.pipe.device),
                                noise_seeds) if self.rewards.needs_images else [None] * len(expanded))
         rewards = self._score(expanded, images, thought.rewritten)
-        return self._thinker_part(thought, vision, self._advantages(rewards, G, "thinker"))
+        return self._thinker_part(thought, vision, self._advantages(rewards, G, "thinker"), items)
 
     def _dit_part(self, items: list[suites.Item], states: torch.Tensor, mask: torch.Tensor, group: int,
                   window: int, start: int, rewrites: list[str], per_prompt: int) -> tuple[dict[str, Any], torch.Tensor]:
@@ -467,7 +481,7 @@ class RLStage:
         rewrites = [r for r in thought.rewritten for _ in range(K)]
         dit_part, rewards = self._dit_part(expanded, states, mask, K, window, start, rewrites, J * K)
         trace_rewards = rewards.view(-1, K).mean(dim=1)  # (P J,): a trace scores the mean of its images
-        thinker_part = self._thinker_part(thought, vision, self._advantages(trace_rewards, J, "thinker"))
+        thinker_part = self._thinker_part(thought, vision, self._advantages(trace_rewards, J, "thinker"), items)
         return thinker_part, dit_part
 
     # ------------------------------------------------------------------ losses (with gradients)
@@ -491,6 +505,16 @@ class RLStage:
         if anchor is not None:
             self.metrics["thinker/state_drift"] = float(anchor.detach())
             loss = loss + rl.state_beta * anchor
+        if "direct" in part:  # the same anchor on what the DiT reads in direct mode
+            direct = part["direct"]
+            with capture_last_layers(self.pipe.thinker.model, self.pipe.thinker.config.num_layers,
+                                     detach=False) as records:
+                completion_logprobs(self.pipe.thinker.model, direct["sequences"], direct["starts"],
+                                    self.pipe.thinker.pad_id, rl.temperature, direct["vision"])
+            states = conditioning_states(records, direct["sequences"], direct["starts"], self.pipe.thinker)
+            drift = relative_drift(states, direct["ref_states"])
+            self.metrics["thinker/direct_state_drift"] = float(drift.detach())
+            loss = loss + rl.direct_state_beta * drift
         return loss
 
     def dit_loss(self, part: dict[str, Any]) -> torch.Tensor:
