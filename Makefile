@@ -47,7 +47,7 @@ bench: $(VENV)/.bench
 	$(PY) benchmarks/bench_grpo.py
 
 train-shapeworld: $(VENV)/.installed
-	THINKGEN=$(VENV)/bin/thinkgen scripts/train_shapeworld.sh
+	THINKGEN=$(VENV)/bin/thinkgen scripts/train_shapeworld_latent.sh
 
 rl-shapeworld: $(VENV)/.bench
 	THINKGEN=$(VENV)/bin/thinkgen scripts/rl_shapeworld.sh

@@ -16,12 +16,13 @@ from pathlib import Path
 # The models measured on the goals' protocol (test splits, 120 items, 4 images; editing 1), by the
 # folder that holds their composition-*/reasoning-*/editing-* evals.
 MODELS = {
-    "embedded": "remeasure/embedded",
+    "previous embedded (pixel DiT)": "remeasure/embedded",
     "SFT model": "remeasure/sft",
     "latent DiT candidate": "v2_candidate",
     "latent DiT, candidate + 3,000 steps": "v2_candidate/continued",
     "latent recipe, SFT": "latent/sft",
-    "latent recipe, RL (final)": "latent",
+    "latent recipe, RL, think-mode anchor": "latent",
+    "embedded since 2026-11-30 (latent recipe, both anchors)": "latent/direct_anchor",
     "v2 (thinker that sees)": "v2",
 }
 TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)

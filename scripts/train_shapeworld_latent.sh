@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The latent-DiT recipe for the embedded model (configs/shapeworld/latent/): the embedded model's
-# thinker stages (with today's tokenizer), the ShapeWorld autoencoder, a latent DiT (9,000 steps
-# with edits, then the multi-object finetune), then anchored thinker GRPO; an estimated 2.5 hours on 2
-# cores. Writes runs/shapeworld/latent/final (half precision) and scores it into results/latent/;
-# it replaces thinkgen/assets/shapeworld only by hand, when it beats the embedded model.
+# The embedded model's recipe (= make train-shapeworld; configs/shapeworld/latent/): thinker
+# pretraining and SFT (the word tokenizer that decodes as written), the ShapeWorld autoencoder, a
+# latent DiT (9,000 steps with edits, then the multi-object finetune), then thinker GRPO anchored
+# on think- and direct-mode states. 137 minutes on 2 cores (README, "The latent recipe").
+# Writes runs/shapeworld/latent/final_direct_anchor (half precision), the model shipped as
+# thinkgen/assets/shapeworld (copied by hand), and scores it into results/latent/direct_anchor/.
 # Each stage resumes from its newest checkpoint if interrupted: rerun the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,9 +19,10 @@ run_stage $L/4_dit_finetune.yaml
 [ -f runs/shapeworld/latent/sft/model_index.json ] || \
   $PYTHON scripts/export_embedded.py runs/shapeworld/latent/dit_finetune/final runs/shapeworld/latent/sft
 run_stage $L/5_thinker_grpo.yaml
-[ -f runs/shapeworld/latent/final/model_index.json ] || \
-  $PYTHON scripts/export_embedded.py runs/shapeworld/latent/thinker_grpo/final runs/shapeworld/latent/final
+FINAL=runs/shapeworld/latent/final_direct_anchor
+[ -f $FINAL/model_index.json ] || \
+  $PYTHON scripts/export_embedded.py runs/shapeworld/latent/thinker_grpo_direct_anchor/final $FINAL
 echo "== evaluations ($(date +%T))"
 complete results/latent/sft/reasoning-no-think || scripts/eval_shapeworld.sh runs/shapeworld/latent/sft results/latent/sft
-complete results/latent/reasoning-no-think || scripts/eval_shapeworld.sh runs/shapeworld/latent/final results/latent
+complete results/latent/direct_anchor/reasoning-no-think || scripts/eval_shapeworld.sh $FINAL results/latent/direct_anchor
 echo "== done ($(date +%T))"
