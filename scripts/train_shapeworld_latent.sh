@@ -2,7 +2,7 @@
 # The embedded model's recipe (= make train-shapeworld; configs/shapeworld/latent/): thinker
 # pretraining and SFT (the word tokenizer that decodes as written), the ShapeWorld autoencoder, a
 # latent DiT (9,000 steps with edits, then the multi-object finetune), then thinker GRPO anchored
-# on think- and direct-mode states. 137 minutes on 2 cores (README, "The latent recipe").
+# on think- and direct-mode states. 142 minutes on 2 cores (README, "The latent recipe").
 # Writes runs/shapeworld/latent/final_direct_anchor (half precision), the model shipped as
 # thinkgen/assets/shapeworld (copied by hand), and scores it into results/latent/direct_anchor/.
 # Each stage resumes from its newest checkpoint if interrupted: rerun the script.
