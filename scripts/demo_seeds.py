@@ -11,8 +11,7 @@ import sys
 import torch
 
 from thinkgen import ThinkGenPipeline
-from thinkgen.cli import DEMO_ANSWER, DEMO_PROMPT, EMBEDDED
-from thinkgen.world.parse import parse
+from thinkgen.cli import DEMO_ANSWER, DEMO_PROMPT, EMBEDDED, demo_objects
 
 
 def main(model: str = str(EMBEDDED), n: str = "4") -> None:
@@ -21,7 +20,7 @@ def main(model: str = str(EMBEDDED), n: str = "4") -> None:
         right = 0
         for seed in range(int(n)):
             out = pipe([DEMO_PROMPT], think=think, seed=seed)
-            found = sorted((o.color, o.shape) for o in parse(out.images[0]).objects if o.confidence >= 0.5)
+            found = demo_objects(out.images[0])
             right += found == DEMO_ANSWER
             print(f"{'think' if think else 'direct'} seed {seed}: rewrite {out.rewritten[0]!r}, "
                   f"parser reads {found} ({'right' if found == DEMO_ANSWER else 'wrong'})")

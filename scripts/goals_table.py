@@ -110,7 +110,8 @@ def main(root: str = "results") -> None:
             if name in scores and f"{suite}-think" in scores[name]:
                 split = rewrite_split(base / folder / f"{suite}-think")
                 if split:
-                    print(f"| {name} | {suite} | {split[0]:.3f} | {split[1]:.3f} | {split[2]:.3f} |")
+                    right, wrong = (f"{x:.3f}" if x == x else "–" for x in split[1:])  # nan: no such image
+                    print(f"| {name} | {suite} | {split[0]:.3f} | {right} | {wrong} |")
 
 
 if __name__ == "__main__":

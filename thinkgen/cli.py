@@ -256,13 +256,19 @@ DEMO_ANSWER = [("yellow", "square")] * 3
 DEMO_EDIT = "add a red circle"  # what the demo asks of its own drawing, when the thinker sees
 
 
+def demo_objects(image) -> list[tuple[str, str]]:
+    """The (colour, shape) pairs ShapeWorld's parser reads with confidence, sorted: compared with
+    DEMO_ANSWER to judge the demo's drawing."""
+    from .world.parse import parse
+
+    return sorted((o.color, o.shape) for o in parse(image).objects if o.confidence >= 0.5)
+
+
 def _reading(image, judge: bool) -> str:
     """What ShapeWorld's rule parser sees in an image; for the default prompt, whether it is right."""
     from collections import Counter
 
-    from .world.parse import parse
-
-    found = sorted((o.color, o.shape) for o in parse(image).objects if o.confidence >= 0.5)
+    found = demo_objects(image)
     counts = Counter(found)
     text = ", ".join(f"{n} {color} {shape}{'s' if n > 1 else ''}" for (color, shape), n in counts.items()) or "nothing"
     return text + (f" ({'right' if found == DEMO_ANSWER else 'wrong'}: the answer is 3 yellow squares)" if judge else "")

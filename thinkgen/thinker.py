@@ -11,10 +11,8 @@ Two modes, one output type:
 
 Conditioning states
 -------------------
-"The last ``n`` layers" means exactly transformers' ``output_hidden_states[-n:]``: for ``n = 2``
-that is the *raw* output of the second-to-last decoder block and the output of the last block
-*after the final norm* (transformers applies the final norm to the last entry). They are
-concatenated along channels in that order, giving ``n * hidden_size`` channels. With
+The last ``n`` layers' states (``hidden_states.py`` says exactly which tensors), concatenated
+along channels, ``n * hidden_size`` of them. With
 ``extract="cut"`` only the positions strictly after the first ``</think>`` are kept, up to and
 including the end-of-turn token; ``extract="all"`` keeps every non-padding position (an ablation).
 """
