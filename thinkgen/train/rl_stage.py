@@ -12,7 +12,8 @@
   advantage is relative to the K images of its trace. Both models update every step, with loss
   weights ``rl.beta_thinker`` and ``rl.beta_dit``.
 
-Everything runs inside the shared loop (:mod:`.loop`): ``batch(step, ...)`` makes the rollouts
+The DiT's half (Flow-GRPO rollouts and loss) is in :mod:`.rl_dit`. Everything runs inside the
+shared loop (:mod:`.loop`): ``batch(step, ...)`` makes the rollouts
 (no gradients), ``model(batch)`` returns the loss. ``run.batch_size`` counts *prompts* per step.
 Rollouts are a pure function of the weights, the seed and the step, so resuming from a
 checkpoint repeats them exactly. With ``rl.num_iterations`` > 1 a rollout batch is reused for that
@@ -41,7 +42,6 @@ from ..hidden_states import capture_last_layers, stack_records
 from ..pipeline import ThinkGenPipeline, to_pil
 from ..reflection import judge_prompt
 from ..rewards import WeightedReward
-from ..rl.flow_grpo import flow_grpo_loss, gaussian_logprob, sde_sample, sde_step
 from ..rl.grpo import completion_logprobs, group_advantages, grpo_loss
 from ..thinker import Thinker
 from ..world import suites
@@ -49,12 +49,9 @@ from ..world.captions import canonical, target_of
 from ..world.render import render
 from .config import ConfigError, TrainConfig
 from .loop import load_ema
+from .rl_dit import FlowGRPOPart, _seed
 
 DEFAULT_SPLITS = {"reasoning": "rl"}  # other suites: "train"
-
-
-def _seed(*parts: Any) -> int:
-    return random.Random(repr(parts)).randrange(2**31)
 
 
 def stored_dtype(folder: Path) -> torch.dtype:
@@ -124,7 +121,7 @@ class RLModule(nn.Module):
         return loss
 
 
-class RLStage:
+class RLStage(FlowGRPOPart):
     """Rollouts, rewards and losses of the four RL stages (see the module docstring)."""
 
     def __init__(self, config: TrainConfig) -> None:
@@ -412,64 +409,6 @@ class RLStage:
         rewards = self._score(expanded, images, thought.rewritten)
         return self._thinker_part(thought, vision, self._advantages(rewards, G, "thinker"), items)
 
-    def _dit_part(self, items: list[suites.Item], states: torch.Tensor, mask: torch.Tensor, group: int,
-                  window: int, start: int, rewrites: list[str], per_prompt: int) -> tuple[dict[str, Any], torch.Tensor]:
-        """SDE rollouts of the policy DiT for already-thought samples; images in groups of ``group``
-        (advantages), ``per_prompt`` consecutive rows per prompt (``rl.share_noise``)."""
-        rl, pipe, seed = self.config.rl, self.pipe, self.config.run.seed
-        rng = random.Random(_seed(seed, "window", window, start))
-        null = self._null()
-        parts, images = [], [None] * len(items)
-        for resolution, rows in self._by_resolution(items).items():
-            grid = pipe.token_grid(resolution, resolution)
-            sigmas = pipe.sigmas(rl.train_steps, grid)
-            steps = None
-            if rl.sde_window:  # Flow-GRPO-Fast: a short stochastic window at a random place
-                low, high = rl.sde_window_range or (0, max(0, rl.train_steps - rl.sde_window))
-                first = rng.randint(low, high)
-                steps = range(first, min(rl.train_steps, first + rl.sde_window))
-            reference = self._reference([items[r] for r in rows], resolution)
-            velocity = self._velocity(states[rows], mask[rows], grid, reference, self._cfg_dit(), null)
-            # share_noise: a prompt's images differ only by the SDE steps, the ones that are trained,
-            # so the reward differences within a group are credited to what the DiT did there
-            noise_rows = [r // per_prompt if rl.share_noise else r for r in rows]
-            noise = pipe.initial_noise([_seed(seed, "dit-noise", window, start, n) for n in noise_rows], resolution,
-                                       resolution)
-            generator = torch.Generator().manual_seed(_seed(seed, "sde", window, start, resolution))
-            trajectory = sde_sample(velocity, noise, sigmas, rl.noise_level, steps, generator)
-            for r, image in zip(rows, to_pil(pipe.decode(trajectory.sample, resolution, resolution)), strict=True):
-                images[r] = image
-            recorded = list(range(len(trajectory.steps)))
-            keep = max(1, round(rl.timestep_fraction * len(recorded)))
-            chosen = sorted(rng.sample(recorded, keep))
-            parts.append({"rows": rows, "states": states[rows], "mask": mask[rows], "grid": grid, "sigmas": sigmas,
-                          "reference": reference, "steps": [trajectory.steps[j] for j in chosen],
-                          "inputs": [trajectory.inputs[j] for j in chosen],
-                          "outputs": [trajectory.outputs[j] for j in chosen],
-                          "old_logprobs": [trajectory.logprobs[j] for j in chosen]})
-        rewards = self._score(items, images, rewrites)
-        advantages = self._advantages(rewards, group, "dit").to(pipe.device)
-        for part in parts:
-            part["advantages"] = advantages[part["rows"]]
-        return {"parts": parts}, rewards
-
-    def _cfg_dit(self) -> float:
-        return self._cfg() if self.config.rl.flow_cfg else 1.0
-
-    def _dit_rollout(self, items: list[suites.Item], window: int, start: int) -> dict[str, Any]:
-        rl = self.config.rl
-        items = [i for i in items if i.suite != "reflection"]  # reflection draws nothing
-        if not items:
-            raise ValueError("dit_flow_grpo needs a scenario that draws images (not only reflection)")
-        thought, _ = self._encode(self.pipe.thinker, items, 1, think=rl.think)
-        K = rl.images_per_prompt
-        states = thought.states.to(self.pipe.device).repeat_interleave(K, 0)
-        mask = thought.mask.to(self.pipe.device).repeat_interleave(K, 0)
-        expanded = [item for item in items for _ in range(K)]
-        rewrites = [r for r in thought.rewritten for _ in range(K)]
-        part, _ = self._dit_part(expanded, states, mask, K, window, start, rewrites, K)
-        return part
-
     def _dual_rollout(self, items: list[suites.Item], window: int, start: int):
         rl, seed = self.config.rl, self.config.run.seed
         J, K = rl.num_generations, rl.images_per_prompt
@@ -516,39 +455,6 @@ class RLStage:
             self.metrics["thinker/direct_state_drift"] = float(drift.detach())
             loss = loss + rl.direct_state_beta * drift
         return loss
-
-    def dit_loss(self, part: dict[str, Any]) -> torch.Tensor:
-        rl = self.config.rl
-        null = self._null()
-        ref_null = self._null(self.ref_bridge) if self.ref_bridge is not None else None
-        total, count, clip_fractions, kls = 0.0, 0, [], []
-        for sub in part["parts"]:
-            condition = (sub["states"], sub["mask"], sub["grid"], sub["reference"], self._cfg_dit())
-            velocity = self._velocity(*condition, null)
-            ref_velocity = None
-            if self.ref_bridge is not None:
-                with torch.no_grad():
-                    ref_velocity = self._velocity(*condition, ref_null, self.ref_bridge, self.ref_backend)
-            sigmas, sigma_max = sub["sigmas"], float(sub["sigmas"][1])
-            for i, x, x_next, old in zip(sub["steps"], sub["inputs"], sub["outputs"], sub["old_logprobs"], strict=True):
-                sigma = sigmas[i].expand(x.shape[0])
-                mean, scale, std = sde_step(x, velocity(x, sigma), sigmas[i], sigmas[i + 1], rl.noise_level,
-                                            sigma_max)
-                logprob = gaussian_logprob(x_next, mean, scale)
-                ref_mean = None
-                if ref_velocity is not None:
-                    with torch.no_grad():
-                        ref_mean, _, _ = sde_step(x, ref_velocity(x, sigma), sigmas[i], sigmas[i + 1],
-                                                  rl.noise_level, sigma_max)
-                loss, stats = flow_grpo_loss(logprob, old, sub["advantages"], rl.clip_range, rl.advantage_clip,
-                                             mean, ref_mean, std, rl.flow_beta)
-                total = total + loss * x.shape[0]
-                count += x.shape[0]
-                clip_fractions.append(stats.clip_fraction)
-                kls.append(stats.kl)
-        self.metrics.update({"dit/clip_fraction": sum(clip_fractions) / len(clip_fractions),
-                             "dit/kl": sum(kls) / len(kls)})
-        return total / count
 
     # ------------------------------------------------------------------ the result
     def finalize(self, directory: Path, ema: dict[str, torch.Tensor] | None) -> None:
