@@ -199,6 +199,37 @@ def test_dit_loss_decreases(tiny_dir, tmp_path):
     assert end < 0.8 * start, (start, end)
 
 
+def test_dit_stage_from_a_half_precision_pipeline_trains_in_float32(tiny_dir, tmp_path):
+    """The embedded model ships in fp16; a DiT stage that continues it must train fp32 weights."""
+    pipe = ThinkGenPipeline.from_pretrained(tiny_dir)
+    for module in (pipe.thinker.model, pipe.bridge, pipe.transformer):
+        module.to(torch.float16)
+    pipe.save_pretrained(tmp_path / "half")
+    config = dit_config(tmp_path / "half", tmp_path / "out", stage="dit_finetune")
+    stage = build_stage(config)
+    assert all(p.dtype == torch.float32 for p in stage.model.parameters())
+    assert torch.isfinite(stage.model(stage.batch(0, 0, 4)))
+
+
+def test_held_out_statements_by_scene_or_by_caption():
+    """The composition test's position and colour-binding statements never reach the DiT: by default
+    no scene shows one; with held_out "captions" no caption says one, but such pictures appear."""
+    from thinkgen.train.dit_stage import TrainingScenes, held_out_specs
+    from thinkgen.world.rules import entails, satisfies
+
+    forbidden = held_out_specs()
+
+    def shows_one(scene):
+        return len(scene.objects) >= 2 and any(satisfies(scene, t) for t in forbidden)
+
+    by_scene = TrainingScenes(400, 0, 4, 0.5, "all")
+    assert not any(shows_one(s) for s in by_scene.scenes)
+    by_caption = TrainingScenes(400, 0, 4, 0.5, "all", held_out="captions")
+    assert len(by_caption.targets) == len(by_caption.captions) == 400
+    assert not any(entails(t, f) for t in by_caption.targets for f in forbidden)
+    assert sum(shows_one(s) for s in by_caption.scenes) >= 20
+
+
 def test_word_tokenizer():
     texts = ['as many squares as a tricycle has wheels, in the colour of a ripe banana', 'the text "3N2P"',
              "A ripe banana is yellow."]

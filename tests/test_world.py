@@ -242,3 +242,18 @@ def test_ocr_reader_explains_a_missing_dependency(monkeypatch):
     monkeypatch.setitem(sys.modules, "pytesseract", None)  # as if not installed
     with pytest.raises(ImportError, match="tesseract"):
         ocr_text(render(Scene(text="AB"), 64))
+
+
+def test_entails_reads_relations_both_ways_and_ignores_order_and_extra_words():
+    from thinkgen.world.rules import Requirement as R
+    from thinkgen.world.rules import Target, entails
+
+    square_left_of_triangle = Target((R("triangle"), R("square", position=("left of", 0))))
+    assert entails(Target((R("square"), R("triangle", position=("right of", 0)))), square_left_of_triangle)
+    assert entails(Target((R("triangle", 1, "red"), R("square", 1, "blue", ("left of", 0)))), square_left_of_triangle)
+    assert not entails(Target((R("square"), R("triangle"))), square_left_of_triangle)
+    assert not entails(Target((R("triangle"), R("square", position=("right of", 0)))), square_left_of_triangle)
+    red_circle_yellow_square = Target((R("circle", 1, "red"), R("square", 1, "yellow")))
+    assert entails(Target((R("square", 1, "yellow"), R("circle", 2, "red"), R("triangle"))), red_circle_yellow_square)
+    assert not entails(Target((R("circle", 1, "yellow"), R("square", 1, "red"))), red_circle_yellow_square)
+    assert not entails(Target((R("circle"), R("square"))), red_circle_yellow_square)

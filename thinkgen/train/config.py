@@ -166,6 +166,9 @@ class DataConfig:
     # words come) or "balanced" lengths (each of 1-4 characters a quarter; short words repeat)
     text_lengths: Literal["distinct", "balanced"] = "distinct"
     timesteps: Literal["logit_normal", "uniform"] = "logit_normal"
+    # DiT stages: how the composition test's position and colour-binding statements are held out of
+    # training: no "scenes" showing one, or no "captions" saying one (dit_stage.TrainingScenes)
+    held_out: Literal["scenes", "captions"] = "scenes"
     # DiT stages: share of training captions whose states come from think mode (the frozen thinker
     # writes its reasoning and rewrite, greedily, and the DiT reads the states after </think>, as
     # in `pipe(..., think=True)`) instead of the pseudo-CoT template of direct mode

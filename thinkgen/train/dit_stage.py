@@ -40,7 +40,7 @@ from ..pipeline import ThinkGenPipeline
 from ..world import suites
 from ..world.captions import canonical, describe, target_of
 from ..world.render import render
-from ..world.rules import Requirement, Target, satisfies
+from ..world.rules import Requirement, Target, entails, satisfies
 from ..world.scene import BASIC_SHAPES, COLORS, SceneSampler
 from .config import TrainConfig
 from .loop import load_ema
@@ -69,10 +69,19 @@ def held_out_specs(shapes: tuple[str, ...] = BASIC_SHAPES) -> list[Target]:
 class TrainingScenes:
     """Scenes and captions for the DiT: GenEval-like targets and random scenes of 1-4 objects, and
     (``text_fraction``) the text suite's train split: words never in its test split, ``text_lengths``
-    "distinct" (each word once before any twice) or "balanced" (see :func:`_by_length`)."""
+    "distinct" (each word once before any twice) or "balanced" (see :func:`_by_length`).
+
+    The composition test split's position and colour-binding statements (:func:`held_out_specs`)
+    are held out by one of two rules, ``held_out``:
+
+    * "scenes": no scene of two or more objects that satisfies one is drawn at all, so the DiT never
+      sees, say, a square left of a triangle, under any caption (the rule every shipped model used);
+    * "captions": no caption says one (:func:`~thinkgen.world.rules.entails`), but its picture may
+      appear under a caption that does not ("a square and a triangle"), as a web-trained model has
+      seen pictures of a dog left of a cat without that sentence."""
 
     def __init__(self, count: int, seed: int, max_objects: int, canonical_fraction: float, curated: str,
-                 text_fraction: float = 0.0, text_lengths: str = "distinct") -> None:
+                 text_fraction: float = 0.0, text_lengths: str = "distinct", held_out: str = "scenes") -> None:
         rng = random.Random(f"dit-scenes-{seed}")
         sampler = SceneSampler(max_objects=max_objects, shapes=BASIC_SHAPES, rng=random.Random(f"dit-{seed}"))
         forbidden = held_out_specs()
@@ -81,6 +90,7 @@ class TrainingScenes:
             items = suites.text_items(max(1, int(count * text_fraction)), "train", seed=seed)
             words = _by_length(items) if text_lengths == "balanced" else [items]
         self.scenes, self.captions = [], []
+        self.targets: list[Target | None] = []  # what each caption says (None for words)
         drawn_words = 0
         while len(self.scenes) < count:
             if words and rng.random() < text_fraction:
@@ -89,6 +99,7 @@ class TrainingScenes:
                 drawn_words += 1
                 self.scenes.append(item.scene)
                 self.captions.append(item.canonical if rng.random() < canonical_fraction else item.prompt)
+                self.targets.append(None)
                 continue
             spec = None
             if rng.random() < 0.4:  # a GenEval-like target, sometimes with its colours left open
@@ -99,9 +110,12 @@ class TrainingScenes:
                 scene = sampler()
             if scene is None or not _curated(scene, curated):
                 continue
-            if len(scene.objects) >= 2 and any(satisfies(scene, t) for t in forbidden):
+            if held_out == "scenes" and len(scene.objects) >= 2 and any(satisfies(scene, t) for t in forbidden):
                 continue
             target = spec if (spec is not None and rng.random() < 0.5) else target_of(scene)
+            if held_out == "captions" and any(entails(target, t) for t in forbidden):
+                continue
+            self.targets.append(target)
             caption = canonical(target) if rng.random() < canonical_fraction else describe(target, rng)
             self.scenes.append(scene)
             self.captions.append(caption)
@@ -169,7 +183,8 @@ class DiTStage:
         self.config = config
         d = config.dit
         if config.init:
-            self.pipe = ThinkGenPipeline.from_pretrained(config.init)
+            # fp32 even from a half-precision export (the embedded model): the optimiser needs it
+            self.pipe = ThinkGenPipeline.from_pretrained(config.init, torch_dtype=torch.float32)
         else:
             if not config.thinker_dir:
                 raise ValueError("a DiT stage needs `init` (a pipeline) or `thinker_dir` (a trained thinker)")
@@ -204,7 +219,7 @@ class DiTStage:
     def _prepare_data(self) -> None:
         cfg = self.config
         data = TrainingScenes(cfg.data.cache_size, cfg.run.seed, cfg.data.max_objects, cfg.data.canonical_fraction,
-                              cfg.data.curated, cfg.data.text_fraction, cfg.data.text_lengths)
+                              cfg.data.curated, cfg.data.text_fraction, cfg.data.text_lengths, cfg.data.held_out)
         self.images = torch.from_numpy(np.stack([render(s, self.resolution) for s in data.scenes]))  # (N, H, W, 3)
         # pixels are their own latents (kept as uint8); a learned autoencoder's are encoded once
         self.latents = None if isinstance(self.pipe.vae, PixelAutoencoder) else self._encode_images(self.images)

@@ -166,3 +166,29 @@ def satisfies(scene: Scene, target: Target, margin: bool = False) -> bool:
                 if not all(relation in relations(a, b, 0.15, 0.65) for a in subjects for b in anchors):
                     return False
     return True
+
+
+INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+
+
+def _statements(target: Target) -> set[tuple]:
+    """What a target's words assert, as facts: each shape is there (with its colour, if named), and
+    each relation, read both ways round ("a square left of a triangle" = "a triangle right of a square")."""
+    facts: set[tuple] = set()
+    for req in target.include:
+        facts.add(("has", req.shape, None))
+        if req.color:
+            facts.add(("has", req.shape, req.color))
+        if req.position:
+            relation, index = req.position
+            other = target.include[index].shape
+            facts |= {("rel", req.shape, relation, other), ("rel", other, INVERSE[relation], req.shape)}
+    return facts
+
+
+def entails(caption: Target, statement: Target) -> bool:
+    """Whether a caption says all that ``statement`` says (perhaps more, and in another order):
+    "two red circles and a yellow square" entails "a red circle and a yellow square"; "a square and
+    a triangle" does not entail "a square left of a triangle", even when its scene shows one.
+    Counts and excludes are not compared (held-out statements ask for one of each)."""
+    return _statements(statement) <= _statements(caption)
