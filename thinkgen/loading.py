@@ -19,6 +19,7 @@ and weights only from safetensors.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,8 +199,19 @@ def _load_component(directory: Path, index: dict[str, Any], name: str, dtype: to
         missing = [n for n, p in component.named_parameters() if p.is_meta]
         if missing:  # weights the files did not provide: refuse now, not at the first forward
             raise PipelineLoadError(f"{directory / name}: the weights lack {len(missing)} tensor(s), e.g. {missing[0]}")
+        realign(component)
         component.eval()
     return component
+
+
+def realign(module: torch.nn.Module) -> None:
+    """Copy into fresh memory (torch's allocator aligns it to 64 bytes) every CPU weight the loader
+    left misaligned. safetensors can hand back tensors that live inside its own read buffer, and
+    the CPU matmul kernels sum in another order on such memory, so without this a loaded model does
+    not reproduce the saved one's outputs bit for bit (measured: 4e-7 apart after two steps)."""
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        if tensor.device.type == "cpu" and tensor.data_ptr() % 64:
+            tensor.data = tensor.data.clone()
 
 
 DEFAULT_TYPES = {"height": int, "width": int, "num_inference_steps": int, "guidance_scale": (int, float),
