@@ -22,7 +22,9 @@ MODELS = {
     "latent DiT, candidate + 3,000 steps": "v2_candidate/continued",
     "latent recipe, SFT": "latent/sft",
     "latent recipe, RL, think-mode anchor": "latent",
-    "embedded since 2026-11-30 (latent recipe, both anchors)": "latent/direct_anchor",
+    "latent recipe to stage 5 (both anchors; embedded in session 12)": "latent/direct_anchor",
+    "latent recipe, DiT continued (stage 6, plain finetune)": "latent/continue",
+    "embedded since session 13 (latent recipe, stages 1-7)": "latent/final",
     "v2 (thinker that sees)": "v2",
 }
 TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)
