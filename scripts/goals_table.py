@@ -25,6 +25,7 @@ MODELS = {
     "latent recipe to stage 5 (both anchors; embedded in session 12)": "latent/direct_anchor",
     "latent recipe, DiT continued (stage 6, plain finetune)": "latent/continue",
     "embedded since session 13 (latent recipe, stages 1-7)": "latent/final",
+    "embedded + relations finetune (experiment, not shipped)": "latent/relations_finetune",
     "v2 (thinker that sees)": "v2",
 }
 TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)
