@@ -3,7 +3,7 @@
 # pretraining and SFT (the word tokenizer that decodes as written), the ShapeWorld autoencoder, a
 # latent DiT (9,000 steps with edits, then the multi-object finetune), thinker GRPO anchored on
 # think- and direct-mode states, then the DiT again on the final thinker (3,000 steps, and the
-# finetune with think-mode states). 176 minutes on 2 cores (README, "The latent recipe").
+# finetune with think-mode states). 175 minutes on 2 cores (README, "The latent recipe").
 # Writes runs/shapeworld/latent/final (half precision), the model shipped as
 # thinkgen/assets/shapeworld (copied by hand), and scores it into results/latent/final/.
 # Each stage resumes from its newest checkpoint if interrupted: rerun the script.
