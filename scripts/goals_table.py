@@ -26,6 +26,7 @@ MODELS = {
     "latent recipe, DiT continued (stage 6, plain finetune)": "latent/continue",
     "embedded since session 13 (latent recipe, stages 1-7)": "latent/final",
     "embedded + relations finetune (experiment, not shipped)": "latent/relations_finetune",
+    "stage 7 on relation scenes (experiment, not shipped)": "latent/continue_relations",
     "v2 (thinker that sees)": "v2",
 }
 TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)
