@@ -1,19 +1,36 @@
 #!/usr/bin/env bash
-# Taking the shipped latent model's DiT further (docs/dit_experiments.md, "Continuing the shipped
-# DiT"): 3,000 more steps on all scenes and edits, then the multi-object finetune, with and without
-# think-mode states; each scored as the README tables are, into results/latent/continue*/. The first
-# run is the recipe's stage 6 started from the shipped copy of its input; the think-state finetune is stage 7.
+# The session-13 DiT experiments on the latent recipe (docs/dit_experiments.md, "Continuing the
+# shipped DiT"), each scored as the README tables are into results/latent/<name>/:
+#   continue                   stage 6, then the plain multi-object finetune
+#   continue_think_states      stage 6, then stage 7 (the finetune with think-mode states: shipped)
+#   continue_captions_held_out stage 6 and the plain finetune with the test's statements held out of
+#                              the captions only (data.held_out: captions)
+#   continue_relations         stage 6, then stage 7 on relation scenes only
+#   relations_finetune         stage 7's finetune on relation scenes, after stage 7
+# Needs the recipe's stage-5 export (scripts/train_shapeworld_latent.sh writes it); the session-13
+# runs read its copy that was shipped then.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
 source scripts/stages.sh
-E=configs/shapeworld/latent/experiments
-run_stage $E/dit_continue.yaml
+L=configs/shapeworld/latent
+E=$L/experiments
+R=runs/shapeworld/latent
+[ -f $R/final_direct_anchor/model_index.json ] || \
+  { echo "error: $R/final_direct_anchor is missing: run scripts/train_shapeworld_latent.sh first" >&2; exit 1; }
+evaluate() { complete "results/latent/$2/reasoning-no-think" || scripts/eval_shapeworld.sh "$1" "results/latent/$2"; }
+run_stage $L/6_dit_continue.yaml
 run_stage $E/dit_continue_finetune.yaml
-complete results/latent/continue/reasoning-no-think || \
-  scripts/eval_shapeworld.sh runs/shapeworld/latent/dit_continue_finetune/final results/latent/continue
-run_stage configs/shapeworld/latent/7_dit_finetune.yaml  # the same finetune with data.think_states: 0.5
-complete results/latent/continue_think_states/reasoning-no-think || \
-  scripts/eval_shapeworld.sh runs/shapeworld/latent/dit_continue_finetune_think_states/final \
-    results/latent/continue_think_states
+evaluate $R/dit_continue_finetune/final continue
+run_stage $L/7_dit_finetune.yaml
+evaluate $R/dit_continue_finetune_think_states/final continue_think_states
+run_stage $E/dit_continue_captions_held_out.yaml
+run_stage $E/dit_continue_captions_held_out_finetune.yaml
+evaluate $R/dit_continue_captions_held_out_finetune/final continue_captions_held_out
+run_stage $E/dit_continue_relations_finetune.yaml
+evaluate $R/dit_continue_relations_finetune/final continue_relations
+[ -f $R/final/model_index.json ] || \
+  $PYTHON scripts/export_embedded.py $R/dit_continue_finetune_think_states/final $R/final
+run_stage $E/dit_relations_finetune.yaml
+evaluate $R/dit_relations_finetune/final relations_finetune
 echo "== done ($(date +%T))"
