@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The session-13 DiT experiments on the latent recipe (docs/dit_experiments.md, "Continuing the
+# The session-13 and 14 DiT experiments on the latent recipe (docs/dit_experiments.md, "Continuing the
 # shipped DiT"), each scored as the README tables are into results/latent/<name>/:
 #   continue                   stage 6, then the plain multi-object finetune
 #   continue_think_states      stage 6, then stage 7 (the finetune with think-mode states: shipped)
@@ -7,6 +7,9 @@
 #                              the captions only (data.held_out: captions)
 #   continue_relations         stage 6, then stage 7 on relation scenes only
 #   relations_finetune         stage 7's finetune on relation scenes, after stage 7
+# and session 14's:
+#   continue_multi_relations   stage 6, then stage 7 with every other scene a relation scene
+#   continue_think_states_seed2  stage 7 again with another seed (how far two runs differ)
 # Needs the recipe's stage-5 export (scripts/train_shapeworld_latent.sh writes it); the session-13
 # runs read its copy that was shipped then.
 set -euo pipefail
@@ -33,4 +36,8 @@ evaluate $R/dit_continue_relations_finetune/final continue_relations
   $PYTHON scripts/export_embedded.py $R/dit_continue_finetune_think_states/final $R/final
 run_stage $E/dit_relations_finetune.yaml
 evaluate $R/dit_relations_finetune/final relations_finetune
+run_stage $E/dit_continue_multi_relations_finetune.yaml
+evaluate $R/dit_continue_multi_relations_finetune/final continue_multi_relations
+run_stage $E/dit_continue_finetune_think_states_seed2.yaml
+evaluate $R/dit_continue_finetune_think_states_seed2/final continue_think_states_seed2
 echo "== done ($(date +%T))"

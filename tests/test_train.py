@@ -230,6 +230,22 @@ def test_held_out_statements_by_scene_or_by_caption():
     assert sum(shows_one(s) for s in by_caption.scenes) >= 20
 
 
+def test_curated_subsets():
+    """multi: two or more objects; relations: two objects placed relative to each other;
+    multi_relations: every other scene a relation scene, the rest multi-object scenes of any size."""
+    from thinkgen.train.dit_stage import TrainingScenes, _is_relation
+
+    multi = TrainingScenes(300, 0, 4, 0.5, "multi")
+    assert all(len(s.objects) >= 2 for s in multi.scenes)
+    assert all(_is_relation(s) for s in TrainingScenes(100, 0, 4, 0.5, "relations").scenes)
+    mixed = TrainingScenes(300, 0, 4, 0.5, "multi_relations")
+    assert all(_is_relation(s) for s in mixed.scenes[::2])
+    assert all(len(s.objects) >= 2 for s in mixed.scenes)
+    assert any(len(s.objects) >= 3 for s in mixed.scenes[1::2])
+    share = sum(map(_is_relation, mixed.scenes)) / 300
+    assert share > sum(map(_is_relation, multi.scenes)) / 300 + 0.2
+
+
 def test_word_tokenizer():
     texts = ['as many squares as a tricycle has wheels, in the colour of a ripe banana', 'the text "3N2P"',
              "A ripe banana is yellow."]

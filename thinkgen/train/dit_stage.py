@@ -108,7 +108,7 @@ class TrainingScenes:
                 scene = suites.scene_for(spec, rng)
             else:
                 scene = sampler()
-            if scene is None or not _curated(scene, curated):
+            if scene is None or not _curated(scene, curated, len(self.scenes)):
                 continue
             if held_out == "scenes" and len(scene.objects) >= 2 and any(satisfies(scene, t) for t in forbidden):
                 continue
@@ -134,11 +134,22 @@ def _by_length(items: list[suites.Item]) -> list[list[suites.Item]]:
     return [groups[length] for length in sorted(groups)]
 
 
-def _curated(scene, curated: str) -> bool:
+def _is_relation(scene) -> bool:
+    return len(scene.objects) == 2 and target_of(scene).include[-1].position is not None
+
+
+def _curated(scene, curated: str, index: int) -> bool:
+    """Whether ``scene`` may be training scene number ``index`` of the ``curated`` subset: "all";
+    "multi" (two or more objects, a third of them relation scenes); "relations" (two objects, one
+    placed relative to the other); "multi_relations" (every other scene a relation scene, the rest
+    any multi-object scene: two thirds relations in all, keeping the three- and four-object scenes
+    that counting needs)."""
     if curated == "multi":
         return len(scene.objects) >= 2
     if curated == "relations":
-        return len(scene.objects) == 2 and target_of(scene).include[-1].position is not None
+        return _is_relation(scene)
+    if curated == "multi_relations":
+        return _is_relation(scene) if index % 2 == 0 else len(scene.objects) >= 2
     return True
 
 
