@@ -27,12 +27,17 @@ MODELS = {
     "embedded since session 13 (latent recipe, stages 1-7)": "latent/final",
     "embedded + relations finetune (experiment, not shipped)": "latent/relations_finetune",
     "stage 7 on relation scenes (experiment, not shipped)": "latent/continue_relations",
+    "stage 7 on a relations/multi-object mix (experiment)": "latent/continue_multi_relations",
+    "stage 7, second seed (experiment)": "latent/continue_think_states_seed2",
+    "stage 7 on relation scenes, second seed (experiment)": "latent/continue_relations_seed2",
     "v2 (thinker that sees)": "v2",
 }
 TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)
     "text DiT on the copying thinker, direct": "dit_experiments/text_latent64_copying_thinker_raw",
     "text DiT on the copying thinker, think": "dit_experiments/text_latent64_copying_thinker_raw_think",
     "text DiT after Flow-GRPO, direct": "text/flow_grpo",
+    "text DiT with think-mode states, direct": "dit_experiments/text_latent64_think_states_raw",
+    "text DiT with think-mode states, think": "dit_experiments/text_latent64_think_states_raw_think",
 }
 REFLECTION = {"v2, one reflection round": "v2/composition-think-reflect1"}
 

@@ -10,6 +10,7 @@
 # and session 14's:
 #   continue_multi_relations   stage 6, then stage 7 with every other scene a relation scene
 #   continue_think_states_seed2  stage 7 again with another seed (how far two runs differ)
+#   continue_relations_seed2   stage 7 on relation scenes with another seed
 # Needs the recipe's stage-5 export (scripts/train_shapeworld_latent.sh writes it); the session-13
 # runs read its copy that was shipped then.
 set -euo pipefail
@@ -40,4 +41,6 @@ run_stage $E/dit_continue_multi_relations_finetune.yaml
 evaluate $R/dit_continue_multi_relations_finetune/final continue_multi_relations
 run_stage $E/dit_continue_finetune_think_states_seed2.yaml
 evaluate $R/dit_continue_finetune_think_states_seed2/final continue_think_states_seed2
+run_stage $E/dit_continue_relations_finetune_seed2.yaml
+evaluate $R/dit_continue_relations_finetune_seed2/final continue_relations_seed2
 echo "== done ($(date +%T))"
