@@ -17,6 +17,7 @@ SUITE=${SUITE:-composition}
 export HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
 RUN=runs/dit_experiments/$NAME
 OUT=results/dit_experiments/$NAME
+mkdir -p "$(dirname "$RUN")" "$(dirname "$OUT")"  # a fresh clone has no runs/
 start=$(date +%s)
 $THINKGEN train configs/shapeworld/3_dit_pretrain.yaml --resume --set output_dir="$RUN" \
   --set thinker_dir=thinkgen/assets/shapeworld --set run.steps="$STEPS" --set run.save_every=500 \
