@@ -38,6 +38,8 @@ TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)
     "text DiT after Flow-GRPO, direct": "text/flow_grpo",
     "text DiT with think-mode states, direct": "dit_experiments/text_latent64_think_states_raw",
     "text DiT with think-mode states, think": "dit_experiments/text_latent64_think_states_raw_think",
+    "text DiT on the same thinker without them, direct": "dit_experiments/text_latent64_v2_thinker_raw",
+    "text DiT on the same thinker without them, think": "dit_experiments/text_latent64_v2_thinker_raw_think",
 }
 REFLECTION = {"v2, one reflection round": "v2/composition-think-reflect1"}
 

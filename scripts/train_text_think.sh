@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The text suite in think mode (docs/dit_experiments.md, "Text rendering"), about 75 minutes on 2
+# The text suite in think mode (docs/dit_experiments.md, "Text rendering"), about 75 minutes (105 with the baseline) on 2
 # cores: the 64 px text autoencoder (shared with scripts/train_text.sh), the embedded thinker taught
 # to copy words (text_thinker_sft_v2.yaml), then the text DiT of scripts/train_text.sh on that
 # thinker with half of its captions' states read in think mode (data.think_states 0.5, as the latent
 # recipe's stage 7), scored in direct and think mode (raw weights: results/dit_experiments/
-# text_latent64_think_states_raw{,_think}). Resumable: rerun after an interruption.
+# text_latent64_think_states_raw{,_think}), and the same DiT without them (text_latent64_v2_thinker,
+# 30 min more). Resumable: rerun after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
@@ -18,7 +19,14 @@ complete results/dit_experiments/text_latent64_think_states_raw || SUITE=text sc
   text_latent64_think_states 4000 --set dit.resolution=64 --set dit.patch=2 \
   --set dit.autoencoder=runs/shapeworld/autoencoder_text64/final --set data.text_fraction=1.0 --set run.compile=true \
   --set thinker_dir=runs/shapeworld/text_thinker_sft_v2/final --set data.think_states=0.5
-out=results/dit_experiments/text_latent64_think_states_raw_think
-complete $out || $THINKGEN eval --suite text --model runs/dit_experiments/text_latent64_think_states/final_raw \
-  --think --n-per-prompt 4 --n-items 120 --out $out --overwrite > /dev/null
+# the same DiT without think-mode states (the baseline: which of the thinker and the states did it)
+complete results/dit_experiments/text_latent64_v2_thinker_raw || SUITE=text scripts/dit_experiment.sh \
+  text_latent64_v2_thinker 4000 --set dit.resolution=64 --set dit.patch=2 \
+  --set dit.autoencoder=runs/shapeworld/autoencoder_text64/final --set data.text_fraction=1.0 --set run.compile=true \
+  --set thinker_dir=runs/shapeworld/text_thinker_sft_v2/final
+for name in text_latent64_think_states text_latent64_v2_thinker; do
+  out=results/dit_experiments/${name}_raw_think
+  complete $out || $THINKGEN eval --suite text --model runs/dit_experiments/$name/final_raw \
+    --think --n-per-prompt 4 --n-items 120 --out $out --overwrite > /dev/null
+done
 echo "== done ($(date +%T))"
