@@ -30,6 +30,7 @@ MODELS = {
     "stage 7 on a relations/multi-object mix (experiment)": "latent/continue_multi_relations",
     "stage 7, second seed (experiment)": "latent/continue_think_states_seed2",
     "stage 7 on relation scenes, second seed (experiment)": "latent/continue_relations_seed2",
+    "stage 7 on relation and counting scenes (experiment)": "latent/continue_relations_counting",
     "v2 (thinker that sees)": "v2",
 }
 TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)

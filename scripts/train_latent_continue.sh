@@ -11,6 +11,7 @@
 #   continue_multi_relations   stage 6, then stage 7 with every other scene a relation scene
 #   continue_think_states_seed2  stage 7 again with another seed (how far two runs differ)
 #   continue_relations_seed2   stage 7 on relation scenes with another seed
+#   continue_relations_counting  stage 7 on relation scenes and one-shape counting scenes
 # Needs the recipe's stage-5 export (scripts/train_shapeworld_latent.sh writes it); the session-13
 # runs read its copy that was shipped then.
 set -euo pipefail
@@ -43,4 +44,6 @@ run_stage $E/dit_continue_finetune_think_states_seed2.yaml
 evaluate $R/dit_continue_finetune_think_states_seed2/final continue_think_states_seed2
 run_stage $E/dit_continue_relations_finetune_seed2.yaml
 evaluate $R/dit_continue_relations_finetune_seed2/final continue_relations_seed2
+run_stage $E/dit_continue_relations_counting_finetune.yaml
+evaluate $R/dit_continue_relations_counting_finetune/final continue_relations_counting
 echo "== done ($(date +%T))"

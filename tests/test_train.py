@@ -232,7 +232,8 @@ def test_held_out_statements_by_scene_or_by_caption():
 
 def test_curated_subsets():
     """multi: two or more objects; relations: two objects placed relative to each other;
-    multi_relations: every other scene a relation scene, the rest multi-object scenes of any size."""
+    multi_relations: every other scene a relation scene, the rest multi-object scenes of any size;
+    relations_counting: every other scene a relation scene, the rest objects of one shape."""
     from thinkgen.train.dit_stage import TrainingScenes, _is_relation
 
     multi = TrainingScenes(300, 0, 4, 0.5, "multi")
@@ -244,6 +245,11 @@ def test_curated_subsets():
     assert any(len(s.objects) >= 3 for s in mixed.scenes[1::2])
     share = sum(map(_is_relation, mixed.scenes)) / 300
     assert share > sum(map(_is_relation, multi.scenes)) / 300 + 0.2
+    counting = TrainingScenes(100, 0, 4, 0.5, "relations_counting")
+    assert all(_is_relation(s) for s in counting.scenes[::2])
+    others = counting.scenes[1::2]
+    assert all(len(s.objects) >= 2 and len({o.shape for o in s.objects}) == 1 for s in others)
+    assert any(len(s.objects) >= 3 for s in others)
 
 
 def test_word_tokenizer():

@@ -157,7 +157,8 @@ class DataConfig:
     canonical_fraction: Fraction = 0.5  # DiT: share of canonical captions (what think mode writes)
     max_objects: Annotated[int, Field(ge=1, le=16)] = 4
     cache_size: Annotated[int, Field(ge=1, le=10**7)] = 20000  # DiT: distinct training scenes (states cached)
-    curated: Literal["all", "multi", "relations", "multi_relations"] = "all"  # stage 3: multi = two or more objects
+    # DiT finetune: a subset of the scenes (dit_stage._curated says which)
+    curated: Literal["all", "multi", "relations", "multi_relations", "relations_counting"] = "all"
     # DiT stages: share of steps that train editing (the editing suite's train split: the source
     # image as reference tokens, the edit instruction as the text, the edited scene as the target)
     edit_fraction: Fraction = 0.0
@@ -291,8 +292,9 @@ class TrainConfig:
             raise ConfigError("run.steps and run.batch_size must be >= 1")
         if self.optim.schedule not in ("cosine", "constant"):
             raise ConfigError(f"optim.schedule must be cosine or constant, got {self.optim.schedule!r}")
-        if self.data.curated not in ("all", "multi", "relations", "multi_relations"):
-            raise ConfigError(f"data.curated must be all, multi, relations or multi_relations, got {self.data.curated!r}")
+        curated = ("all", "multi", "relations", "multi_relations", "relations_counting")
+        if self.data.curated not in curated:
+            raise ConfigError(f"data.curated must be one of {', '.join(curated)}, got {self.data.curated!r}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.stage in RL_STAGES:

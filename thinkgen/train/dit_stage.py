@@ -143,13 +143,18 @@ def _curated(scene, curated: str, index: int) -> bool:
     "multi" (two or more objects, a third of them relation scenes); "relations" (two objects, one
     placed relative to the other); "multi_relations" (every other scene a relation scene, the rest
     any multi-object scene: two thirds relations in all, keeping the three- and four-object scenes
-    that counting needs)."""
+    that counting needs); "relations_counting" (every other scene a relation scene, the rest
+    counting scenes: two to four objects of one shape)."""
     if curated == "multi":
         return len(scene.objects) >= 2
     if curated == "relations":
         return _is_relation(scene)
     if curated == "multi_relations":
         return _is_relation(scene) if index % 2 == 0 else len(scene.objects) >= 2
+    if curated == "relations_counting":
+        if index % 2 == 0:
+            return _is_relation(scene)
+        return len(scene.objects) >= 2 and len({o.shape for o in scene.objects}) == 1
     return True
 
 
