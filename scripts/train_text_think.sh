@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The text suite in think mode (docs/dit_experiments.md, "Text rendering"), about 75 minutes (105 with the baseline) on 2
+# The text suite in think mode (docs/dit_experiments.md, "Text rendering"), about 60 minutes (88 with the baseline) on 2
 # cores: the 64 px text autoencoder (shared with scripts/train_text.sh), the embedded thinker taught
 # to copy words (text_thinker_sft_v2.yaml), then the text DiT of scripts/train_text.sh on that
 # thinker with half of its captions' states read in think mode (data.think_states 0.5, as the latent
 # recipe's stage 7), scored in direct and think mode (raw weights: results/dit_experiments/
 # text_latent64_think_states_raw{,_think}), and the same DiT without them (text_latent64_v2_thinker,
-# 30 min more). Resumable: rerun after an interruption.
+# 29 min more; wall times measured here). Resumable: rerun after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
