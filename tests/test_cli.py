@@ -106,6 +106,21 @@ def test_generate_reflect_writes_every_round(capsys, tmp_path):
     assert Image.open(target).size == (32, 32)
 
 
+def test_generate_reflect_with_another_judge_and_redraws(capsys, model_dir, vl_dir, tmp_path):
+    """`--judge DIR --correct redraw`: a text-only model draws, the seeing model's thinker judges,
+    and an image judged wrong is drawn again; the rounds say so."""
+    target = tmp_path / "j.png"
+    code, out, _ = run(capsys, "generate", "a red circle", "--model", model_dir, "--judge", vl_dir, "-o", target,
+                       "--steps", 2, "--reflect", 1, "--correct", "redraw")
+    assert code == 0 and Image.open(target).size == (32, 32) and (tmp_path / "j.round1.png").exists()
+    judged = [line for line in out.splitlines() if line.startswith("round 1:")]
+    assert len(judged) == 1 and ("right" in judged[0] or "redraw; the judge wrote" in judged[0])
+    assert_user_error(run(capsys, "generate", "x", "--model", vl_dir, "--judge", model_dir, "-o", tmp_path / "y.png",
+                          "--reflect", 1), "sees images")
+    assert_user_error(run(capsys, "generate", "x", "--model", vl_dir, "-o", tmp_path / "y.png", "--reflect", 1,
+                          "--correct", "retry"), "invalid choice")
+
+
 def test_generate_reflect_user_errors(capsys, model_dir, tmp_path):
     out = tmp_path / "x.png"
     assert_user_error(run(capsys, "generate", "x", "--model", model_dir, "-o", out, "--reflect", 1),
@@ -223,8 +238,9 @@ def test_demo_borrows_the_embedded_seeing_model(capsys, model_dir, vl_dir, tmp_p
 
 
 def test_edit_and_reflect_default_to_the_seeing_model(capsys, model_dir, vl_dir, tmp_path, monkeypatch):
-    """Without --model, `edit` and `generate --reflect` run the embedded seeing model (a text-only
-    thinker cannot judge an image); plain `generate` keeps the embedded model."""
+    """Without --model, `edit` runs the embedded seeing model; `generate --reflect` draws and corrects
+    with the embedded model and judges with the seeing one (a text-only thinker cannot judge an
+    image); plain `generate` keeps the embedded model."""
     import thinkgen.cli
 
     monkeypatch.setattr(thinkgen.cli, "EMBEDDED", model_dir)
@@ -239,7 +255,7 @@ def test_edit_and_reflect_default_to_the_seeing_model(capsys, model_dir, vl_dir,
     assert run(capsys, "edit", tmp_path / "src.png", "add a red circle", "-o", tmp_path / "e.png", "--steps", 2)[0] == 0
     assert run(capsys, "generate", "a red circle", "-o", tmp_path / "r.png", "--steps", 2, "--reflect", 1)[0] == 0
     assert run(capsys, "generate", "a red circle", "-o", tmp_path / "g.png", "--steps", 2)[0] == 0
-    assert folders == [str(vl_dir), str(vl_dir), str(model_dir)]
+    assert folders == [str(vl_dir), str(model_dir), str(vl_dir), str(model_dir)]
 
 
 def test_demo_reading_judges_the_default_prompt():

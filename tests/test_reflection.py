@@ -117,7 +117,7 @@ def test_eval_with_reflection_scores_before_and_after(pipe, monkeypatch, tmp_pat
     summary = run_suite(pipe, "composition", tmp_path / "reflect", n_items=6, n_per_prompt=2,
                         num_inference_steps=2, progress=False, reflect=1)
     assert summary["before_reflection"]["overall"] == plain["overall"]
-    assert summary["images_edited"] == 6 and summary["reflect"] == 1
+    assert summary["images_corrected"] == 6 and summary["reflect"] == 1 and summary["correction"] == "edit"
     rows = [json.loads(line) for line in (tmp_path / "reflect" / "items.jsonl").read_text().splitlines()]
     right = [r for r in rows if r["verdicts"] == [RIGHT]]
     assert len(right) == 6 and all(r["score"] == r["first_score"] for r in right)
@@ -126,3 +126,87 @@ def test_eval_with_reflection_scores_before_and_after(pipe, monkeypatch, tmp_pat
                               np.asarray(Image.open(tmp_path / "plain" / row["image"])))
     with pytest.raises(ValueError, match="reflect"):
         run_suite(pipe, "editing", tmp_path / "edit", n_items=2, reflect=1, progress=False)
+
+
+def test_redraw_draws_the_prompt_again_from_new_noise(pipe, monkeypatch):
+    """`correct="redraw"`: an image judged wrong is replaced by a new drawing of the prompt (in the
+    mode it was drawn in, from a seed no first drawing uses); the judge's instruction is not used."""
+    from thinkgen.reflection import SEED_STRIDE
+
+    judge = ScriptedJudge(pipe.thinker, [RIGHT, "add a blue square", "make the red circle blue"])
+    monkeypatch.setattr(pipe.thinker, "encode", judge)
+    out = generate_with_reflection(pipe, ["a red circle", "a blue square"], rounds=2, num_inference_steps=2,
+                                   seed=4, think=False, correct="redraw")
+    monkeypatch.undo()
+    assert [len(r) for r in out.rounds] == [1, 2]
+    assert np.array_equal(np.asarray(out.images[0]), np.asarray(out.first[0]))  # judged right: kept
+    redraw1 = pipe(["a blue square"], think=False, seed=4 + 1 + SEED_STRIDE, num_inference_steps=2).images[0]
+    redraw2 = pipe(["a blue square"], think=False, seed=4 + 1 + 2 * SEED_STRIDE, num_inference_steps=2).images[0]
+    assert np.array_equal(np.asarray(out.rounds[1][1].image), np.asarray(redraw1))  # round 2 judged the redraw
+    assert np.array_equal(np.asarray(out.images[1]), np.asarray(redraw2))
+    assert not np.array_equal(np.asarray(redraw1), np.asarray(redraw2))
+    with pytest.raises(ValueError, match="unknown reflection correction"):
+        generate_with_reflection(pipe, "a red circle", rounds=1, correct="retry")
+
+
+def test_another_models_thinker_judges(pipe, monkeypatch):
+    """`judge=`: a pipeline whose thinker sees judges the drawings of one whose thinker does not;
+    the drawing pipeline makes the first image and the corrections, the judge only judges."""
+    drawer = tiny_pipeline(seed=1)
+    judge = ScriptedJudge(pipe.thinker, ["add a blue square"])
+    monkeypatch.setattr(pipe.thinker, "encode", judge)
+    out = generate_with_reflection(drawer, "a red circle", rounds=1, num_inference_steps=2, seed=2, judge=pipe)
+    monkeypatch.undo()
+    assert len(judge.judged) == 1 and np.array_equal(judge.judged[0][0], np.asarray(out.first[0]))
+    assert np.array_equal(np.asarray(out.first[0]),
+                          np.asarray(drawer(["a red circle"], seed=2, num_inference_steps=2).images[0]))
+    expected = drawer(["add a blue square"], think=False, images=[[out.first[0]]], seed=2,
+                      num_inference_steps=2).images[0]
+    assert np.array_equal(np.asarray(out.images[0]), np.asarray(expected))
+    with pytest.raises(ValueError, match="sees images"):  # the judge must see
+        generate_with_reflection(pipe, "a red circle", rounds=1, judge=drawer)
+
+
+def test_eval_reflects_with_another_judge_and_redraws(pipe, monkeypatch, tmp_path):
+    """`thinkgen eval --reflect 1 --judge DIR --correct redraw`: the drawing model's first images are
+    plain eval's; the judge's thinker judges them; images judged wrong are redrawn, and the
+    changes both ways are counted."""
+    from thinkgen.eval.shapeworld import run_suite
+
+    drawer = tiny_pipeline(seed=1)
+    plain = run_suite(drawer, "composition", tmp_path / "plain", n_items=6, n_per_prompt=2, num_inference_steps=2,
+                      progress=False)
+    monkeypatch.setattr(pipe.thinker, "encode", ScriptedJudge(pipe.thinker, ["add a red circle", RIGHT] * 6))
+    summary = run_suite(drawer, "composition", tmp_path / "redraw", n_items=6, n_per_prompt=2, num_inference_steps=2,
+                        progress=False, reflect=1, judge=pipe, correct="redraw")
+    assert summary["before_reflection"]["overall"] == plain["overall"] and summary["correction"] == "redraw"
+    rows = [json.loads(line) for line in (tmp_path / "redraw" / "items.jsonl").read_text().splitlines()]
+    assert summary["images_corrected"] == 6
+    assert summary["wrong_to_right"] == sum(r["first_score"] < r["score"] for r in rows)
+    assert summary["right_to_wrong"] == sum(r["first_score"] > r["score"] for r in rows)
+    redrawn = [r for r in rows if r["verdicts"] != [RIGHT]]
+    assert any(not np.array_equal(np.asarray(Image.open(tmp_path / "redraw" / r["image"])),
+                                  np.asarray(Image.open(tmp_path / "plain" / r["image"]))) for r in redrawn)
+
+
+@pytest.mark.parametrize("accepted", [True, False])
+def test_checked_correction_is_kept_only_when_judged_right(pipe, monkeypatch, accepted):
+    """`correct="checked-edit"`: the edit is made as `edit` makes it, then judged; it replaces the
+    image only when the judge calls it right, else the image stays as drawn. A second round
+    edits again with new noise."""
+    from thinkgen.reflection import SEED_STRIDE
+
+    check = RIGHT if accepted else "remove the red circle"
+    judge = ScriptedJudge(pipe.thinker, ["make the red circle blue", check])
+    monkeypatch.setattr(pipe.thinker, "encode", judge)
+    out = generate_with_reflection(pipe, "a red circle", rounds=1, num_inference_steps=2, seed=5,
+                                   correct="checked-edit")
+    monkeypatch.undo()
+    edited = pipe(["make the red circle blue"], think=False, images=[[out.first[0]]], seed=5,
+                  num_inference_steps=2).images[0]
+    assert len(judge.judged) == 2 and np.array_equal(judge.judged[1][0], np.asarray(edited))  # the check saw the edit
+    final = edited if accepted else out.first[0]
+    assert np.array_equal(np.asarray(out.images[0]), np.asarray(final))
+    again = pipe(["make the red circle blue"], think=False, images=[[out.first[0]]], seed=5 + SEED_STRIDE,
+                 num_inference_steps=2).images[0]
+    assert not np.array_equal(np.asarray(again), np.asarray(edited))  # round 2's edit draws new noise

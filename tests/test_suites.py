@@ -8,11 +8,33 @@ import pytest
 
 from thinkgen.world import Object, Scene, parse, render
 from thinkgen.world import suites as S
-from thinkgen.world.corpora import caption_corpus, knowledge_corpus, think_examples
-from thinkgen.world.edits import OPS, Edit, apply_edit, describe_edit, edit_text, parse_edit
+from thinkgen.world.corpora import (
+    caption_corpus,
+    drawn_reflection_row,
+    drawn_reflection_rows,
+    knowledge_corpus,
+    reflect_completion,
+    think_examples,
+)
+from thinkgen.world.edits import (
+    OPS,
+    Edit,
+    apply_edit,
+    describe_edit,
+    edit_text,
+    fixing_edit,
+    parse_edit,
+)
 from thinkgen.world.export import export
 from thinkgen.world.facts import CATEGORIES, FACTS, facts
-from thinkgen.world.rules import satisfies
+from thinkgen.world.rules import (
+    Requirement,
+    Target,
+    check,
+    parsed_as_scene,
+    satisfies,
+    scene_as_parsed,
+)
 
 
 def render_parse(item, resolution=32):
@@ -174,6 +196,47 @@ def test_apply_edit():
     assert moved is not None and moved.objects[0].y > moved.objects[1].y
     assert len(apply_edit(scene, Edit("add", "star", "purple")).objects) == 3
     assert apply_edit(scene, Edit("remove", "star", "red")) is None  # nothing to remove
+
+
+def test_fixing_edit_corrects_every_kind_of_error():
+    """For each wrong reflection scene, `fixing_edit` finds one edit after which the scene meets its
+    request (not necessarily the suite's own fix); with two things missing, no single edit fixes
+    it, and `partial` gives a first step that meets more of it."""
+    items = [i for i in S.build("reflection", 60, "test") if i.category != "none"]
+    for item in items:
+        edit = fixing_edit(item.source, item.target)
+        assert edit is not None, item.canonical
+        assert satisfies(apply_edit(item.source, edit, random.Random(1)), item.target)
+    target = Target((Requirement("circle", color="red"), Requirement("square", color="blue")))
+    empty = Scene((Object("star", "green", 0.5, 0.5, 0.26),))
+    assert fixing_edit(empty, target) is None
+    step = fixing_edit(empty, target, partial=True)
+    assert step is not None and step.op in ("add", "replace") and step.new_shape in (None, "circle", "square")
+    assert check(scene_as_parsed(apply_edit(empty, step, random.Random(1))), target).matched
+
+
+def test_drawn_reflection_rows(tmp_path):
+    """A drawing, read by the parser, becomes what a judge should answer: "right" with the image
+    described as asked, or the fix, with the judge's trace saying they differ."""
+    import json
+
+    target = Target((Requirement("circle", color="blue"),))
+    right = parse(render(Scene((Object("circle", "blue", 0.5, 0.5, 0.3),)), 32))
+    assert [(o.shape, o.color) for o in parsed_as_scene(right).objects] == [("circle", "blue")]
+    row = drawn_reflection_row("a photo of a blue circle", target, right)
+    assert row == {"prompt": "a photo of a blue circle", "asked": "a blue circle", "shown": "a blue circle",
+                   "verdict": "the image is right"}
+    wrong = parse(render(Scene((Object("circle", "red", 0.5, 0.5, 0.3),)), 32))
+    row = drawn_reflection_row("a photo of a blue circle", target, wrong)
+    assert row["shown"] == "a red circle" and row["verdict"] == "make the red circle blue"
+    completion = reflect_completion(row["asked"], row["shown"], row["verdict"])
+    assert "They differ." in completion and completion.endswith("make the red circle blue")
+    assert "They match." in reflect_completion("a blue circle", "a blue circle", "the image is right")
+    with pytest.raises(FileNotFoundError, match="rows.jsonl"):
+        drawn_reflection_rows(tmp_path)
+    (tmp_path / "rows.jsonl").write_text(json.dumps({"image": "a.png", **row}) + "\n" + json.dumps({"image": "b.png"}) + "\n")
+    with pytest.raises(ValueError, match="row 2 lacks"):
+        drawn_reflection_rows(tmp_path)
 
 
 def test_export_is_an_imagefolder_dataset(tmp_path):

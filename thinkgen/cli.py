@@ -150,9 +150,12 @@ def _draw(args: argparse.Namespace, prompts: list[str], images: list | None = No
     if reflect and args.batch > 1:
         raise UserError("--reflect draws one image per prompt: leave out --batch")
     paths = _output_paths(args.output, len(prompts) * args.batch)
-    # edits and reflection need a thinker that sees: without --model, the embedded one that does
-    pipe = _load(args.model, args.dtype, args.device, args.offload, args.vae_tiling,
-                 seeing=images is not None or bool(reflect))
+    judge_dir = getattr(args, "judge", None)
+    if reflect and args.model is None and judge_dir is None and (EMBEDDED_SEEING / "model_index.json").exists():
+        # the embedded model draws and corrects (it draws and edits best); its seeing counterpart judges
+        judge_dir = str(EMBEDDED_SEEING)
+    # edits need a thinker that sees: without --model, the embedded one that does
+    pipe = _load(args.model, args.dtype, args.device, args.offload, args.vae_tiling, seeing=images is not None)
     if args.max_pixels is not None:
         pipe.limits = dataclasses.replace(pipe.limits, max_pixels=args.max_pixels)
     height = pipe.defaults["height"] if args.height is None else args.height
@@ -165,7 +168,8 @@ def _draw(args: argparse.Namespace, prompts: list[str], images: list | None = No
                "negative_prompt": args.negative_prompt}
     try:
         if reflect:
-            return _reflect(pipe, args, prompts, paths, drawing)
+            judge = _load(judge_dir, args.dtype, args.device, args.offload) if judge_dir else None
+            return _reflect(pipe, args, prompts, paths, drawing, judge)
         out = pipe(prompts, think=args.think, seed=args.seed, num_images_per_prompt=args.batch, progress=True,
                    images=images, image_guidance_scale=args.image_cfg, **drawing)
     except ValueError as error:  # e.g. a schedule the scheduler cannot make for this step count
@@ -176,18 +180,21 @@ def _draw(args: argparse.Namespace, prompts: list[str], images: list | None = No
     return 0
 
 
-def _reflect(pipe, args: argparse.Namespace, prompts: list[str], paths: list[Path], drawing: dict) -> int:
+def _reflect(pipe, args: argparse.Namespace, prompts: list[str], paths: list[Path], drawing: dict,
+             judge=None) -> int:
     """``generate --reflect N``: the final image at each path, every judged image beside it
-    (``out.round1.png`` is the first drawing, ``out.round2.png`` the first edit's, ...)."""
+    (``out.round1.png`` is the first drawing, ``out.round2.png`` the first correction's, ...)."""
     from .reflection import generate_with_reflection
 
-    out = generate_with_reflection(pipe, prompts, rounds=args.reflect, think=args.think, seed=args.seed, **drawing)
+    out = generate_with_reflection(pipe, prompts, rounds=args.reflect, think=args.think, seed=args.seed,
+                                   judge=judge, correct=args.correct, **drawing)
     for prompt, rounds, image, path in zip(prompts, out.rounds, out.images, paths, strict=True):
         print(f"prompt:    {prompt}")
         for k, judged in enumerate(rounds, 1):
             round_path = path.with_name(f"{path.stem}.round{k}{path.suffix}")
             _save_image(judged.image, round_path)
-            print(f"round {k}:   {'right' if judged.right else 'edit: ' + repr(judged.verdict)}")
+            action = "edit" if args.correct.endswith("edit") else "redraw; the judge wrote"
+            print(f"round {k}:   {'right' if judged.right else f'{action}: {judged.verdict!r}'}")
         _save_image(image, path)
     return 0
 
@@ -318,11 +325,13 @@ def demo(args: argparse.Namespace) -> int:
     edited.images[0].resize((128, 128), 0).save(paths[2])
     print(f"wrote {paths[2]}\nthe parser reads: {_reading(edited.images[0], False)}")
     print(f"--- reflection: the thinker judges {paths[0]} against the prompt (one round)")
-    reflected = reflect(seer, [prompt], [drawn], rounds=1, seed=args.seed)
+    # the drawing model applies the judge's edit: the embedded model edits better than the seeing one
+    reflected = reflect(pipe, [prompt], [drawn], rounds=1, seed=args.seed, judge=seer)
     verdict = reflected.rounds[0][0]
     print(f"thinking: {verdict.reasoning}\nverdict: {verdict.verdict}")
     reflected.images[0].resize((128, 128), 0).save(paths[3])
-    print(f"wrote {paths[3]} ({'unchanged: judged right' if verdict.right else 'after the edit'})")
+    editor = "" if seer is pipe else " (the edit drawn by the model that drew it)"
+    print(f"wrote {paths[3]} ({'unchanged: judged right' if verdict.right else 'after the edit' + editor})")
     print(f"the parser reads: {_reading(reflected.images[0], judge)}")
     return 0
 
@@ -416,6 +425,16 @@ def _drawing_options(g: argparse.ArgumentParser) -> None:
                    help="decode tile by tile and image by image (large images, little memory)")
 
 
+def _reflection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--correct", choices=["edit", "redraw", "checked-edit", "checked-redraw"], default="edit",
+                        help="what a round does with an image judged wrong: apply the judge's edit "
+                             "(default), or draw the prompt again from new noise; checked-: keep the "
+                             "result only when the judge calls it right")
+    parser.add_argument("--judge", type=validate.path, default=None, metavar="DIR",
+                        help="a pipeline folder whose thinker sees, to judge the drawings (default: the "
+                             "drawing model's own thinker)")
+
+
 def _sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="pipeline folder")
     parser.add_argument("--think", action=argparse.BooleanOptionalAction, default=True)
@@ -440,8 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("prompt", nargs="+", type=validate.text, help="one or more prompts")
     _drawing_options(g)
     g.add_argument("--reflect", type=validate.bounded_int(0, 16), default=0, metavar="N",
-                   help="up to N rounds in which the thinker judges its image and edits it when wrong "
-                        "(needs a thinker that sees images)")
+                   help="up to N rounds in which a thinker that sees judges the image and it is corrected "
+                        "when judged wrong (without --model: the embedded model draws, the embedded "
+                        "seeing model judges)")
+    _reflection_options(g)
     g.set_defaults(run=generate, image_cfg=None)  # no source image, no image scale
 
     e = commands.add_parser("edit", help="edit an image by an instruction (the source image conditions the DiT)")

@@ -10,7 +10,15 @@ import sys
 from pathlib import Path
 
 from . import validate
-from .cli import SEED, UserError, _load, _Parser, _sampling_options, _writable_dir
+from .cli import (
+    SEED,
+    UserError,
+    _load,
+    _Parser,
+    _reflection_options,
+    _sampling_options,
+    _writable_dir,
+)
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -18,6 +26,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     out = _writable_dir(args.out)
     pipe = _load(args.model)
+    judge = _load(args.judge) if args.judge else None
     if args.resolution is not None:
         try:
             pipe.check_size(args.resolution, args.resolution)
@@ -27,7 +36,7 @@ def evaluate(args: argparse.Namespace) -> int:
         summary = run_suite(pipe, args.suite, out, think=args.think, n_per_prompt=args.n_per_prompt,
                             n_items=args.n_items, seed=args.seed, batch_size=args.batch, resolution=args.resolution,
                             num_inference_steps=args.steps, guidance_scale=args.cfg, split=args.split,
-                            overwrite=args.overwrite, reflect=args.reflect)
+                            overwrite=args.overwrite, reflect=args.reflect, judge=judge, correct=args.correct)
     except (ValueError, FileExistsError) as error:  # a limit of the pipeline, or a folder with results
         raise UserError(str(error)) from None
     print(markdown(summary))
@@ -172,6 +181,7 @@ def add_benchmark_commands(commands) -> None:
     e.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
     e.add_argument("--reflect", type=validate.bounded_int(0, 16), default=0, metavar="N",
                    help="up to N reflection rounds per image; scores before and after are both reported")
+    _reflection_options(e)
     e.set_defaults(run=evaluate)
 
     r = commands.add_parser("rescore", help="score eval folders' saved images again with the current rule model")

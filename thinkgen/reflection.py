@@ -1,19 +1,26 @@
-"""Reflection: draw, let the thinker look at its own image, and correct it with an edit.
+"""Reflection: draw, let a thinker that sees look at the image, and correct it when it judges it wrong.
 
-ThinkGen's fifth scenario. A round is two passes of the same pipeline:
+ThinkGen's fifth scenario. A round is two passes:
 
-1. *judge*: the thinker sees the prompt and the image (a vision-language thinker is required),
-   thinks, and writes after ``</think>`` either :data:`RIGHT` ("the image is right") or an edit
-   instruction in the editing suite's grammar ("make the red circle blue");
-2. *edit*: when the verdict is an edit, the pipeline applies it as ``thinkgen edit`` does: the
-   instruction in direct mode, the image as the DiT's reference.
+1. *judge*: a vision-language thinker sees the prompt and the image, thinks, and writes after
+   ``</think>`` either :data:`RIGHT` ("the image is right") or an edit instruction in the editing
+   suite's grammar ("make the red circle blue");
+2. *correct*: when the verdict is not :data:`RIGHT`, a :class:`Correction` strategy makes the next
+   image. :class:`EditCorrection` (the default, and ThinkGen's reading) applies the verdict as
+   ``thinkgen edit`` does: the instruction in direct mode, the image as the DiT's reference.
+   :class:`Redraw` draws the prompt again from new noise: the judge then acts as a verifier that
+   decides which drawings to keep, and its instruction is not used. :class:`Checked` keeps either
+   one's result only when the judge calls it right.
 
-Rounds stop at the first verdict of :data:`RIGHT`, or after ``rounds`` edits. Every round's image
+Rounds stop at the first verdict of :data:`RIGHT`, or after ``rounds`` corrections. The judge is the
+drawing pipeline's own thinker by default; ``judge=`` lets another pipeline's thinker that sees judge
+(the embedded text model draws better, the embedded seeing model can judge). Every round's image
 and verdict are returned, so a caller sees what was judged and changed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +37,10 @@ from .world.edits import NO_EDIT as RIGHT  # the verdict that ends reflection
 REFLECTION_PROMPT = ("The request was: {prompt}. The image shows {shown}. Write the one edit instruction that "
                      "makes the image match the request, or say that the image is right.")
 SHOWN_ATTACHED = "what is attached"
+# A redraw in round r (1, 2, ...) of prompt i uses seed + i + r * SEED_STRIDE, an edit in round r
+# seed + i + (r - 1) * SEED_STRIDE: far from the first draws' seeds (seed + i), so a correction never
+# repeats another prompt's first noise, and a round that tries again draws new noise.
+SEED_STRIDE = 1_000_003
 
 
 def judge_prompt(prompt: str, shown: str = SHOWN_ATTACHED) -> str:
@@ -52,52 +63,122 @@ class ReflectionRound:
 class ReflectionOutput:
     images: list[Image.Image]  # the final image of each prompt
     rounds: list[list[ReflectionRound]] = field(default_factory=list)  # per prompt, in order
-    first: list[Image.Image] = field(default_factory=list)  # the image before any edit
+    first: list[Image.Image] = field(default_factory=list)  # the image before any correction
 
 
+# ----------------------------------------------------------------------------- corrections
+class Correction:
+    """How a round turns an image judged wrong into the next image."""
+
+    name: str  # what --correct calls it
+
+    def __call__(self, pipe: ThinkGenPipeline, prompt: str, image: Image.Image, verdict: str, *, index: int,
+                 round_number: int, seed: int, think: bool, drawing: dict[str, Any],
+                 judge: ThinkGenPipeline) -> Image.Image:
+        raise NotImplementedError
+
+
+class EditCorrection(Correction):
+    """Apply the verdict as an edit of the image (direct mode, the image as the DiT's reference).
+    Round 1 edits with the seed prompt ``index`` drew with; later rounds with their own."""
+
+    name = "edit"
+
+    def __call__(self, pipe, prompt, image, verdict, *, index, round_number, seed, think, drawing, judge):
+        noise = seed + index + (round_number - 1) * SEED_STRIDE
+        return pipe([verdict], think=False, images=[[image]], seed=noise, **drawing).images[0]
+
+
+class Redraw(Correction):
+    """Draw the prompt again, in the mode it was drawn in, from new noise (each round its own seed):
+    sampling with the judge as the verifier. The verdict's instruction is not used."""
+
+    name = "redraw"
+
+    def __call__(self, pipe, prompt, image, verdict, *, index, round_number, seed, think, drawing, judge):
+        return pipe([prompt], think=think, seed=seed + index + round_number * SEED_STRIDE, **drawing).images[0]
+
+
+class Checked(Correction):
+    """Another correction, kept only when the judge calls its result right; otherwise the image
+    stays as it was (and a next round tries again with new noise). A judge that wrongly faults a
+    right image then rarely gets to spoil it: the correction must also pass the judge."""
+
+    def __init__(self, inner: Correction) -> None:
+        self.inner = inner
+        self.name = f"checked-{inner.name}"
+
+    def __call__(self, pipe, prompt, image, verdict, *, index, round_number, seed, think, drawing, judge):
+        corrected = self.inner(pipe, prompt, image, verdict, index=index, round_number=round_number, seed=seed,
+                               think=think, drawing=drawing, judge=judge)
+        judged = judge.thinker.encode([judge_prompt(prompt)], think=True, images=[[corrected]], seed=seed)
+        return corrected if is_right(judged.rewritten[0].strip()) else image
+
+
+CORRECTIONS: dict[str, Callable[[], Correction]] = {
+    "edit": EditCorrection, "redraw": Redraw,
+    "checked-edit": lambda: Checked(EditCorrection()), "checked-redraw": lambda: Checked(Redraw()),
+}
+
+
+def correction(name: str | Correction) -> Correction:
+    if isinstance(name, Correction):
+        return name
+    if name not in CORRECTIONS:
+        raise ValueError(f"unknown reflection correction {name!r}; choose from {sorted(CORRECTIONS)}")
+    return CORRECTIONS[name]()
+
+
+# ----------------------------------------------------------------------------- the loop
 def generate_with_reflection(pipe: ThinkGenPipeline, prompts: str | list[str], rounds: int = 1,
-                             think: bool = True, seed: int = 0, **drawing: Any) -> ReflectionOutput:
-    """Draw each prompt, then up to ``rounds`` judge-and-edit rounds. ``drawing`` goes to every
+                             think: bool = True, seed: int = 0, judge: ThinkGenPipeline | None = None,
+                             correct: str | Correction = "edit", **drawing: Any) -> ReflectionOutput:
+    """Draw each prompt, then up to ``rounds`` judge-and-correct rounds. ``drawing`` goes to every
     draw (steps, guidance scales, size). Prompt ``i`` draws with ``seed + i``, as ``pipe(...)``."""
-    _check(pipe, rounds)
+    judge = pipe if judge is None else judge
+    _check(judge, rounds)
+    correct = correction(correct)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     first = pipe(prompts, think=think, seed=seed, **drawing).images
-    return reflect(pipe, prompts, first, rounds, seed=seed, **drawing)
+    return reflect(pipe, prompts, first, rounds, seed=seed, judge=judge, correct=correct, think=think, **drawing)
 
 
 def reflect(pipe: ThinkGenPipeline, prompts: list[str], images: list[Image.Image], rounds: int = 1,
-            seed: int = 0, **drawing: Any) -> ReflectionOutput:
-    """Up to ``rounds`` judge-and-edit rounds on images already drawn (``images[i]`` for
-    ``prompts[i]``), by any pipeline whose thinker sees: its own drawings, or another model's.
-    The edit of prompt ``i`` draws with ``seed + i``."""
-    _check(pipe, rounds)
+            seed: int = 0, judge: ThinkGenPipeline | None = None, correct: str | Correction = "edit",
+            think: bool = True, **drawing: Any) -> ReflectionOutput:
+    """Up to ``rounds`` judge-and-correct rounds on images already drawn (``images[i]`` for
+    ``prompts[i]``, by ``pipe`` or by any other model). ``judge`` (default: ``pipe``) must have a
+    thinker that sees; ``pipe`` makes the corrections. ``think`` is the mode a redraw draws in."""
+    judge = pipe if judge is None else judge
+    _check(judge, rounds)
+    correct = correction(correct)
     if len(images) != len(prompts):
         raise ValueError(f"reflect needs one image per prompt: {len(prompts)} prompts, {len(images)} images")
     current = list(images)
     history: list[list[ReflectionRound]] = [[] for _ in prompts]
     open_rows = list(range(len(prompts)))  # prompts not yet judged right
-    for _ in range(rounds):
+    for round_ in range(1, rounds + 1):
         if not open_rows:
             break
-        judged = pipe.thinker.encode([judge_prompt(prompts[i]) for i in open_rows], think=True,
-                                     images=[[current[i]] for i in open_rows], seed=seed)
-        to_edit = []
+        judged = judge.thinker.encode([judge_prompt(prompts[i]) for i in open_rows], think=True,
+                                      images=[[current[i]] for i in open_rows], seed=seed)
+        wrong = []
         for row, i in enumerate(open_rows):
             verdict = judged.rewritten[row].strip()
             right = is_right(verdict)
             history[i].append(ReflectionRound(current[i], judged.reasoning[row], verdict, right))
             if not right:
-                to_edit.append(i)
-        for i in to_edit:  # one call per image: each edit has its own source image and seed
-            edited = pipe([history[i][-1].verdict], think=False, images=[[current[i]]], seed=seed + i, **drawing)
-            current[i] = edited.images[0]
-        open_rows = to_edit
+                wrong.append(i)
+        for i in wrong:  # one call per image: each has its own image and seed
+            current[i] = correct(pipe, prompts[i], current[i], history[i][-1].verdict, index=i, round_number=round_,
+                                 seed=seed, think=think, drawing=drawing, judge=judge)
+        open_rows = wrong
     return ReflectionOutput(current, history, list(images))
 
 
-def _check(pipe: ThinkGenPipeline, rounds: int) -> None:
+def _check(judge: ThinkGenPipeline, rounds: int) -> None:
     if rounds < 0:
         raise ValueError(f"reflect rounds must be >= 0, got {rounds}")
-    if rounds and pipe.thinker.processor is None:
-        raise ValueError("reflection needs a thinker that sees images (a vision-language thinker); "
+    if rounds and judge.thinker.processor is None:
+        raise ValueError("reflection needs a thinker that sees images (a vision-language thinker) to judge; "
                          "this pipeline's thinker reads text only")

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..reflection import generate_with_reflection, is_right, judge_prompt
+from ..reflection import correction, generate_with_reflection, is_right, judge_prompt
 from ..world import suites
 from ..world.captions import canonical, target_of
 from ..world.facts import WISE_WEIGHTS
@@ -87,8 +87,11 @@ def markdown(summary: dict[str, Any]) -> str:
         if extra in summary:
             lines.append(f"| mean {extra} | {summary[extra]:.3f} |")
     if "before_reflection" in summary:
-        lines.append(f"| before reflection ({summary['reflect']} round(s) at most) | "
-                     f"{summary['before_reflection']['overall']:.3f} |")
+        lines.append(f"| before reflection ({summary['reflect']} round(s) at most, "
+                     f"correction: {summary.get('correction', 'edit')}) | {summary['before_reflection']['overall']:.3f} |")
+        if "wrong_to_right" in summary:
+            lines.append(f"| images wrong → right / right → wrong | {summary['wrong_to_right']} / "
+                         f"{summary['right_to_wrong']} |")
     if "before_rescore" in summary:
         lines.append(f"| before the images were rescored | {summary['before_rescore']['overall']:.3f} |")
     lines += ["", f"{summary['images']} images."]
@@ -109,13 +112,16 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
               n_items: int | None = None, seed: int = 0, batch_size: int = 8,
               resolution: int | None = None, num_inference_steps: int | None = None,
               guidance_scale: float | None = None, progress: bool = True, split: str = "test",
-              overwrite: bool = False, reflect: int = 0) -> dict[str, Any]:
+              overwrite: bool = False, reflect: int = 0, judge=None, correct: str = "edit") -> dict[str, Any]:
     """Generate for every item of a suite's split (the test split by default) and score it.
 
     ``scores.json`` is written last and atomically, with ``"complete": true`` and the item count, so
     an interrupted run can never pass for a finished one; a folder that already holds results is
-    refused unless ``overwrite``, which first removes the old scores."""
+    refused unless ``overwrite``, which first removes the old scores. With ``reflect``, ``judge`` (a
+    pipeline whose thinker sees; default ``pipe``) judges and ``correct`` names the correction
+    (:data:`thinkgen.reflection.CORRECTIONS`)."""
     out = Path(out)
+    correction(correct)  # an unknown name fails before any drawing
     if reflect and suite not in ("composition", "reasoning", "text"):
         raise ValueError(f"reflect applies to the suites that draw from a prompt (composition, reasoning, "
                          f"text), not {suite}")
@@ -139,7 +145,7 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
                    "guidance_scale": guidance_scale}
         if reflect:  # image i of the batch draws with the seed it has without reflection
             flat = [item.prompt for item in batch for _ in range(n_per_prompt)]
-            result = generate_with_reflection(pipe, flat, rounds=reflect, think=think,
+            result = generate_with_reflection(pipe, flat, rounds=reflect, think=think, judge=judge, correct=correct,
                                               seed=seed + start * n_per_prompt, **drawing)
         else:
             result = pipe([item.prompt for item in batch], think=think, images=images,
@@ -173,7 +179,10 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
         first = summarise(suite, [{**row, "score": row["first_score"]} for row in rows])
         summary["before_reflection"] = {k: first[k] for k in ("overall", "categories")}
         summary["reflect"] = reflect
-        summary["images_edited"] = sum(any(not is_right(v) for v in row["verdicts"]) for row in rows)
+        summary["correction"] = correct
+        summary["images_corrected"] = sum(any(not is_right(v) for v in row["verdicts"]) for row in rows)
+        summary["wrong_to_right"] = sum(row["first_score"] < row["score"] for row in rows)
+        summary["right_to_wrong"] = sum(row["first_score"] > row["score"] for row in rows)
     summary.update({"think": think, "n_per_prompt": n_per_prompt, "resolution": resolution, "items": len(items),
                     "split": split, "rows": len(rows), "complete": True})
     _write(out / "items.jsonl", "".join(json.dumps(row) + "\n" for row in rows))

@@ -41,7 +41,14 @@ from ..reflection import REFLECTION_PROMPT, RIGHT, SHOWN_ATTACHED, judge_prompt
 from ..thinker import Thinker, ThinkerConfig
 from ..tiny import vl_thinker
 from ..world import suites
-from ..world.corpora import caption_corpus, knowledge_corpus, seeing_examples, think_examples
+from ..world.corpora import (
+    caption_corpus,
+    drawn_reflection_rows,
+    knowledge_corpus,
+    reflect_completion,
+    seeing_examples,
+    think_examples,
+)
 from ..world.render import render
 from .config import TrainConfig
 from .loop import load_ema
@@ -203,6 +210,20 @@ class ThinkerStage:
                                      render(r["scene"], self.config.data.image_size)))
         return rows
 
+    def _drawn_reflection(self) -> list[Example]:
+        """Verdicts on a model's own drawings (``data.drawn_reflection``), asked as the judge is asked:
+        a judge taught only on clean renders misjudges a DiT's drawings."""
+        folder = self.config.data.drawn_reflection
+        if folder is None:
+            return []
+        head = [{"role": "system", "content": [{"type": "text", "text": self.thinker_config.system_prompt}]}]
+        rows = []
+        for r in drawn_reflection_rows(folder):
+            user = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": judge_prompt(r["prompt"])}]}]
+            image = np.asarray(Image.open(Path(folder) / r["image"]).convert("RGB"))
+            rows.append(self._encode(head + user, reflect_completion(r["asked"], r["shown"], r["verdict"]), False, image))
+        return rows
+
     def _examples(self) -> list[Example]:
         data = self.config.data
         knowledge = [self._encode([{"role": "user", "content": r["question"]}], r["answer"], True)
@@ -219,7 +240,8 @@ class ThinkerStage:
                                          data.text_examples, data.photo_examples)]
         # edits and verdicts are asked as the pipeline asks them: system prompt, image, request
         seeing = (self._seeing("edit", data.edit_examples, system=True)
-                  + self._seeing("reflect", data.reflection_examples, system=True))
+                  + self._seeing("reflect", data.reflection_examples, system=True)
+                  + self._drawn_reflection() * data.drawn_reflection_repeats)
         return sft + seeing + knowledge + describe  # knowledge QA keeps every fact, held-out ones included, in memory
 
     def batch(self, step: int, start: int, size: int) -> dict[str, torch.Tensor]:

@@ -13,10 +13,15 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 from .captions import canonical, describe, target_of
+from .edits import NO_EDIT, edit_text, fixing_edit
 from .facts import FACTS, questions
+from .parse import ParsedScene
+from .rules import Target, check, parsed_as_scene
 from .scene import BASIC_SHAPES, Scene, SceneSampler
 from .suites import composition_items, editing_items, reasoning_items, reflection_items, text_items
 
@@ -111,15 +116,54 @@ def seeing_examples(kind: str, n: int, seed: int = 0) -> list[dict]:
                          "completion": think_completion(reasoning, item.canonical), "kind": kind})
     elif kind == "reflect":
         for item in reflection_items(n, "train", seed):
-            verdict = "They match." if item.category == "none" else "They differ."
-            reasoning = (f"The request asks for {canonical(item.target)}. The image shows "
-                         f"{_shown(item.source)}. {verdict}")
-            rows.append({"scene": item.source, "request": item.prompt,
-                         "completion": think_completion(reasoning, item.canonical), "kind": kind})
+            rows.append({"scene": item.source, "request": item.prompt, "kind": kind,
+                         "completion": reflect_completion(canonical(item.target), _shown(item.source),
+                                                          item.canonical)})
     else:
         raise ValueError(f"kind must be describe, edit or reflect, got {kind!r}")
     return rows
 
 
+def reflect_completion(asked: str, shown: str, verdict: str) -> str:
+    """A judge's answer: compare what the request asks for with what the image shows, then write
+    the fix, or :data:`~thinkgen.world.edits.NO_EDIT` ("the image is right")."""
+    match = "They match." if verdict == NO_EDIT else "They differ."
+    return think_completion(f"The request asks for {asked}. The image shows {shown}. {match}", verdict)
+
+
 def _shown(scene: Scene) -> str:
     return canonical(target_of(scene))
+
+
+# ----------------------------------------------------------------------------- a model's own drawings
+DRAWN_REFLECTION_ROWS = "rows.jsonl"
+
+
+def drawn_reflection_row(prompt: str, target: Target, parsed: ParsedScene) -> dict | None:
+    """What a judge should answer about a drawing of ``prompt``, read by the parser: the image
+    shows what was parsed; the verdict is "the image is right" when it meets ``target``, else the
+    edit that fixes it, or the one that gets nearest (None when no edit gets nearer: left out)."""
+    scene = parsed_as_scene(parsed)
+    shown = canonical(target_of(scene)) if scene.objects else "nothing"
+    if check(parsed, target).correct:
+        verdict = NO_EDIT
+    else:
+        edit = fixing_edit(scene, target, partial=True)
+        if edit is None:
+            return None
+        verdict = edit_text(edit)
+    return {"prompt": prompt, "asked": canonical(target), "shown": shown, "verdict": verdict}
+
+
+def drawn_reflection_rows(folder: str | Path) -> list[dict]:
+    """The rows of a folder of judged drawings (``scripts/draw_reflection_data.py``): each has
+    ``image`` (a path in the folder), ``prompt``, ``asked``, ``shown`` and ``verdict``."""
+    path = Path(folder) / DRAWN_REFLECTION_ROWS
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: no {DRAWN_REFLECTION_ROWS} (write it with scripts/draw_reflection_data.py)")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for i, row in enumerate(rows):
+        missing = {"image", "prompt", "asked", "shown", "verdict"} - set(row)
+        if missing:
+            raise ValueError(f"{path}: row {i + 1} lacks {sorted(missing)}")
+    return rows

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, replace
 
 from .captions import article
-from .rules import RELATIONS, relations, scene_as_parsed
+from .rules import RELATIONS, Target, check, relations, satisfies, scene_as_parsed
 from .scene import COLORS, MIN_SIZE, SHAPES, Object, Scene, fits
 
 OPS = ("add", "remove", "recolor", "move", "replace")
@@ -168,3 +168,46 @@ def apply_edit(scene: Scene, edit: Edit, rng: random.Random | None = None) -> Sc
 
         return _relocate(scene, index, ok, rng)
     return _relocate(scene, index, lambda moved: _side_ok(moved, edit.side), rng)
+
+
+def _candidates(scene: Scene, target: Target) -> list[Edit]:
+    """Every single edit worth trying on ``scene`` for ``target``, the simplest kinds first."""
+    edits: list[Edit] = []
+    present = [(o.shape, o.color) for o in scene.objects]
+    for req in target.include:  # add what is asked (in its colour, or the colour of its kind here)
+        colours = [req.color] if req.color else [c for s, c in present if s == req.shape][:1] or list(COLORS)
+        edits += [Edit("add", req.shape, c) for c in colours]
+    unique = list(dict.fromkeys(present))
+    edits += [Edit("remove", s, c) for s, c in unique]
+    edits += [Edit("recolor", s, c, new_color=c2) for s, c in unique for c2 in COLORS if c2 != c]
+    edits += [Edit("replace", s, c, new_shape=s2, new_color=c) for s, c in unique for s2 in SHAPES if s2 != s]
+    for req in target.include:
+        if req.position:
+            relation, ref = req.position
+            anchors = [(s, c) for s, c in unique if s == target.include[ref].shape
+                       and target.include[ref].color in (None, c)]
+            edits += [Edit("move", s, c, relation=relation, ref_shape=rs, ref_color=rc)
+                      for s, c in unique if s == req.shape and req.color in (None, c) for rs, rc in anchors]
+    return edits
+
+
+def _progress(scene: Scene, target: Target) -> int:
+    """How much of a target a scene meets: its includes met, less its excludes broken."""
+    parsed = scene_as_parsed(scene)
+    return len(check(parsed, target).matched) - sum(parsed.count(r.shape) >= r.count for r in target.exclude)
+
+
+def fixing_edit(scene: Scene, target: Target, partial: bool = False) -> Edit | None:
+    """One edit after which ``scene`` meets ``target`` (the first found, simplest kinds first):
+    how a drawing judged against its request is corrected. When no single edit does, None; or,
+    with ``partial``, the first of the edits that meet most more of the target (a first step)."""
+    best, best_progress = None, _progress(scene, target) if partial else 0
+    for edit in _candidates(scene, target):
+        fixed = apply_edit(scene, edit, random.Random(1))
+        if fixed is None:
+            continue
+        if satisfies(fixed, target):
+            return edit
+        if partial and (progress := _progress(fixed, target)) > best_progress:
+            best, best_progress = edit, progress
+    return best

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .parse import ParsedObject, ParsedScene
-from .scene import Scene
+from .scene import Object, Scene
 
 RELATIONS = ("left of", "right of", "above", "below")
 POSITION_THRESHOLD = 0.1
@@ -145,6 +145,14 @@ def scene_as_parsed(scene: Scene) -> ParsedScene:
     """What a perfect parser would read from a scene (for rule checks without rendering)."""
     objects = [ParsedObject(o.shape, o.color, o.box, (o.x, o.y), o.size * o.size, 1.0) for o in scene.objects]
     return ParsedScene(objects, scene.text, scene.background)
+
+
+def parsed_as_scene(parsed: ParsedScene, min_confidence: float = 0.5) -> Scene:
+    """A scene of what the parser read (objects it is sure of, as :func:`check` counts them), so
+    edits and rules apply to a drawing as to a generated scene."""
+    objects = tuple(Object(o.shape, o.color, o.center[0], o.center[1], o.size)
+                    for o in parsed.objects if o.confidence >= min_confidence)
+    return Scene(objects, parsed.background, parsed.text)
 
 
 def _meets(obj: ParsedObject, req: Requirement) -> bool:
