@@ -1,10 +1,11 @@
-"""Draw a model's own reflection data: train-split composition prompts drawn by MODEL, each drawing
+"""Draw a model's own reflection data: train-split composition (or reasoning) prompts drawn by MODEL, each drawing
 read by ShapeWorld's parser and labelled with what a judge should answer ("the image is right", or
 the edit that fixes it; `thinkgen.world.corpora.drawn_reflection_row`). A thinker SFT reads the
 folder with `data.drawn_reflection: OUT`, so the judge learns on the drawings it will judge, not
 only on clean renders.
 
-    python scripts/draw_reflection_data.py MODEL OUT [--per-tag 50] [--per-prompt 4] [--modes think,direct]
+    python scripts/draw_reflection_data.py MODEL OUT [--suite composition] [--items 50] [--per-prompt 4] \
+        [--modes think,direct]
 
 Writes OUT/images/*.png and OUT/rows.jsonl; prints the share of drawings right and left out.
 """
@@ -22,14 +23,15 @@ from thinkgen import ThinkGenPipeline
 from thinkgen.world.corpora import DRAWN_REFLECTION_ROWS, drawn_reflection_row
 from thinkgen.world.edits import NO_EDIT
 from thinkgen.world.parse import parse
-from thinkgen.world.suites import composition_items
+from thinkgen.world.suites import composition_items, reasoning_items
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--per-tag", type=int, default=50, help="train items per composition tag")
+    parser.add_argument("--suite", choices=["composition", "reasoning"], default="composition")
+    parser.add_argument("--items", type=int, default=50, help="train items (composition: per tag)")
     parser.add_argument("--per-prompt", type=int, default=4, help="drawings per prompt and mode")
     parser.add_argument("--modes", default="think,direct", help="think, direct or both")
     parser.add_argument("--batch", type=int, default=8, help="prompts per call")
@@ -39,7 +41,8 @@ def main() -> None:
     if not modes or set(modes) - {"think", "direct"}:
         parser.error("--modes is think, direct or think,direct")
     pipe = ThinkGenPipeline.from_pretrained(args.model, torch_dtype=torch.float32)
-    items = composition_items(args.per_tag, "train", seed=args.seed)
+    items = (composition_items(args.items, "train", seed=args.seed) if args.suite == "composition"
+             else reasoning_items(args.items, "train", seed=args.seed))
     (args.out / "images").mkdir(parents=True, exist_ok=True)
     rows, right, left_out = [], 0, 0
     bar = tqdm(total=len(items) * len(modes) * args.per_prompt, desc="draw")

@@ -2,7 +2,9 @@
 reasoning, written by `thinkgen eval`) is shown to JUDGE's thinker with its prompt, as a reflection
 round asks it, and its verdict ("the image is right" or not) is set against the parser's score.
 
-    python scripts/judge_accuracy.py JUDGE_MODEL EVAL_FOLDER [--out verdicts.jsonl]
+    python scripts/judge_accuracy.py JUDGE EVAL_FOLDER [--out verdicts.jsonl]
+
+JUDGE is a pipeline folder whose thinker sees, or a thinker folder.
 
 A reflection round helps only if the judge leaves right images alone and catches wrong ones, so
 both shares are printed.
@@ -14,12 +16,10 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
 from PIL import Image
 from tqdm import tqdm
 
-from thinkgen import ThinkGenPipeline
-from thinkgen.reflection import is_right, judge_prompt
+from thinkgen.reflection import is_right, judge_prompt, load_judge
 
 
 def main() -> None:
@@ -30,12 +30,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
     rows = [json.loads(line) for line in (args.folder / "items.jsonl").read_text().splitlines()]
-    pipe = ThinkGenPipeline.from_pretrained(args.judge, torch_dtype=torch.float32)
+    judge = load_judge(args.judge)
     verdicts = []
     for start in tqdm(range(0, len(rows), args.batch), desc="judge"):
         batch = rows[start : start + args.batch]
         images = [[Image.open(args.folder / row["image"]).convert("RGB")] for row in batch]
-        judged = pipe.thinker.encode([judge_prompt(row["prompt"]) for row in batch], think=True, images=images, seed=0)
+        judged = judge.encode([judge_prompt(row["prompt"]) for row in batch], think=True, images=images, seed=0)
         verdicts += [v.strip() for v in judged.rewritten]
     right = [row["score"] == 1.0 for row in rows]
     called = [is_right(v) for v in verdicts]

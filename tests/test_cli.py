@@ -220,42 +220,78 @@ def vl_dir(tmp_path_factory):
     return folder
 
 
-def test_demo_borrows_the_embedded_seeing_model(capsys, model_dir, vl_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("with_judge", [False, True], ids=["seeing-model-judges", "embedded-judge-judges"])
+def test_demo_borrows_the_embedded_seeing_model(capsys, model_dir, vl_dir, judge_dir, tmp_path, monkeypatch,
+                                                with_judge):
     """With a text-only embedded model and the embedded seeing model installed beside it, the demo
-    draws with the first, then edits and reflects on that drawing with the second."""
+    draws with the first, then edits with the second; the reflection round is judged by the
+    embedded judge when installed (else by the seeing model) and its edit drawn by the first."""
     import thinkgen.cli
 
     monkeypatch.setattr(thinkgen.cli, "EMBEDDED", model_dir)
     monkeypatch.setattr(thinkgen.cli, "EMBEDDED_SEEING", vl_dir)
+    monkeypatch.setattr(thinkgen.cli, "EMBEDDED_JUDGE", judge_dir if with_judge else tmp_path / "no-judge")
     loaded = []
     real_load = thinkgen.cli._load
     monkeypatch.setattr(thinkgen.cli, "_load", lambda model, *a, **k: loaded.append(model) or real_load(model, *a, **k))
     code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo.png")
     assert code == 0 and "whose thinker sees" in out and "--- reflection" in out and "verdict: " in out
-    assert loaded == [None, str(vl_dir)]  # the embedded model draws, the seeing one edits and judges
+    assert loaded == [None, str(vl_dir)]  # the embedded model draws, the seeing one edits
+    assert ("the embedded judge" in out) == with_judge
     assert out.count("the parser reads: ") == 4
     assert all((tmp_path / f"demo-{i}.png").exists() for i in range(4))
 
 
-def test_edit_and_reflect_default_to_the_seeing_model(capsys, model_dir, vl_dir, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def judge_dir(tmp_path_factory):
+    """A tiny thinker folder that sees: how the embedded judge is shipped."""
+    from thinkgen.thinker import ThinkerConfig
+    from thinkgen.tiny import tiny_vl_thinker
+    from thinkgen.train.thinker_stage import save_thinker
+
+    folder = tmp_path_factory.mktemp("cli") / "tiny-judge"
+    model, processor = tiny_vl_thinker("qwen3_vl", hidden_size=32)
+    save_thinker(folder, model, processor, ThinkerConfig(max_think_tokens=6, max_rewrite_tokens=6))
+    return folder
+
+
+@pytest.mark.parametrize("with_judge", [False, True], ids=["seeing-model-judges", "embedded-judge-judges"])
+def test_edit_and_reflect_default_to_the_seeing_model(capsys, model_dir, vl_dir, judge_dir, tmp_path, monkeypatch,
+                                                      with_judge):
     """Without --model, `edit` runs the embedded seeing model; `generate --reflect` draws and corrects
-    with the embedded model and judges with the seeing one (a text-only thinker cannot judge an
-    image); plain `generate` keeps the embedded model."""
+    with the embedded model and judges with the embedded judge (a thinker folder), or without it
+    with the seeing model's thinker (a text-only thinker cannot judge an image); plain `generate`
+    keeps the embedded model."""
     import thinkgen.cli
+    import thinkgen.reflection
 
     monkeypatch.setattr(thinkgen.cli, "EMBEDDED", model_dir)
     monkeypatch.setattr(thinkgen.cli, "EMBEDDED_SEEING", vl_dir)
-    folders = []
+    monkeypatch.setattr(thinkgen.cli, "EMBEDDED_JUDGE", judge_dir if with_judge else tmp_path / "no-judge")
+    folders, judges = [], []
     from thinkgen.pipeline import ThinkGenPipeline
 
     real = ThinkGenPipeline.from_pretrained
     monkeypatch.setattr(ThinkGenPipeline, "from_pretrained",
                         lambda folder, **k: folders.append(str(folder)) or real(folder, **k))
+    real_judge = thinkgen.reflection.load_judge
+    monkeypatch.setattr(thinkgen.reflection, "load_judge", lambda folder: judges.append(str(folder)) or real_judge(folder))
     Image.new("RGB", (32, 32), "white").save(tmp_path / "src.png")
     assert run(capsys, "edit", tmp_path / "src.png", "add a red circle", "-o", tmp_path / "e.png", "--steps", 2)[0] == 0
     assert run(capsys, "generate", "a red circle", "-o", tmp_path / "r.png", "--steps", 2, "--reflect", 1)[0] == 0
     assert run(capsys, "generate", "a red circle", "-o", tmp_path / "g.png", "--steps", 2)[0] == 0
-    assert folders == [str(vl_dir), str(model_dir), str(vl_dir), str(model_dir)]
+    assert folders == [str(vl_dir), str(model_dir), str(model_dir)]
+    assert judges == [str(judge_dir if with_judge else vl_dir)]
+
+
+def test_judge_option_takes_a_thinker_folder_and_refuses_others(capsys, model_dir, judge_dir, tmp_path):
+    target = tmp_path / "t.png"
+    code, out, _ = run(capsys, "generate", "a red circle", "--model", model_dir, "--judge", judge_dir, "-o", target,
+                       "--steps", 2, "--reflect", 1, "--correct", "checked-edit")
+    assert code == 0 and target.exists() and "round 1:" in out
+    (tmp_path / "empty").mkdir()
+    assert_user_error(run(capsys, "generate", "x", "--model", model_dir, "--judge", tmp_path / "empty", "-o",
+                          tmp_path / "u.png", "--reflect", 1), "cannot load a judge")
 
 
 def test_demo_reading_judges_the_default_prompt():

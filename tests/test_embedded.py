@@ -1,5 +1,5 @@
-"""The embedded ShapeWorld models that `make demo` runs: shipped, small, they think, and the
-second one's thinker sees."""
+"""The embedded ShapeWorld models that `make demo` runs: shipped, small, they think, the second
+one's thinker sees, and the embedded judge (a thinker alone) judges drawings."""
 
 from pathlib import Path
 
@@ -16,14 +16,15 @@ from thinkgen.world.scene import Object, Scene
 ASSETS = Path(__file__).resolve().parents[1] / "thinkgen" / "assets"
 EMBEDDED = ASSETS / "shapeworld"
 SEEING = ASSETS / "shapeworld_vl"
+JUDGE = ASSETS / "shapeworld_judge"
 
 
-@pytest.mark.parametrize("folder", [EMBEDDED, SEEING], ids=["embedded", "seeing"])
+@pytest.mark.parametrize("folder", [EMBEDDED, SEEING, JUDGE], ids=["embedded", "seeing", "judge"])
 def test_embedded_models_are_shipped_small_and_half_precision(folder):
     files = [f for f in folder.rglob("*") if f.is_file()]
-    assert (folder / "model_index.json").exists() and files
+    assert ((folder / "model_index.json").exists() or (folder / "thinker_config.json").exists()) and files
     everything = [f for f in ASSETS.rglob("*") if f.is_file()]
-    assert sum(f.stat().st_size for f in everything) <= 30 * 2**20  # both models together
+    assert sum(f.stat().st_size for f in everything) <= 30 * 2**20  # all of them together
     assert all(f.suffix != ".bin" for f in files)  # safetensors only
     from safetensors import safe_open
 
@@ -55,3 +56,18 @@ def test_embedded_seeing_model_reads_the_image_it_is_shown():
                                  images=[[image], [image]], seed=0)
     assert judged.rewritten[0] == RIGHT and judged.rewritten[1] != RIGHT
     assert "red circle" in judged.rewritten[1]
+
+
+def test_embedded_judge_judges_a_scene_against_requests():
+    """The embedded judge (a thinker folder) loads alone, reads a rendered scene, calls it right
+    for its own caption, and writes the edit that fixes it for another request."""
+    from thinkgen.reflection import load_judge
+    from thinkgen.world.edits import parse_edit
+
+    judge = load_judge(JUDGE)
+    assert judge.processor is not None and next(judge.model.parameters()).dtype == torch.float32
+    image = Image.fromarray(render(Scene((Object("square", "blue", 0.5, 0.5),))))
+    judged = judge.encode([judge_prompt("a photo of a blue square"), judge_prompt("a photo of a red square")],
+                          think=True, images=[[image], [image]], seed=0)
+    assert judged.rewritten[0] == RIGHT and "The image shows a blue square." in judged.reasoning[0]
+    assert parse_edit(judged.rewritten[1]) is not None and "red" in judged.rewritten[1]

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from thinkgen.reflection import RIGHT, generate_with_reflection, is_right, judge_prompt, reflect
@@ -210,3 +211,21 @@ def test_checked_correction_is_kept_only_when_judged_right(pipe, monkeypatch, ac
     again = pipe(["make the red circle blue"], think=False, images=[[out.first[0]]], seed=5 + SEED_STRIDE,
                  num_inference_steps=2).images[0]
     assert not np.array_equal(np.asarray(again), np.asarray(edited))  # round 2's edit draws new noise
+
+
+def test_a_thinker_folder_judges(tmp_path):
+    """`load_judge` reads a thinker alone (a thinker stage's output, as the embedded judge is
+    shipped); it judges another pipeline's drawing. A folder that is neither is refused."""
+    from thinkgen.reflection import load_judge
+    from thinkgen.thinker import ThinkerConfig
+    from thinkgen.tiny import tiny_vl_thinker
+    from thinkgen.train.thinker_stage import save_thinker
+
+    model, processor = tiny_vl_thinker("qwen3_vl", hidden_size=32)
+    save_thinker(tmp_path / "judge", model.half(), processor, ThinkerConfig(max_think_tokens=6, max_rewrite_tokens=6))
+    judge = load_judge(tmp_path / "judge")
+    assert next(judge.model.parameters()).dtype == torch.float32 and judge.config.max_think_tokens == 6
+    out = generate_with_reflection(tiny_pipeline(seed=1), "a red circle", rounds=1, num_inference_steps=2, judge=judge)
+    assert len(out.rounds[0]) == 1 and out.rounds[0][0].right == is_right(out.rounds[0][0].verdict)
+    with pytest.raises(ValueError, match="neither a pipeline folder nor a thinker folder"):
+        load_judge(tmp_path)

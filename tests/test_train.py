@@ -454,13 +454,13 @@ def test_thinker_that_sees_trains_on_images_and_loads_as_a_vlm(tmp_path):
     (drawn / "rows.jsonl").write_text(json.dumps({"image": "images/0.png", "prompt": "a photo of a red circle",
                                                   "asked": "a red circle", "shown": "a blue circle",
                                                   "verdict": "make the blue circle red"}) + "\n")
-    sft.data.drawn_reflection, sft.data.drawn_reflection_repeats = str(drawn), 3
+    sft.data.drawn_reflection, sft.data.drawn_reflection_repeats = [str(drawn), str(drawn)], 3  # two folders
     sft.data.max_length = 256  # the whole verdict, after the image and the judge prompt
     sft_stage = build_stage(sft)
-    assert sum(row.image is not None for row in sft_stage.examples) == 63
+    assert sum(row.image is not None for row in sft_stage.examples) == 66
     taught = [row for row in sft_stage.examples
               if "make the blue circle red" in sft_stage.tokenizer.decode([i for i in row.labels if i >= 0])]
-    assert len(taught) == 3 and all(row.image is not None for row in taught)
+    assert len(taught) == 6 and all(row.image is not None for row in taught)
     model, processor, options = load_thinker(train(sft, sft_stage, progress=False))
     assert type(model).__name__ == "Qwen3VLForConditionalGeneration"
     thinker = as_thinker(model.eval(), processor, options)

@@ -42,6 +42,9 @@ EMBEDDED = Path(__file__).resolve().parent / "assets" / "shapeworld"
 # The embedded model's counterpart whose thinker sees images: the default for edits and reflection,
 # which a text-only thinker cannot do.
 EMBEDDED_SEEING = Path(__file__).resolve().parent / "assets" / "shapeworld_vl"
+# The seeing model's thinker taught to judge the embedded model's own drawings (docs/reflection.md):
+# the default judge of reflection beside the embedded model.
+EMBEDDED_JUDGE = Path(__file__).resolve().parent / "assets" / "shapeworld_judge"
 
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -151,9 +154,9 @@ def _draw(args: argparse.Namespace, prompts: list[str], images: list | None = No
         raise UserError("--reflect draws one image per prompt: leave out --batch")
     paths = _output_paths(args.output, len(prompts) * args.batch)
     judge_dir = getattr(args, "judge", None)
-    if reflect and args.model is None and judge_dir is None and (EMBEDDED_SEEING / "model_index.json").exists():
-        # the embedded model draws and corrects (it draws and edits best); its seeing counterpart judges
-        judge_dir = str(EMBEDDED_SEEING)
+    if reflect and args.model is None and judge_dir is None:
+        # the embedded model draws and corrects (it draws and edits best); the embedded judge judges
+        judge_dir = _embedded_judge()
     # edits need a thinker that sees: without --model, the embedded one that does
     pipe = _load(args.model, args.dtype, args.device, args.offload, args.vae_tiling, seeing=images is not None)
     if args.max_pixels is not None:
@@ -168,7 +171,7 @@ def _draw(args: argparse.Namespace, prompts: list[str], images: list | None = No
                "negative_prompt": args.negative_prompt}
     try:
         if reflect:
-            judge = _load(judge_dir, args.dtype, args.device, args.offload) if judge_dir else None
+            judge = _load_judge(judge_dir) if judge_dir else None
             return _reflect(pipe, args, prompts, paths, drawing, judge)
         out = pipe(prompts, think=args.think, seed=args.seed, num_images_per_prompt=args.batch, progress=True,
                    images=images, image_guidance_scale=args.image_cfg, **drawing)
@@ -325,8 +328,13 @@ def demo(args: argparse.Namespace) -> int:
     edited.images[0].resize((128, 128), 0).save(paths[2])
     print(f"wrote {paths[2]}\nthe parser reads: {_reading(edited.images[0], False)}")
     print(f"--- reflection: the thinker judges {paths[0]} against the prompt (one round)")
-    # the drawing model applies the judge's edit: the embedded model edits better than the seeing one
-    reflected = reflect(pipe, [prompt], [drawn], rounds=1, seed=args.seed, judge=seer)
+    # the embedded judge (taught on the embedded model's drawings) judges when installed, and the
+    # drawing model applies its edit: the embedded model edits better than the seeing one
+    judge_dir = _embedded_judge() if seer is not pipe else None
+    judge = _load_judge(judge_dir) if judge_dir == str(EMBEDDED_JUDGE) else seer
+    if judge is not seer:
+        print(f"the judge: the embedded judge ({EMBEDDED_JUDGE}), taught on the embedded model's drawings")
+    reflected = reflect(pipe, [prompt], [drawn], rounds=1, seed=args.seed, judge=judge)
     verdict = reflected.rounds[0][0]
     print(f"thinking: {verdict.reasoning}\nverdict: {verdict.verdict}")
     reflected.images[0].resize((128, 128), 0).save(paths[3])
@@ -334,6 +342,25 @@ def demo(args: argparse.Namespace) -> int:
     print(f"wrote {paths[3]} ({'unchanged: judged right' if verdict.right else 'after the edit' + editor})")
     print(f"the parser reads: {_reading(reflected.images[0], judge)}")
     return 0
+
+
+def _embedded_judge() -> str | None:
+    """The embedded judge's folder, else the embedded seeing model's, else None (not installed)."""
+    for folder, marker in ((EMBEDDED_JUDGE, "thinker_config.json"), (EMBEDDED_SEEING, "model_index.json")):
+        if (folder / marker).exists():
+            return str(folder)
+    return None
+
+
+def _load_judge(folder: str):
+    """``--judge DIR``: a pipeline folder's thinker, or a thinker folder."""
+    from .reflection import load_judge
+
+    _quiet_libraries()
+    try:
+        return load_judge(folder)
+    except (ValueError, OSError) as error:
+        raise UserError(f"cannot load a judge from {folder}: {error}") from None
 
 
 def _seeing_model(embedded: bool):
@@ -431,8 +458,9 @@ def _reflection_options(parser: argparse.ArgumentParser) -> None:
                              "(default), or draw the prompt again from new noise; checked-: keep the "
                              "result only when the judge calls it right")
     parser.add_argument("--judge", type=validate.path, default=None, metavar="DIR",
-                        help="a pipeline folder whose thinker sees, to judge the drawings (default: the "
-                             "drawing model's own thinker)")
+                        help="who judges the drawings: a pipeline folder whose thinker sees, or a thinker "
+                             "folder (default: the drawing model's own thinker; without --model, the "
+                             "embedded judge)")
 
 
 def _sampling_options(parser: argparse.ArgumentParser) -> None:

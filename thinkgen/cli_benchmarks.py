@@ -14,6 +14,7 @@ from .cli import (
     SEED,
     UserError,
     _load,
+    _load_judge,
     _Parser,
     _reflection_options,
     _sampling_options,
@@ -26,7 +27,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     out = _writable_dir(args.out)
     pipe = _load(args.model)
-    judge = _load(args.judge) if args.judge else None
+    judge = _load_judge(args.judge) if args.judge else None
     if args.resolution is not None:
         try:
             pipe.check_size(args.resolution, args.resolution)

@@ -13,21 +13,24 @@ ThinkGen's fifth scenario. A round is two passes:
    one's result only when the judge calls it right.
 
 Rounds stop at the first verdict of :data:`RIGHT`, or after ``rounds`` corrections. The judge is the
-drawing pipeline's own thinker by default; ``judge=`` lets another pipeline's thinker that sees judge
-(the embedded text model draws better, the embedded seeing model can judge). Every round's image
-and verdict are returned, so a caller sees what was judged and changed.
+drawing pipeline's own thinker by default; ``judge=`` lets another thinker that sees judge: another
+pipeline's, or a thinker alone (:func:`load_judge`). The embedded text model draws and edits best;
+the embedded judge, a thinker taught on its drawings, judges them. Every round's image and verdict
+are returned, so a caller sees what was judged and changed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from .pipeline import ThinkGenPipeline
+    from .thinker import Thinker
 
 from .world.edits import NO_EDIT as RIGHT  # the verdict that ends reflection
 
@@ -74,7 +77,7 @@ class Correction:
 
     def __call__(self, pipe: ThinkGenPipeline, prompt: str, image: Image.Image, verdict: str, *, index: int,
                  round_number: int, seed: int, think: bool, drawing: dict[str, Any],
-                 judge: ThinkGenPipeline) -> Image.Image:
+                 judge: Thinker) -> Image.Image:
         raise NotImplementedError
 
 
@@ -111,7 +114,7 @@ class Checked(Correction):
     def __call__(self, pipe, prompt, image, verdict, *, index, round_number, seed, think, drawing, judge):
         corrected = self.inner(pipe, prompt, image, verdict, index=index, round_number=round_number, seed=seed,
                                think=think, drawing=drawing, judge=judge)
-        judged = judge.thinker.encode([judge_prompt(prompt)], think=True, images=[[corrected]], seed=seed)
+        judged = judge.encode([judge_prompt(prompt)], think=True, images=[[corrected]], seed=seed)
         return corrected if is_right(judged.rewritten[0].strip()) else image
 
 
@@ -131,12 +134,11 @@ def correction(name: str | Correction) -> Correction:
 
 # ----------------------------------------------------------------------------- the loop
 def generate_with_reflection(pipe: ThinkGenPipeline, prompts: str | list[str], rounds: int = 1,
-                             think: bool = True, seed: int = 0, judge: ThinkGenPipeline | None = None,
+                             think: bool = True, seed: int = 0, judge: ThinkGenPipeline | Thinker | None = None,
                              correct: str | Correction = "edit", **drawing: Any) -> ReflectionOutput:
     """Draw each prompt, then up to ``rounds`` judge-and-correct rounds. ``drawing`` goes to every
     draw (steps, guidance scales, size). Prompt ``i`` draws with ``seed + i``, as ``pipe(...)``."""
-    judge = pipe if judge is None else judge
-    _check(judge, rounds)
+    judge = _judge_thinker(pipe if judge is None else judge, rounds)
     correct = correction(correct)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     first = pipe(prompts, think=think, seed=seed, **drawing).images
@@ -144,13 +146,12 @@ def generate_with_reflection(pipe: ThinkGenPipeline, prompts: str | list[str], r
 
 
 def reflect(pipe: ThinkGenPipeline, prompts: list[str], images: list[Image.Image], rounds: int = 1,
-            seed: int = 0, judge: ThinkGenPipeline | None = None, correct: str | Correction = "edit",
+            seed: int = 0, judge: ThinkGenPipeline | Thinker | None = None, correct: str | Correction = "edit",
             think: bool = True, **drawing: Any) -> ReflectionOutput:
     """Up to ``rounds`` judge-and-correct rounds on images already drawn (``images[i]`` for
-    ``prompts[i]``, by ``pipe`` or by any other model). ``judge`` (default: ``pipe``) must have a
-    thinker that sees; ``pipe`` makes the corrections. ``think`` is the mode a redraw draws in."""
-    judge = pipe if judge is None else judge
-    _check(judge, rounds)
+    ``prompts[i]``, by ``pipe`` or by any other model). ``judge`` (default: ``pipe``), a pipeline or a
+    thinker, must see images; ``pipe`` makes the corrections. ``think`` is the mode a redraw draws in."""
+    judge = _judge_thinker(pipe if judge is None else judge, rounds)
     correct = correction(correct)
     if len(images) != len(prompts):
         raise ValueError(f"reflect needs one image per prompt: {len(prompts)} prompts, {len(images)} images")
@@ -160,7 +161,7 @@ def reflect(pipe: ThinkGenPipeline, prompts: list[str], images: list[Image.Image
     for round_ in range(1, rounds + 1):
         if not open_rows:
             break
-        judged = judge.thinker.encode([judge_prompt(prompts[i]) for i in open_rows], think=True,
+        judged = judge.encode([judge_prompt(prompts[i]) for i in open_rows], think=True,
                                       images=[[current[i]] for i in open_rows], seed=seed)
         wrong = []
         for row, i in enumerate(open_rows):
@@ -176,9 +177,24 @@ def reflect(pipe: ThinkGenPipeline, prompts: list[str], images: list[Image.Image
     return ReflectionOutput(current, history, list(images))
 
 
-def _check(judge: ThinkGenPipeline, rounds: int) -> None:
+def load_judge(folder: str | Path) -> Thinker:
+    """A judge from a folder: a pipeline's thinker, or a thinker alone (a thinker stage's output:
+    ``thinker/``, ``processor/``, ``thinker_config.json``), in float32 on the CPU."""
+    from .train.thinker_stage import as_thinker, load_thinker
+
+    folder = Path(folder)
+    if not ((folder / "model_index.json").exists() or (folder / "thinker").is_dir()):
+        raise ValueError(f"{folder} is neither a pipeline folder nor a thinker folder")
+    model, text, config = load_thinker(folder)
+    return as_thinker(model.float().eval(), text, config)
+
+
+def _judge_thinker(judge: ThinkGenPipeline | Thinker, rounds: int) -> Thinker:
+    """The thinker that judges (a pipeline's, or the one given), checked to see images."""
+    thinker = getattr(judge, "thinker", judge)
     if rounds < 0:
         raise ValueError(f"reflect rounds must be >= 0, got {rounds}")
-    if rounds and judge.thinker.processor is None:
+    if rounds and thinker.processor is None:
         raise ValueError("reflection needs a thinker that sees images (a vision-language thinker) to judge; "
-                         "this pipeline's thinker reads text only")
+                         "this one reads text only")
+    return thinker

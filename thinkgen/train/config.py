@@ -185,9 +185,9 @@ class DataConfig:
     describe_examples: Annotated[int, Field(ge=0, le=10**7)] = 0  # scene -> canonical caption
     edit_examples: Annotated[int, Field(ge=0, le=10**7)] = 0  # source image + request -> edit
     reflection_examples: Annotated[int, Field(ge=0, le=10**7)] = 0  # image + prompt -> fix or "right"
-    # a folder of a model's own drawings judged by the parser (scripts/draw_reflection_data.py):
+    # folders of a model's own drawings judged by the parser (scripts/draw_reflection_data.py):
     # each drawing + its prompt -> the fix, or "right"; repeated this many times
-    drawn_reflection: str | None = None
+    drawn_reflection: str | list[str] | None = None
     drawn_reflection_repeats: Annotated[int, Field(ge=1, le=10**4)] = 1
     image_size: Annotated[int, Field(ge=8, le=1024)] = 32  # px, as the suites draw them
 

@@ -213,15 +213,16 @@ class ThinkerStage:
     def _drawn_reflection(self) -> list[Example]:
         """Verdicts on a model's own drawings (``data.drawn_reflection``), asked as the judge is asked:
         a judge taught only on clean renders misjudges a DiT's drawings."""
-        folder = self.config.data.drawn_reflection
-        if folder is None:
-            return []
+        folders = self.config.data.drawn_reflection or []
         head = [{"role": "system", "content": [{"type": "text", "text": self.thinker_config.system_prompt}]}]
         rows = []
-        for r in drawn_reflection_rows(folder):
-            user = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": judge_prompt(r["prompt"])}]}]
-            image = np.asarray(Image.open(Path(folder) / r["image"]).convert("RGB"))
-            rows.append(self._encode(head + user, reflect_completion(r["asked"], r["shown"], r["verdict"]), False, image))
+        for folder in [folders] if isinstance(folders, str) else folders:
+            for r in drawn_reflection_rows(folder):
+                text = judge_prompt(r["prompt"])
+                user = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+                image = np.asarray(Image.open(Path(folder) / r["image"]).convert("RGB"))
+                completion = reflect_completion(r["asked"], r["shown"], r["verdict"])
+                rows.append(self._encode(head + user, completion, False, image))
         return rows
 
     def _examples(self) -> list[Example]:
