@@ -49,6 +49,8 @@ REFLECTION = {  # one round on composition, think mode
     "embedded model drawing, judge taught on its drawings, edit": "reflection/embedded_judge_edit1",
     "embedded model drawing, judge taught on its drawings, redraw": "reflection/embedded_judge_redraw1",
     "embedded model drawing, judge taught on its drawings, checked edit": "reflection/embedded_judge_checked-edit1",
+    "embedded model drawing, shipped judge (composition and reasoning drawings), edit":
+        "reflection/embedded_judge_reasoning_edit1",
 }
 REFLECTION_TWO = {  # two rounds
     "embedded model drawing, judge taught on its drawings, edit, 2 rounds": "reflection/embedded_judge_edit2",
