@@ -56,6 +56,7 @@ REFLECTION_TWO = {  # two rounds
     "embedded model drawing, judge taught on its drawings, edit, 2 rounds": "reflection/embedded_judge_edit2",
     "embedded model drawing, judge taught on its drawings, checked edit, 2 rounds":
         "reflection/embedded_judge_checked-edit2",
+    "embedded model drawing, shipped judge, edit, 2 rounds": "reflection/embedded_judge_reasoning_edit2",
 }
 
 

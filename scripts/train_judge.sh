@@ -56,6 +56,7 @@ reflect embedded_judge_checked-edit1 composition $J checked-edit 1
 reflect embedded_judge_edit2 composition $J edit 2
 reflect embedded_judge_checked-edit2 composition $J checked-edit 2
 reflect embedded_judge_reasoning_edit1 composition $R edit 1
+reflect embedded_judge_reasoning_edit2 composition $R edit 2
 reflect reasoning_judge_edit1 reasoning $J edit 1
 reflect reasoning_judge_reasoning_edit1 reasoning $R edit 1
 # the seeing model with J's thinker: its own drawings, edits and reflection-suite verdicts
