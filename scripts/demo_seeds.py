@@ -1,8 +1,9 @@
 """How often a model draws `make demo`'s prompt right, by ShapeWorld's parser, over seeds 0..N-1
 (issue [5/5]'s goal: at least 3 of 4 seeds, think mode), and how often its colour and its number
-of objects are right on their own.
+of objects are right on their own. With a third argument, also after that many reflection rounds
+in think mode (the embedded judge judges, the model applies its edits, as in `make demo`).
 
-    python scripts/demo_seeds.py [MODEL_DIR] [N]      (default: the embedded model, 4 seeds)
+    python scripts/demo_seeds.py [MODEL_DIR] [N] [REFLECT_ROUNDS]   (default: the embedded model, 4 seeds, 0)
 """
 
 from __future__ import annotations
@@ -12,25 +13,35 @@ import sys
 import torch
 
 from thinkgen import ThinkGenPipeline
-from thinkgen.cli import DEMO_ANSWER, DEMO_PROMPT, EMBEDDED, demo_objects
+from thinkgen.cli import DEMO_ANSWER, DEMO_PROMPT, EMBEDDED, EMBEDDED_JUDGE, demo_objects
+from thinkgen.reflection import load_judge, reflect
 
 
-def main(model: str = str(EMBEDDED), n: str = "4") -> None:
+def main(model: str = str(EMBEDDED), n: str = "4", rounds: str = "0") -> None:
     pipe = ThinkGenPipeline.from_pretrained(model, torch_dtype=torch.float32)
+    judge = load_judge(EMBEDDED_JUDGE) if int(rounds) else None
     colours = {colour for colour, _ in DEMO_ANSWER}
     for think in (True, False):
-        right = colour_right = count_right = 0
+        right = colour_right = count_right = reflected_right = 0
         for seed in range(int(n)):
             out = pipe([DEMO_PROMPT], think=think, seed=seed)
             found = demo_objects(out.images[0])
             right += found == DEMO_ANSWER
             colour_right += bool(found) and {colour for colour, _ in found} == colours
             count_right += len(found) == len(DEMO_ANSWER)
-            print(f"{'think' if think else 'direct'} seed {seed}: rewrite {out.rewritten[0]!r}, "
-                  f"parser reads {found} ({'right' if found == DEMO_ANSWER else 'wrong'})")
+            line = (f"{'think' if think else 'direct'} seed {seed}: rewrite {out.rewritten[0]!r}, "
+                    f"parser reads {found} ({'right' if found == DEMO_ANSWER else 'wrong'})")
+            if judge is not None and think:
+                after = reflect(pipe, [DEMO_PROMPT], out.images, rounds=int(rounds), seed=seed, judge=judge)
+                final = demo_objects(after.images[0])
+                reflected_right += final == DEMO_ANSWER
+                line += f"; after reflection {final} ({'right' if final == DEMO_ANSWER else 'wrong'})"
+            print(line)
         print(f"{'think' if think else 'direct'}: {right} of {n} seeds right; only the asked colour: "
               f"{colour_right}; the asked number of objects: {count_right}")
+        if judge is not None and think:
+            print(f"think, after up to {rounds} reflection round(s): {reflected_right} of {n} seeds right")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])
