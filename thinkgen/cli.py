@@ -39,8 +39,8 @@ def _quiet_libraries() -> None:
 
 
 EMBEDDED = Path(__file__).resolve().parent / "assets" / "shapeworld"
-# The embedded model's counterpart whose thinker sees images: the default for edits and reflection,
-# which a text-only thinker cannot do.
+# The embedded model's counterpart whose thinker sees images: the default for edits, which a
+# text-only thinker cannot do (and reflection's judge when the embedded judge is not installed).
 EMBEDDED_SEEING = Path(__file__).resolve().parent / "assets" / "shapeworld_vl"
 # The seeing model's thinker taught to judge the embedded model's own drawings (docs/reflection.md):
 # the default judge of reflection beside the embedded model.
@@ -488,8 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     _drawing_options(g)
     g.add_argument("--reflect", type=validate.bounded_int(0, 16), default=0, metavar="N",
                    help="up to N rounds in which a thinker that sees judges the image and it is corrected "
-                        "when judged wrong (without --model: the embedded model draws, the embedded "
-                        "seeing model judges)")
+                        "when judged wrong (without --model: the embedded model draws and corrects, the "
+                        "embedded judge judges)")
     _reflection_options(g)
     g.set_defaults(run=generate, image_cfg=None)  # no source image, no image scale
 

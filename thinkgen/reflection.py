@@ -162,7 +162,7 @@ def reflect(pipe: ThinkGenPipeline, prompts: list[str], images: list[Image.Image
         if not open_rows:
             break
         judged = judge.encode([judge_prompt(prompts[i]) for i in open_rows], think=True,
-                                      images=[[current[i]] for i in open_rows], seed=seed)
+                              images=[[current[i]] for i in open_rows], seed=seed)
         wrong = []
         for row, i in enumerate(open_rows):
             verdict = judged.rewritten[row].strip()

@@ -118,7 +118,7 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
     ``scores.json`` is written last and atomically, with ``"complete": true`` and the item count, so
     an interrupted run can never pass for a finished one; a folder that already holds results is
     refused unless ``overwrite``, which first removes the old scores. With ``reflect``, ``judge`` (a
-    pipeline whose thinker sees; default ``pipe``) judges and ``correct`` names the correction
+    pipeline or a thinker that sees; default ``pipe``) judges and ``correct`` names the correction
     (:data:`thinkgen.reflection.CORRECTIONS`)."""
     out = Path(out)
     correction(correct)  # an unknown name fails before any drawing
