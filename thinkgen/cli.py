@@ -330,9 +330,9 @@ def demo(args: argparse.Namespace) -> int:
     print(f"--- reflection: the thinker judges {paths[0]} against the prompt (one round)")
     # the embedded judge (taught on the embedded model's drawings) judges when installed, and the
     # drawing model applies its edit: the embedded model edits better than the seeing one
-    judge_dir = _embedded_judge() if seer is not pipe else None
-    judge = _load_judge(judge_dir) if judge_dir == str(EMBEDDED_JUDGE) else seer
-    if judge is not seer:
+    judge = seer
+    if seer is not pipe and (EMBEDDED_JUDGE / "thinker_config.json").exists():
+        judge = _load_judge(str(EMBEDDED_JUDGE))
         print(f"the judge: the embedded judge ({EMBEDDED_JUDGE}), taught on the embedded model's drawings")
     reflected = reflect(pipe, [prompt], [drawn], rounds=1, seed=args.seed, judge=judge)
     verdict = reflected.rounds[0][0]
