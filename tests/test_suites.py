@@ -10,6 +10,7 @@ from thinkgen.world import Object, Scene, parse, render
 from thinkgen.world import suites as S
 from thinkgen.world.corpora import (
     caption_corpus,
+    drawn_edit_examples,
     drawn_reflection_row,
     drawn_reflection_rows,
     knowledge_corpus,
@@ -237,6 +238,35 @@ def test_drawn_reflection_rows(tmp_path):
     (tmp_path / "rows.jsonl").write_text(json.dumps({"image": "a.png", **row}) + "\n" + json.dumps({"image": "b.png"}) + "\n")
     with pytest.raises(ValueError, match="row 2 lacks"):
         drawn_reflection_rows(tmp_path)
+
+
+def test_drawn_edit_examples_fix_the_parsed_drawing(tmp_path):
+    """A folder of judged drawings becomes edit examples for the DiT: only drawings that need a fix,
+    each with its fix and the parsed drawing after it (which meets the request when the fix is a
+    full one); right drawings and fixes that name nothing in the drawing are left out."""
+    import json
+
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    target = Target((Requirement("circle", color="blue"), Requirement("square", color="green")))
+    drawings = {"right": Scene((Object("circle", "blue", 0.3, 0.5, 0.3), Object("square", "green", 0.7, 0.5, 0.3))),
+                "recolour": Scene((Object("circle", "red", 0.3, 0.5, 0.3), Object("square", "green", 0.7, 0.5, 0.3))),
+                "add": Scene((Object("circle", "blue", 0.3, 0.3, 0.3),))}
+    rows = []
+    for name, scene in drawings.items():
+        image = render(scene, 32)
+        Image.fromarray(image).save(tmp_path / f"images/{name}.png")
+        rows.append({"image": f"images/{name}.png", **drawn_reflection_row("p", target, parse(image))})
+    rows.append({**rows[1], "verdict": "remove the purple triangle"})  # nothing of the kind drawn
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    examples = drawn_edit_examples(tmp_path)
+    assert [(path.name, fix) for path, fix, _ in examples] == [("recolour.png", "make the red circle blue"),
+                                                               ("add.png", "add a green square")]
+    for path, _, fixed in examples:
+        assert satisfies(fixed, target)
+        kept = drawings[path.stem].objects[0]  # the drawn circle stays where it was drawn
+        assert any(abs(o.x - kept.x) < 0.05 and abs(o.y - kept.y) < 0.05 and o.shape == "circle" for o in fixed.objects)
 
 
 def test_export_is_an_imagefolder_dataset(tmp_path):

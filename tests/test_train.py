@@ -383,6 +383,45 @@ def test_dit_stage_trains_edits_with_reference_tokens(tiny_dir, tmp_path):
     train(config, stage, progress=False)  # edit and generation steps both train
 
 
+def test_dit_stage_learns_to_fix_its_own_drawings(tiny_dir, tmp_path):
+    """data.drawn_edits: a model's drawings judged wrong join the edits, the drawing itself as the
+    reference and the parsed drawing with its fix, drawn clean, as the target."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from thinkgen.world.corpora import drawn_reflection_row
+    from thinkgen.world.parse import parse
+    from thinkgen.world.render import render
+    from thinkgen.world.rules import Requirement, Target
+    from thinkgen.world.scene import Object, Scene
+
+    folder = tmp_path / "drawn"
+    (folder / "images").mkdir(parents=True)
+    drawing = render(Scene((Object("circle", "red", 0.5, 0.5, 0.4),)), 32)
+    drawing[:4] = 128  # a smudge the clean target does not have
+    Image.fromarray(drawing).save(folder / "images/0.png")
+    row = drawn_reflection_row("a blue circle", Target((Requirement("circle", color="blue"),)), parse(drawing))
+    (folder / "rows.jsonl").write_text(json.dumps({"image": "images/0.png", **row}) + "\n")
+    config = dit_config(tiny_dir, tmp_path / "run")
+    config.data.drawn_edits = str(folder)
+    with pytest.raises(ValueError, match="edit_fraction"):
+        build_stage(config)
+    config.data.edit_fraction = 0.5
+    stage = build_stage(config)
+    assert stage.edits.instructions[-1] == "make the red circle blue"
+    assert np.array_equal(stage.edits.source_images[-1], drawing)  # the drawing as it was drawn
+    target = stage.edits.targets[-1]  # pixels in [-1, 1] (the tiny model's identity autoencoder)
+    assert target[2, 16, 16] > 0.5 > target[0, 16, 16]  # blue where the red circle was
+    assert (target[:, :4] == 1).all()  # drawn clean: white where the smudge was
+    config.data.drawn_edits = [str(folder), str(folder)]
+    assert len(build_stage(config).edits.instructions) == len(stage.edits.instructions) + 1
+    Image.fromarray(render(Scene((Object("circle", "red", 0.5, 0.5, 0.4),)), 48)).save(folder / "images/0.png")
+    with pytest.raises(ValueError, match="48 x 48 px, the DiT draws 32 px"):
+        build_stage(config)
+
+
 def test_dit_scenes_draw_train_split_words():
     from thinkgen.train.dit_stage import TrainingScenes
     from thinkgen.world import suites

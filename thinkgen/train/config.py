@@ -162,6 +162,10 @@ class DataConfig:
     # DiT stages: share of steps that train editing (the editing suite's train split: the source
     # image as reference tokens, the edit instruction as the text, the edited scene as the target)
     edit_fraction: Fraction = 0.0
+    # DiT stages: folders of a model's own drawings judged by the parser (scripts/draw_reflection_data.py);
+    # each drawing that needs a fix joins the edits: the drawing as reference, the fix as the text, the
+    # parsed drawing with the fix applied as the target (world.corpora.drawn_edit_examples)
+    drawn_edits: str | list[str] | None = None
     text_fraction: Fraction = 0.0  # DiT and autoencoder stages: share of training scenes that are words (text suite, train split)
     # DiT stages: "distinct" words (each once before any twice; 95 % have 3-4 characters, as distinct
     # words come) or "balanced" lengths (each of 1-4 characters a quarter; short words repeat)

@@ -39,9 +39,10 @@ from ..generator import (
 from ..pipeline import ThinkGenPipeline
 from ..world import suites
 from ..world.captions import canonical, describe, target_of
+from ..world.corpora import drawn_edit_examples
 from ..world.render import render
 from ..world.rules import Requirement, Target, entails, satisfies
-from ..world.scene import BASIC_SHAPES, COLORS, SceneSampler
+from ..world.scene import BASIC_SHAPES, COLORS, Scene, SceneSampler
 from .config import TrainConfig
 from .loop import load_ema
 from .thinker_stage import as_thinker, load_thinker
@@ -163,13 +164,23 @@ class EditExamples:
     grammar a thinker writes, half in the suite's varied wording), and source and target images
     as x0 tensors ``(E, C, h, w)``."""
 
-    def __init__(self, count: int, seed: int, resolution: int, encode) -> None:
+    def __init__(self, count: int, seed: int, resolution: int, encode,
+                 drawn: list[tuple[Path, str, Scene]] = ()) -> None:
         rng = random.Random(f"dit-edits-{seed}")
         items = suites.editing_items(count, "train", seed=seed)
         self.instructions = [item.canonical if rng.random() < 0.5 else item.prompt for item in items]
-        self.source_images = np.stack([render(i.source, resolution) for i in items])  # (E, H, W, 3) uint8
+        sources = [render(i.source, resolution) for i in items]
+        targets = [render(i.scene, resolution) for i in items]
+        for path, fix, scene in drawn:  # a model's own drawings and their fixes (data.drawn_edits)
+            image = np.asarray(Image.open(path).convert("RGB"))
+            if image.shape[:2] != (resolution, resolution):
+                raise ValueError(f"{path}: {image.shape[1]} x {image.shape[0]} px, the DiT draws {resolution} px")
+            self.instructions.append(fix)
+            sources.append(image)
+            targets.append(render(scene, resolution))
+        self.source_images = np.stack(sources)  # (E, H, W, 3) uint8
         self.sources = encode(torch.from_numpy(self.source_images))
-        self.targets = encode(torch.from_numpy(np.stack([render(i.scene, resolution) for i in items])))
+        self.targets = encode(torch.from_numpy(np.stack(targets)))
 
 
 def _pixels(images: torch.Tensor) -> torch.Tensor:
@@ -241,9 +252,13 @@ class DiTStage:
         self.latents = None if isinstance(self.pipe.vae, PixelAutoencoder) else self._encode_images(self.images)
         self.captions = data.captions
         self.edits = None
+        folders = [cfg.data.drawn_edits] if isinstance(cfg.data.drawn_edits, str) else cfg.data.drawn_edits or []
+        if folders and cfg.data.edit_fraction == 0:
+            raise ValueError("data.drawn_edits needs data.edit_fraction > 0 (the share of steps that train edits)")
         if cfg.data.edit_fraction > 0:
+            drawn = [example for folder in folders for example in drawn_edit_examples(folder)]
             self.edits = EditExamples(max(1, int(cfg.data.cache_size * cfg.data.edit_fraction)), cfg.run.seed,
-                                      self.resolution, self._encode_images)
+                                      self.resolution, self._encode_images, drawn)
         states, masks = self._encode_texts(self.captions)
         if cfg.data.think_states > 0:
             states, masks = self._with_think_states(states, masks)
