@@ -5,7 +5,9 @@ folder with `data.drawn_reflection: OUT`, so the judge learns on the drawings it
 only on clean renders.
 
     python scripts/draw_reflection_data.py MODEL OUT [--suite composition] [--items 50] [--per-prompt 4] \
-        [--modes think,direct]
+        [--modes think,direct] [--tags position,color_attr] [--seed 0]
+
+--tags keeps the composition prompts of some GenEval tags only; --seed draws other train prompts.
 
 Writes OUT/images/*.png and OUT/rows.jsonl; prints the share of drawings right and left out.
 """
@@ -23,7 +25,7 @@ from thinkgen import ThinkGenPipeline
 from thinkgen.world.corpora import DRAWN_REFLECTION_ROWS, drawn_reflection_row
 from thinkgen.world.edits import NO_EDIT
 from thinkgen.world.parse import parse
-from thinkgen.world.suites import composition_items, reasoning_items
+from thinkgen.world.suites import TAGS, composition_items, reasoning_items
 
 
 def main() -> None:
@@ -35,14 +37,18 @@ def main() -> None:
     parser.add_argument("--per-prompt", type=int, default=4, help="drawings per prompt and mode")
     parser.add_argument("--modes", default="think,direct", help="think, direct or both")
     parser.add_argument("--batch", type=int, default=8, help="prompts per call")
+    parser.add_argument("--tags", default=None, help="composition: only these GenEval tags (comma-separated)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     modes = [m.strip() for m in args.modes.split(",")]
     if not modes or set(modes) - {"think", "direct"}:
         parser.error("--modes is think, direct or think,direct")
+    tags = [t.strip() for t in args.tags.split(",")] if args.tags else list(TAGS)
+    if set(tags) - set(TAGS) or (args.tags and args.suite != "composition"):
+        parser.error(f"--tags is for --suite composition, and each tag one of {', '.join(TAGS)}")
     pipe = ThinkGenPipeline.from_pretrained(args.model, torch_dtype=torch.float32)
-    items = (composition_items(args.items, "train", seed=args.seed) if args.suite == "composition"
-             else reasoning_items(args.items, "train", seed=args.seed))
+    items = ([i for i in composition_items(args.items, "train", seed=args.seed) if i.category in tags]
+             if args.suite == "composition" else reasoning_items(args.items, "train", seed=args.seed))
     (args.out / "images").mkdir(parents=True, exist_ok=True)
     rows, right, left_out = [], 0, 0
     bar = tqdm(total=len(items) * len(modes) * args.per_prompt, desc="draw")

@@ -31,6 +31,8 @@ MODELS = {
     "stage 7, second seed (experiment)": "latent/continue_think_states_seed2",
     "stage 7 on relation scenes, second seed (experiment)": "latent/continue_relations_seed2",
     "stage 7 on relation and counting scenes (experiment)": "latent/continue_relations_counting",
+    "stage 7 + 1,000 steps, a third edits of its own drawings (experiment)": "latent/drawn_edits",
+    "stage 7 + 3,000 steps, half edits (experiment, not shipped)": "latent/edits",
     "v2 (thinker that sees)": "v2",
 }
 TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)
@@ -51,6 +53,8 @@ REFLECTION = {  # one round on composition, think mode
     "embedded model drawing, judge taught on its drawings, checked edit": "reflection/embedded_judge_checked-edit1",
     "embedded model drawing, shipped judge (composition and reasoning drawings), edit":
         "reflection/embedded_judge_reasoning_edit1",
+    "stage 7 + 1,000 steps with drawn edits drawing, shipped judge, edit": "reflection/drawn_edits_judge_edit1",
+    "stage 7 + 3,000 steps, half edits, drawing, shipped judge, edit": "reflection/edits_judge_edit1",
 }
 REFLECTION_TWO = {  # two rounds
     "embedded model drawing, judge taught on its drawings, edit, 2 rounds": "reflection/embedded_judge_edit2",

@@ -3,9 +3,10 @@
 # continuations of the shipped DiT (stage 7's output) with edits of its own train-split drawings,
 #   drawn_edits  experiments/dit_drawn_edits_finetune.yaml: 1,000 steps, a third of them edits
 #   edits        experiments/dit_edits_finetune.yaml: 3,000 steps, half of them edits
+#   edits_seed2  the same with another seed
 # each scored as the README's tables are (results/latent/NAME/) and in a reflection round with the
 # shipped judge (results/reflection/NAME_judge_edit1/). Needs scripts/train_shapeworld_latent.sh's
-# runs and scripts/train_judge.sh's drawn folders. About 35 + 55 minutes on 2 cores.
+# runs and scripts/train_judge.sh's drawn folders. About 35 + 2 x 55 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
@@ -28,3 +29,4 @@ experiment() {
 }
 experiment drawn_edits
 experiment edits
+experiment edits_seed2

@@ -10,7 +10,7 @@
 # reflection rounds with each correction (the embedded model drawing and correcting), and the v2
 # protocol on the seeing model with a judge's thinker (why the judge ships as a thinker alone).
 # About 2 hours on 2 cores (drawing 6 + 6.5 min, each SFT 8, each reflection eval 5-10, the v2
-# protocol 12). Resumable: rerun after an interruption.
+# protocol 12), and 40 minutes more for session 16's judge (drawing 8, SFT 16). Resumable: rerun after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
@@ -61,5 +61,17 @@ reflect reasoning_judge_edit1 reasoning $J edit 1
 reflect reasoning_judge_reasoning_edit1 reasoning $R edit 1
 # the seeing model with J's thinker: its own drawings, edits and reflection-suite verdicts
 evaluate_suites $JP $OUT/judge_pipeline
+# session 16: a judge taught on 3,200 more multi-object drawings, twice as long (judge_sft_multi.yaml)
+M=runs/shapeworld/judge_multi
+[ -s runs/shapeworld/drawn_reflection_multi/rows.jsonl ] || $PYTHON scripts/draw_reflection_data.py $E \
+  runs/shapeworld/drawn_reflection_multi --items 100 --tags two_object,counting,position,color_attr --seed 1
+run_stage configs/shapeworld/experiments/judge_sft_multi.yaml
+[ -f $M/thinker_config.json ] || $PYTHON scripts/export_thinker.py runs/shapeworld/judge_sft_multi/final $M
+[ -s $OUT/judge_accuracy_judge_multi.txt ] || $PYTHON scripts/judge_accuracy.py $M \
+  results/latent/final/composition-think > $OUT/judge_accuracy_judge_multi.txt
+[ -s $OUT/judge_accuracy_judge_multi_on_reasoning.txt ] || $PYTHON scripts/judge_accuracy.py $M \
+  results/latent/final/reasoning-think > $OUT/judge_accuracy_judge_multi_on_reasoning.txt
+reflect embedded_judge_multi_edit1 composition $M edit 1
+reflect reasoning_judge_multi_edit1 reasoning $M edit 1
 tail -n 3 $OUT/judge_accuracy_*.txt
 grep -H "before reflection\|overall\|wrong →" $OUT/*/scores.md
