@@ -213,6 +213,40 @@ def test_checked_correction_is_kept_only_when_judged_right(pipe, monkeypatch, ac
     assert not np.array_equal(np.asarray(again), np.asarray(edited))  # round 2's edit draws new noise
 
 
+@pytest.mark.parametrize("accepted_at", [2, None])
+def test_retry_edit_keeps_the_first_edit_judged_right(pipe, monkeypatch, accepted_at):
+    """`correct="retry-edit"`: up to four edits from new noise, each judged; the first judged right
+    is kept (here the third), and when none is, the image stays as drawn."""
+    from thinkgen.reflection import RETRIES, TRY_STRIDE
+
+    checks = ["remove the red circle"] * RETRIES
+    if accepted_at is not None:
+        checks[accepted_at] = RIGHT
+    judge = ScriptedJudge(pipe.thinker, ["make the red circle blue", *checks])
+    monkeypatch.setattr(pipe.thinker, "encode", judge)
+    out = generate_with_reflection(pipe, "a red circle", rounds=1, num_inference_steps=2, seed=5, correct="retry-edit")
+    monkeypatch.undo()
+    tries = [pipe(["make the red circle blue"], think=False, images=[[out.first[0]]], seed=5 + k * TRY_STRIDE,
+                  num_inference_steps=2).images[0] for k in range(RETRIES)]
+    judged = RETRIES if accepted_at is None else accepted_at + 1
+    assert len(judge.judged) == 1 + judged  # the drawing, then each try until one passes
+    for k in range(judged):
+        assert np.array_equal(judge.judged[1 + k][0], np.asarray(tries[k]))
+    assert not np.array_equal(np.asarray(tries[0]), np.asarray(tries[1]))  # each try its own noise
+    final = out.first[0] if accepted_at is None else tries[accepted_at]
+    assert np.array_equal(np.asarray(out.images[0]), np.asarray(final))
+
+
+def test_the_cli_offers_every_correction():
+    from thinkgen.cli import CORRECTION_NAMES
+    from thinkgen.reflection import CORRECTIONS, Checked, EditCorrection, correction
+
+    assert CORRECTION_NAMES == sorted(CORRECTIONS)
+    assert all(correction(name).name == name for name in CORRECTIONS)
+    with pytest.raises(ValueError, match="tries"):
+        Checked(EditCorrection(), tries=0)
+
+
 def test_a_thinker_folder_judges(tmp_path):
     """`load_judge` reads a thinker alone (a thinker stage's output, as the embedded judge is
     shipped); it judges another pipeline's drawing. A folder that is neither is refused."""

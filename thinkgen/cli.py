@@ -452,11 +452,16 @@ def _drawing_options(g: argparse.ArgumentParser) -> None:
                    help="decode tile by tile and image by image (large images, little memory)")
 
 
+# thinkgen.reflection.CORRECTIONS' names (a test keeps them equal; the CLI starts without importing it)
+CORRECTION_NAMES = ["checked-edit", "checked-redraw", "edit", "redraw", "retry-edit", "retry-redraw"]
+
+
 def _reflection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--correct", choices=["edit", "redraw", "checked-edit", "checked-redraw"], default="edit",
+    parser.add_argument("--correct", choices=CORRECTION_NAMES, default="edit",
                         help="what a round does with an image judged wrong: apply the judge's edit "
                              "(default), or draw the prompt again from new noise; checked-: keep the "
-                             "result only when the judge calls it right")
+                             "result only when the judge calls it right; retry-: up to four tries, the "
+                             "first the judge calls right is kept")
     parser.add_argument("--judge", type=validate.path, default=None, metavar="DIR",
                         help="who judges the drawings: a pipeline folder whose thinker sees, or a thinker "
                              "folder (default: the drawing model's own thinker; without --model, the "

@@ -10,7 +10,8 @@ ThinkGen's fifth scenario. A round is two passes:
    ``thinkgen edit`` does: the instruction in direct mode, the image as the DiT's reference.
    :class:`Redraw` draws the prompt again from new noise: the judge then acts as a verifier that
    decides which drawings to keep, and its instruction is not used. :class:`Checked` keeps either
-   one's result only when the judge calls it right.
+   one's result only when the judge calls it right ("checked-edit"), or tries up to four and keeps
+   the first the judge calls right ("retry-edit").
 
 Rounds stop at the first verdict of :data:`RIGHT`, or after ``rounds`` corrections. The judge is the
 drawing pipeline's own thinker by default; ``judge=`` lets another thinker that sees judge: another
@@ -44,6 +45,8 @@ SHOWN_ATTACHED = "what is attached"
 # seed + i + (r - 1) * SEED_STRIDE: far from the first draws' seeds (seed + i), so a correction never
 # repeats another prompt's first noise, and a round that tries again draws new noise.
 SEED_STRIDE = 1_000_003
+# A "retry-" correction's attempt k (0, 1, ...) adds k * TRY_STRIDE to the seed: beyond any round's.
+TRY_STRIDE = 100_000_007
 
 
 def judge_prompt(prompt: str, shown: str = SHOWN_ATTACHED) -> str:
@@ -105,22 +108,33 @@ class Redraw(Correction):
 class Checked(Correction):
     """Another correction, kept only when the judge calls its result right; otherwise the image
     stays as it was (and a next round tries again with new noise). A judge that wrongly faults a
-    right image then rarely gets to spoil it: the correction must also pass the judge."""
+    right image then rarely gets to spoil it: the correction must also pass the judge.
 
-    def __init__(self, inner: Correction) -> None:
-        self.inner = inner
-        self.name = f"checked-{inner.name}"
+    With ``tries`` > 1 a round makes up to that many corrections, each from new noise, and keeps
+    the first the judge calls right ("retry-edit": the judge as a verifier of several edits, at up
+    to ``tries`` edits and judgements per image and round)."""
+
+    def __init__(self, inner: Correction, tries: int = 1) -> None:
+        if tries < 1:
+            raise ValueError(f"tries must be >= 1, got {tries}")
+        self.inner, self.tries = inner, tries
+        self.name = f"checked-{inner.name}" if tries == 1 else f"retry-{inner.name}"
 
     def __call__(self, pipe, prompt, image, verdict, *, index, round_number, seed, think, drawing, judge):
-        corrected = self.inner(pipe, prompt, image, verdict, index=index, round_number=round_number, seed=seed,
-                               think=think, drawing=drawing, judge=judge)
-        judged = judge.encode([judge_prompt(prompt)], think=True, images=[[corrected]], seed=seed)
-        return corrected if is_right(judged.rewritten[0].strip()) else image
+        for attempt in range(self.tries):  # attempt k draws from seed + k * TRY_STRIDE: new noise
+            corrected = self.inner(pipe, prompt, image, verdict, index=index, round_number=round_number,
+                                   seed=seed + attempt * TRY_STRIDE, think=think, drawing=drawing, judge=judge)
+            judged = judge.encode([judge_prompt(prompt)], think=True, images=[[corrected]], seed=seed)
+            if is_right(judged.rewritten[0].strip()):
+                return corrected
+        return image
 
 
+RETRIES = 4  # corrections a "retry-" strategy tries per image and round
 CORRECTIONS: dict[str, Callable[[], Correction]] = {
     "edit": EditCorrection, "redraw": Redraw,
     "checked-edit": lambda: Checked(EditCorrection()), "checked-redraw": lambda: Checked(Redraw()),
+    "retry-edit": lambda: Checked(EditCorrection(), RETRIES), "retry-redraw": lambda: Checked(Redraw(), RETRIES),
 }
 
 
