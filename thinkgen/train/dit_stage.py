@@ -16,6 +16,7 @@ Composition specs held out by the test split (``position``, ``color_attr``) neve
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -162,10 +163,11 @@ def _curated(scene, curated: str, index: int) -> bool:
 class EditExamples:
     """The editing suite's train split, ready for the DiT: instructions (half in the canonical
     grammar a thinker writes, half in the suite's varied wording), and source and target images
-    as x0 tensors ``(E, C, h, w)``."""
+    as x0 tensors ``(E, C, h, w)``; then ``drawn`` edits (world.corpora.drawn_edit_examples: a
+    model's own drawing, its fix, the fixed scene), which a reflection round asks of the DiT."""
 
     def __init__(self, count: int, seed: int, resolution: int, encode,
-                 drawn: list[tuple[Path, str, Scene]] = ()) -> None:
+                 drawn: Sequence[tuple[Path, str, Scene]] = ()) -> None:
         rng = random.Random(f"dit-edits-{seed}")
         items = suites.editing_items(count, "train", seed=seed)
         self.instructions = [item.canonical if rng.random() < 0.5 else item.prompt for item in items]
