@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# The DiT taught to correct its own drawings (docs/reflection.md, "The correction side"): two
+# The DiT taught to correct its own drawings (docs/reflection.md, "Session 16"): two
 # continuations of the shipped DiT (stage 7's output) with edits of its own train-split drawings,
 #   drawn_edits  experiments/dit_drawn_edits_finetune.yaml: 1,000 steps, a third of them edits
 #   edits        experiments/dit_edits_finetune.yaml: 3,000 steps, half of them edits
-#   edits_seed2  the same with another seed
 # each scored as the README's tables are (results/latent/NAME/) and in a reflection round with the
 # shipped judge (results/reflection/NAME_judge_edit1/). Needs scripts/train_shapeworld_latent.sh's
-# runs and scripts/train_judge.sh's drawn folders. About 35 + 2 x 55 minutes on 2 cores.
+# runs and scripts/train_judge.sh's drawn folders. About 35 + 55 + 10 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
@@ -29,4 +28,7 @@ experiment() {
 }
 experiment drawn_edits
 experiment edits
-experiment edits_seed2
+# the edits DiT correcting with up to four judged edits in the round (retry-edit)
+complete results/reflection/edits_judge_retry-edit1 || $THINKGEN eval --suite composition \
+  --model runs/shapeworld/latent/dit_edits_finetune/final --judge $J --reflect 1 --correct retry-edit \
+  --n-per-prompt 4 --n-items 120 --out results/reflection/edits_judge_retry-edit1 --overwrite > /dev/null

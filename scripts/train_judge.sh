@@ -10,7 +10,8 @@
 # reflection rounds with each correction (the embedded model drawing and correcting), and the v2
 # protocol on the seeing model with a judge's thinker (why the judge ships as a thinker alone).
 # About 2 hours on 2 cores (drawing 6 + 6.5 min, each SFT 8, each reflection eval 5-10, the v2
-# protocol 12), and 40 minutes more for session 16's judge (drawing 8, SFT 16). Resumable: rerun after an interruption.
+# protocol 12), and 55 minutes more for session 16's judge and corrections (drawing 8, SFT 13,
+# evals 5-6 each). Resumable: rerun after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
@@ -73,5 +74,9 @@ run_stage configs/shapeworld/experiments/judge_sft_multi.yaml
   results/latent/final/reasoning-think > $OUT/judge_accuracy_judge_multi_on_reasoning.txt
 reflect embedded_judge_multi_edit1 composition $M edit 1
 reflect reasoning_judge_multi_edit1 reasoning $M edit 1
+# up to four judged edits in the round (retry-edit), with each judge
+reflect embedded_judge_multi_retry-edit1 composition $M retry-edit 1
+reflect embedded_judge_reasoning_retry-edit1 composition $R retry-edit 1
+reflect reasoning_judge_reasoning_retry-edit1 reasoning $R retry-edit 1
 tail -n 3 $OUT/judge_accuracy_*.txt
 grep -H "before reflection\|overall\|wrong →" $OUT/*/scores.md
