@@ -60,6 +60,7 @@ REFLECTION = {  # one round on composition, think mode
         "reflection/embedded_judge_multi_retry-edit1",
     "embedded model drawing, shipped judge, retry-edit (up to 4 judged edits)":
         "reflection/embedded_judge_reasoning_retry-edit1",
+    "stage 7 + 3,000 steps, half edits, drawing, shipped judge, retry-edit": "reflection/edits_judge_retry-edit1",
 }
 REFLECTION_TWO = {  # two rounds
     "embedded model drawing, judge taught on its drawings, edit, 2 rounds": "reflection/embedded_judge_edit2",
