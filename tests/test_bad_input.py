@@ -70,7 +70,7 @@ BAD_CONFIGS = [
     ({"data.cache_size": 0}, "data.cache_size"), ({"optim.warmup_steps": -10}, "optim.warmup_steps"),
     ({"optim.grad_clip": -1}, "optim.grad_clip"), ({"thinker.lora_rank": -1}, "thinker.lora_rank"),
     ({"dit.extract": "middle"}, "dit.extract"), ({"run.steps": 10**20}, "run.steps"), ({"stage": "dit"}, "stage"),
-    ({"optim.nesterov": True}, "unknown key"), ({"rl.rewards": {"os:system": 1.0}, "stage": "thinker_grpo"},
+    ({"data.drawn_edits": "drawn"}, "data.edit_fraction"), ({"optim.nesterov": True}, "unknown key"), ({"rl.rewards": {"os:system": 1.0}, "stage": "thinker_grpo"},
                                                  "allow_external_rewards"),
 ]
 
@@ -94,6 +94,8 @@ def test_bad_training_files_and_paths(capsys, tmp_path, model):
     refused(capsys, tmp_path, "train", good, "--set", "run.steps=[1", fragment="not valid YAML")
     refused(capsys, tmp_path, "train", good, "--set", "stage.x=1", fragment="not a section")
     refused(capsys, tmp_path, "train", good, "--set", "=3", fragment="KEY=VALUE")
+    refused(capsys, tmp_path, "train", good, "--set", "data.edit_fraction=0.5", "--set",
+            f"data.drawn_edits={tmp_path / 'no_drawings'}", fragment="no rows.jsonl")
     from thinkgen.cli import _override
 
     assert _override("optim.lr=5e-4") == ("optim.lr", 5e-4)  # YAML alone reads "5e-4" as a string

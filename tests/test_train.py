@@ -405,9 +405,9 @@ def test_dit_stage_learns_to_fix_its_own_drawings(tiny_dir, tmp_path):
     row = drawn_reflection_row("a blue circle", Target((Requirement("circle", color="blue"),)), parse(drawing))
     (folder / "rows.jsonl").write_text(json.dumps({"image": "images/0.png", **row}) + "\n")
     config = dit_config(tiny_dir, tmp_path / "run")
+    with pytest.raises(C.ConfigError, match="edit_fraction"):
+        C.from_dict({"stage": "dit_pretrain", "output_dir": "x", "data": {"drawn_edits": str(folder)}})
     config.data.drawn_edits = str(folder)
-    with pytest.raises(ValueError, match="edit_fraction"):
-        build_stage(config)
     config.data.edit_fraction = 0.5
     stage = build_stage(config)
     assert stage.edits.instructions[-1] == "make the red circle blue"

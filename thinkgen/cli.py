@@ -419,6 +419,8 @@ def train_command(args: argparse.Namespace) -> int:
         final = run(args.config, resume=args.resume, overrides=dict(args.set or []))
     except (ConfigError, PipelineLoadError) as error:
         raise UserError(str(error)) from None
+    except FileNotFoundError as error:  # a data folder the config names (data.drawn_edits, ...)
+        raise UserError(str(error)) from None
     except KeyboardInterrupt:
         return 130
     print(f"wrote {final}")

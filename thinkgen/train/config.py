@@ -303,6 +303,8 @@ class TrainConfig:
         curated = ("all", "multi", "relations", "multi_relations", "relations_counting")
         if self.data.curated not in curated:
             raise ConfigError(f"data.curated must be one of {', '.join(curated)}, got {self.data.curated!r}")
+        if self.data.drawn_edits and self.data.edit_fraction == 0:
+            raise ConfigError("data.drawn_edits needs data.edit_fraction > 0 (the share of steps that train edits)")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.stage in RL_STAGES:

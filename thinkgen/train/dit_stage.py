@@ -255,8 +255,6 @@ class DiTStage:
         self.captions = data.captions
         self.edits = None
         folders = [cfg.data.drawn_edits] if isinstance(cfg.data.drawn_edits, str) else cfg.data.drawn_edits or []
-        if folders and cfg.data.edit_fraction == 0:
-            raise ValueError("data.drawn_edits needs data.edit_fraction > 0 (the share of steps that train edits)")
         if cfg.data.edit_fraction > 0:
             drawn = [example for folder in folders for example in drawn_edit_examples(folder)]
             self.edits = EditExamples(max(1, int(cfg.data.cache_size * cfg.data.edit_fraction)), cfg.run.seed,
