@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import re
 from collections import Counter
 from pathlib import Path
@@ -22,7 +21,7 @@ from PIL import Image
 
 from thinkgen.reflection import is_right
 from thinkgen.world.captions import canonical, target_of
-from thinkgen.world.edits import apply_edit, parse_edit
+from thinkgen.world.edits import apply_fix, parse_edit
 from thinkgen.world.parse import parse
 from thinkgen.world.rules import parsed_as_scene, satisfies
 from thinkgen.world.suites import build
@@ -59,7 +58,7 @@ def main() -> None:
             counts["wrong, judged right"] += 1
             continue
         edit = parse_edit(verdict)
-        fixed = edit and apply_edit(scene, edit, random.Random(1))
+        fixed = edit and apply_fix(scene, edit)
         fixes = bool(fixed and satisfies(fixed, item.target))
         now_right = row["score"] == 1.0
         counts[f"wrong, judged wrong: the edit {'fixes' if fixes else 'does not fix'} the drawing, "

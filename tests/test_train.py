@@ -407,7 +407,10 @@ def test_dit_stage_learns_to_fix_its_own_drawings(tiny_dir, tmp_path):
     config = dit_config(tiny_dir, tmp_path / "run")
     with pytest.raises(C.ConfigError, match="edit_fraction"):
         C.from_dict({"stage": "dit_pretrain", "output_dir": "x", "data": {"drawn_edits": str(folder)}})
-    config.data.drawn_edits = str(folder)
+    one = C.from_dict({"stage": "dit_pretrain", "output_dir": "x",
+                       "data": {"drawn_edits": str(folder), "drawn_reflection": str(folder), "edit_fraction": 0.5}})
+    assert one.data.drawn_edits == one.data.drawn_reflection == [str(folder)]  # one folder: a list of one
+    config.data.drawn_edits = [str(folder)]
     config.data.edit_fraction = 0.5
     stage = build_stage(config)
     assert stage.edits.instructions[-1] == "make the red circle blue"

@@ -303,6 +303,9 @@ class TrainConfig:
         curated = ("all", "multi", "relations", "multi_relations", "relations_counting")
         if self.data.curated not in curated:
             raise ConfigError(f"data.curated must be one of {', '.join(curated)}, got {self.data.curated!r}")
+        for name in ("drawn_reflection", "drawn_edits"):  # one folder or several: always a list after loading
+            if isinstance(getattr(self.data, name), str):
+                setattr(self.data, name, [getattr(self.data, name)])
         if self.data.drawn_edits and self.data.edit_fraction == 0:
             raise ConfigError("data.drawn_edits needs data.edit_fraction > 0 (the share of steps that train edits)")
         if not 0 <= self.ema_decay < 1:

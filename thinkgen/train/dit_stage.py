@@ -254,9 +254,8 @@ class DiTStage:
         self.latents = None if isinstance(self.pipe.vae, PixelAutoencoder) else self._encode_images(self.images)
         self.captions = data.captions
         self.edits = None
-        folders = [cfg.data.drawn_edits] if isinstance(cfg.data.drawn_edits, str) else cfg.data.drawn_edits or []
         if cfg.data.edit_fraction > 0:
-            drawn = [example for folder in folders for example in drawn_edit_examples(folder)]
+            drawn = [example for folder in cfg.data.drawn_edits or [] for example in drawn_edit_examples(folder)]
             self.edits = EditExamples(max(1, int(cfg.data.cache_size * cfg.data.edit_fraction)), cfg.run.seed,
                                       self.resolution, self._encode_images, drawn)
         states, masks = self._encode_texts(self.captions)

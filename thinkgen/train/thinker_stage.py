@@ -213,10 +213,9 @@ class ThinkerStage:
     def _drawn_reflection(self) -> list[Example]:
         """Verdicts on a model's own drawings (``data.drawn_reflection``), asked as the judge is asked:
         a judge taught only on clean renders misjudges a DiT's drawings."""
-        folders = self.config.data.drawn_reflection or []
         head = [{"role": "system", "content": [{"type": "text", "text": self.thinker_config.system_prompt}]}]
         rows = []
-        for folder in [folders] if isinstance(folders, str) else folders:
+        for folder in self.config.data.drawn_reflection or []:  # a list once the config is loaded
             for r in drawn_reflection_rows(folder):
                 text = judge_prompt(r["prompt"])
                 user = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]

@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from .captions import canonical, describe, target_of
-from .edits import NO_EDIT, apply_edit, edit_text, fixing_edit, parse_edit
+from .edits import NO_EDIT, apply_fix, edit_text, fixing_edit, parse_edit
 from .facts import FACTS, questions
 from .parse import ParsedScene, parse
 from .rules import Target, check, parsed_as_scene
@@ -174,7 +174,7 @@ def drawn_reflection_rows(folder: str | Path) -> list[dict]:
 def drawn_edit_examples(folder: str | Path) -> list[tuple[Path, str, Scene]]:
     """The drawings of a folder of judged drawings that need a fix, as edit examples for the DiT:
     ``(image path, the fix, the scene after it)``. The scene after it is the parsed drawing with
-    the fix applied as :func:`~thinkgen.world.edits.fixing_edit` applied it (the same seed, so a
+    the fix applied as :func:`~thinkgen.world.edits.fixing_edit` applied it (``apply_fix``, so a
     full fix meets the request), drawn clean: the DiT learns to correct *its own* drawings, the
     sources a reflection round gives it, not only the clean renders of the editing suite."""
     examples = []
@@ -184,7 +184,7 @@ def drawn_edit_examples(folder: str | Path) -> list[tuple[Path, str, Scene]]:
             continue
         path = Path(folder) / row["image"]
         scene = parsed_as_scene(parse(Image.open(path).convert("RGB")))
-        fixed = apply_edit(scene, edit, random.Random(1))
+        fixed = apply_fix(scene, edit)
         if fixed is not None:
             examples.append((path, row["verdict"], fixed))
     return examples

@@ -170,6 +170,16 @@ def apply_edit(scene: Scene, edit: Edit, rng: random.Random | None = None) -> Sc
     return _relocate(scene, index, lambda moved: _side_ok(moved, edit.side), rng)
 
 
+# Every "does this edit fix the scene" check (fixing_edit, the reflection suite and its scorer, the
+# DiT's drawn edits) applies the edit with one seed, so they agree on where an added or moved object goes.
+FIX_SEED = 1
+
+
+def apply_fix(scene: Scene, edit: Edit) -> Scene | None:
+    """:func:`apply_edit` as every fix check applies it (seeded with :data:`FIX_SEED`)."""
+    return apply_edit(scene, edit, random.Random(FIX_SEED))
+
+
 def _candidates(scene: Scene, target: Target) -> list[Edit]:
     """Every single edit worth trying on ``scene`` for ``target``, the simplest kinds first."""
     edits: list[Edit] = []
@@ -203,7 +213,7 @@ def fixing_edit(scene: Scene, target: Target, partial: bool = False) -> Edit | N
     with ``partial``, the first of the edits that meet most more of the target (a first step)."""
     best, best_progress = None, _progress(scene, target) if partial else 0
     for edit in _candidates(scene, target):
-        fixed = apply_edit(scene, edit, random.Random(1))
+        fixed = apply_fix(scene, edit)
         if fixed is None:
             continue
         if satisfies(fixed, target):

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from . import facts as fact_base
 from .captions import article, canonical, describe, noun, target_of
-from .edits import NO_EDIT, Edit, apply_edit, describe_edit, edit_text, parse_edit
+from .edits import NO_EDIT, Edit, apply_edit, apply_fix, describe_edit, edit_text, parse_edit
 from .parse import ParsedScene
 from .rules import RELATIONS, Requirement, Target, check, satisfies
 from .scene import BASIC_SHAPES, COLORS, GLYPH_CHARS, MAX_SIZE, MIN_SIZE, Object, Scene, place
@@ -305,7 +305,7 @@ def _corrupt(scene: Scene, target: Target, error: str, rng: random.Random, shape
     wrong_scene = apply_edit(scene, bad, rng)
     if wrong_scene is None or satisfies(wrong_scene, target):
         return None
-    fixed = apply_edit(wrong_scene, fix, random.Random(1))
+    fixed = apply_fix(wrong_scene, fix)
     if fixed is None or not satisfies(fixed, target):
         return None
     return error, wrong_scene, fix
@@ -414,7 +414,7 @@ def score_instruction(item: Item, instruction: str) -> Score:
     edit = parse_edit(instruction)
     fixed = False
     if edit is not None:
-        result = apply_edit(item.source, edit, random.Random(1))
+        result = apply_fix(item.source, edit)
         fixed = result is not None and satisfies(result, item.target)
     return Score(float(fixed), {"ned": similarity, "parsed": edit is not None})
 
