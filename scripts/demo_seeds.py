@@ -1,9 +1,12 @@
 """How often a model draws `make demo`'s prompt right, by ShapeWorld's parser, over seeds 0..N-1
 (issue [5/5]'s goal: at least 3 of 4 seeds, think mode), and how often its colour and its number
 of objects are right on their own. With a third argument, also after that many reflection rounds
-in think mode (the embedded judge judges, the model applies its edits, as in `make demo`).
+in think mode (the embedded judge judges, the model applies its edits, as in `make demo`), and a
+fourth names the correction (`thinkgen.reflection.CORRECTIONS`; default "edit"), a fifth the tries
+of a retry- correction (default 4).
 
-    python scripts/demo_seeds.py [MODEL_DIR] [N] [REFLECT_ROUNDS]   (default: the embedded model, 4 seeds, 0)
+    python scripts/demo_seeds.py [MODEL_DIR] [N] [REFLECT_ROUNDS] [CORRECTION] [TRIES]
+    (default: the embedded model, 4 seeds, 0 rounds, edit)
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import torch
 
 from thinkgen import ThinkGenPipeline
 from thinkgen.cli import DEMO_ANSWER, DEMO_PROMPT, EMBEDDED, EMBEDDED_JUDGE, demo_objects
-from thinkgen.reflection import load_judge, reflect
+from thinkgen.reflection import correction, describe, load_judge, reflect
 
 
-def main(model: str = str(EMBEDDED), n: str = "4", rounds: str = "0") -> None:
+def main(model: str = str(EMBEDDED), n: str = "4", rounds: str = "0", correct: str = "edit",
+         tries: str | None = None) -> None:
+    correct = correction(correct, None if tries is None else int(tries))
     pipe = ThinkGenPipeline.from_pretrained(model, torch_dtype=torch.float32)
     judge = load_judge(EMBEDDED_JUDGE) if int(rounds) else None
     colours = {colour for colour, _ in DEMO_ANSWER}
@@ -32,7 +37,8 @@ def main(model: str = str(EMBEDDED), n: str = "4", rounds: str = "0") -> None:
             line = (f"{'think' if think else 'direct'} seed {seed}: rewrite {out.rewritten[0]!r}, "
                     f"parser reads {found} ({'right' if found == DEMO_ANSWER else 'wrong'})")
             if judge is not None and think:
-                after = reflect(pipe, [DEMO_PROMPT], out.images, rounds=int(rounds), seed=seed, judge=judge)
+                after = reflect(pipe, [DEMO_PROMPT], out.images, rounds=int(rounds), seed=seed, judge=judge,
+                                correct=correct)
                 final = demo_objects(after.images[0])
                 reflected_right += final == DEMO_ANSWER
                 line += f"; after reflection {final} ({'right' if final == DEMO_ANSWER else 'wrong'})"
@@ -40,8 +46,8 @@ def main(model: str = str(EMBEDDED), n: str = "4", rounds: str = "0") -> None:
         print(f"{'think' if think else 'direct'}: {right} of {n} seeds right; only the asked colour: "
               f"{colour_right}; the asked number of objects: {count_right}")
         if judge is not None and think:
-            print(f"think, after up to {rounds} reflection round(s): {reflected_right} of {n} seeds right")
+            print(f"think, after up to {rounds} reflection round(s) ({describe(correct)}): {reflected_right} of {n} seeds right")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:6])

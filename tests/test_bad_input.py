@@ -201,6 +201,9 @@ def test_generate_text_and_paths(capsys, tmp_path, model):
     (["eval", "--suite", "composition", "--n-items", str(10**9), "--out", "OUT"], "n-items"),
     (["eval", "--suite", "composition", "--n-per-prompt", str(10**6), "--out", "OUT"], "n-per-prompt"),
     (["eval", "--suite", "composition", "--out", ""], "empty"),
+    (["eval", "--suite", "composition", "--reflect", "1", "--tries", "2", "--out", "OUT"], "retry-"),
+    (["eval", "--suite", "composition", "--reflect", "1", "--correct", "retry-edit", "--tries", "65", "--out", "OUT"],
+     "--tries"),
     (["world", "export", "--suite", "composition", "--resolution", "1", "--out", "OUT"], "resolution"),
     (["world", "export", "--suite", "composition", "--n", str(10**9), "--out", "OUT"], "--n"),
 ])

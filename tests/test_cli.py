@@ -127,6 +127,10 @@ def test_generate_reflect_user_errors(capsys, model_dir, tmp_path):
                       "sees images")
     assert_user_error(run(capsys, "generate", "x", "--model", model_dir, "-o", out, "--reflect", 1,
                           "--batch", 2), "one image per prompt")
+    assert_user_error(run(capsys, "generate", "x", "--model", model_dir, "-o", out, "--reflect", 1,
+                          "--tries", 3), "tries applies to the retry- corrections")
+    assert_user_error(run(capsys, "generate", "x", "--model", model_dir, "-o", out, "--reflect", 1,
+                          "--correct", "retry-edit", "--tries", 0), "--tries")
     assert not out.exists()
 
 

@@ -247,6 +247,30 @@ def test_the_cli_offers_every_correction():
         Checked(EditCorrection(), tries=0)
 
 
+def test_tries_sets_how_many_corrections_a_retry_makes(pipe, monkeypatch, tmp_path):
+    """`correction("retry-edit", tries=N)` makes up to N judged edits (the default is RETRIES); a
+    correction that makes one takes no tries. An eval's summary names the tries."""
+    from thinkgen.eval.shapeworld import run_suite
+    from thinkgen.reflection import RETRIES, correction, describe
+
+    assert correction("retry-edit").tries == RETRIES and correction("retry-redraw", tries=7).tries == 7
+    assert describe(correction("retry-edit", tries=6)) == "retry-edit, up to 6 tries"
+    assert describe(correction("checked-edit")) == "checked-edit"
+    for name in ("edit", "checked-redraw"):
+        with pytest.raises(ValueError, match="retry-"):
+            correction(name, tries=2)
+    never = ScriptedJudge(pipe.thinker, ["make the red circle blue"] * 100)  # no try is judged right
+    monkeypatch.setattr(pipe.thinker, "encode", never)
+    out = generate_with_reflection(pipe, "a red circle", rounds=1, num_inference_steps=2,
+                                   correct=correction("retry-edit", tries=RETRIES + 2))
+    assert len(never.judged) == 1 + RETRIES + 2 and np.array_equal(np.asarray(out.images[0]),
+                                                                   np.asarray(out.first[0]))
+    summary = run_suite(pipe, "composition", tmp_path / "r", n_items=1, n_per_prompt=1, num_inference_steps=2,
+                        progress=False, reflect=1, correct=correction("retry-edit", tries=2))
+    assert summary["correction"] == "retry-edit, up to 2 tries"
+    assert "correction: retry-edit, up to 2 tries" in (tmp_path / "r" / "scores.md").read_text()
+
+
 def test_a_thinker_folder_judges(tmp_path):
     """`load_judge` reads a thinker alone (a thinker stage's output, as the embedded judge is
     shipped); it judges another pipeline's drawing. A folder that is neither is refused."""

@@ -152,6 +152,7 @@ def _draw(args: argparse.Namespace, prompts: list[str], images: list | None = No
     reflect = getattr(args, "reflect", 0)
     if reflect and args.batch > 1:
         raise UserError("--reflect draws one image per prompt: leave out --batch")
+    correct = reflection_correction(args) if reflect else None  # a bad --tries fails before loading
     paths = _output_paths(args.output, len(prompts) * args.batch)
     judge_dir = getattr(args, "judge", None)
     if reflect and args.model is None and judge_dir is None:
@@ -172,7 +173,7 @@ def _draw(args: argparse.Namespace, prompts: list[str], images: list | None = No
     try:
         if reflect:
             judge = _load_judge(judge_dir) if judge_dir else None
-            return _reflect(pipe, args, prompts, paths, drawing, judge)
+            return _reflect(pipe, args, prompts, paths, drawing, correct, judge)
         out = pipe(prompts, think=args.think, seed=args.seed, num_images_per_prompt=args.batch, progress=True,
                    images=images, image_guidance_scale=args.image_cfg, **drawing)
     except ValueError as error:  # e.g. a schedule the scheduler cannot make for this step count
@@ -183,14 +184,14 @@ def _draw(args: argparse.Namespace, prompts: list[str], images: list | None = No
     return 0
 
 
-def _reflect(pipe, args: argparse.Namespace, prompts: list[str], paths: list[Path], drawing: dict,
+def _reflect(pipe, args: argparse.Namespace, prompts: list[str], paths: list[Path], drawing: dict, correct,
              judge=None) -> int:
     """``generate --reflect N``: the final image at each path, every judged image beside it
     (``out.round1.png`` is the first drawing, ``out.round2.png`` the first correction's, ...)."""
     from .reflection import generate_with_reflection
 
     out = generate_with_reflection(pipe, prompts, rounds=args.reflect, think=args.think, seed=args.seed,
-                                   judge=judge, correct=args.correct, **drawing)
+                                   judge=judge, correct=correct, **drawing)
     for prompt, rounds, image, path in zip(prompts, out.rounds, out.images, paths, strict=True):
         print(f"prompt:    {prompt}")
         for k, judged in enumerate(rounds, 1):
@@ -454,6 +455,16 @@ def _drawing_options(g: argparse.ArgumentParser) -> None:
                    help="decode tile by tile and image by image (large images, little memory)")
 
 
+def reflection_correction(args: argparse.Namespace):
+    """``--correct`` with its ``--tries``, as a :class:`thinkgen.reflection.Correction`."""
+    from .reflection import correction
+
+    try:
+        return correction(args.correct, args.tries)
+    except ValueError as error:  # --tries with a correction that makes one
+        raise UserError(str(error)) from None
+
+
 # thinkgen.reflection.CORRECTIONS' names (a test keeps them equal; the CLI starts without importing it)
 CORRECTION_NAMES = ["checked-edit", "checked-redraw", "edit", "redraw", "retry-edit", "retry-redraw"]
 
@@ -462,8 +473,10 @@ def _reflection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--correct", choices=CORRECTION_NAMES, default="edit",
                         help="what a round does with an image judged wrong: apply the judge's edit "
                              "(default), or draw the prompt again from new noise; checked-: keep the "
-                             "result only when the judge calls it right; retry-: up to four tries, the "
-                             "first the judge calls right is kept")
+                             "result only when the judge calls it right; retry-: up to four tries (--tries), "
+                             "the first the judge calls right is kept")
+    parser.add_argument("--tries", type=validate.bounded_int(1, 64), default=None, metavar="N",
+                        help="corrections a retry- correction makes per image and round (default 4)")
     parser.add_argument("--judge", type=validate.path, default=None, metavar="DIR",
                         help="who judges the drawings: a pipeline folder whose thinker sees, or a thinker "
                              "folder (default: the drawing model's own thinker; without --model, the "

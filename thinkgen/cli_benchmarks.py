@@ -19,6 +19,7 @@ from .cli import (
     _reflection_options,
     _sampling_options,
     _writable_dir,
+    reflection_correction,
 )
 
 
@@ -26,6 +27,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from .eval.shapeworld import markdown, run_suite
 
     out = _writable_dir(args.out)
+    correct = reflection_correction(args)  # a bad --tries fails before the model loads
     pipe = _load(args.model)
     judge = _load_judge(args.judge) if args.judge else None
     if args.resolution is not None:
@@ -37,7 +39,8 @@ def evaluate(args: argparse.Namespace) -> int:
         summary = run_suite(pipe, args.suite, out, think=args.think, n_per_prompt=args.n_per_prompt,
                             n_items=args.n_items, seed=args.seed, batch_size=args.batch, resolution=args.resolution,
                             num_inference_steps=args.steps, guidance_scale=args.cfg, split=args.split,
-                            overwrite=args.overwrite, reflect=args.reflect, judge=judge, correct=args.correct)
+                            overwrite=args.overwrite, reflect=args.reflect, judge=judge,
+                            correct=correct)
     except (ValueError, FileExistsError) as error:  # a limit of the pipeline, or a folder with results
         raise UserError(str(error)) from None
     print(markdown(summary))

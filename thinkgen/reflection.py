@@ -138,12 +138,24 @@ CORRECTIONS: dict[str, Callable[[], Correction]] = {
 }
 
 
-def correction(name: str | Correction) -> Correction:
+def correction(name: str | Correction, tries: int | None = None) -> Correction:
+    """The correction a name calls (:data:`CORRECTIONS`). ``tries`` sets how many corrections a
+    "retry-" one makes per image and round (default :data:`RETRIES`); other names take none."""
     if isinstance(name, Correction):
         return name
     if name not in CORRECTIONS:
         raise ValueError(f"unknown reflection correction {name!r}; choose from {sorted(CORRECTIONS)}")
-    return CORRECTIONS[name]()
+    if tries is None:
+        return CORRECTIONS[name]()
+    if not name.startswith("retry-"):
+        raise ValueError(f"tries applies to the retry- corrections, not {name!r}")
+    return Checked(CORRECTIONS[name]().inner, tries)
+
+
+def describe(correct: Correction) -> str:
+    """A correction as a results table names it: "edit", "retry-edit, up to 8 tries", ..."""
+    tries = getattr(correct, "tries", 1)
+    return correct.name if tries == 1 else f"{correct.name}, up to {tries} tries"
 
 
 # ----------------------------------------------------------------------------- the loop

@@ -32,7 +32,14 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..reflection import correction, generate_with_reflection, is_right, judge_prompt
+from ..reflection import (
+    Correction,
+    correction,
+    describe,
+    generate_with_reflection,
+    is_right,
+    judge_prompt,
+)
 from ..world import suites
 from ..world.captions import canonical, target_of
 from ..world.facts import WISE_WEIGHTS
@@ -112,16 +119,17 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
               n_items: int | None = None, seed: int = 0, batch_size: int = 8,
               resolution: int | None = None, num_inference_steps: int | None = None,
               guidance_scale: float | None = None, progress: bool = True, split: str = "test",
-              overwrite: bool = False, reflect: int = 0, judge=None, correct: str = "edit") -> dict[str, Any]:
+              overwrite: bool = False, reflect: int = 0, judge=None,
+              correct: str | Correction = "edit") -> dict[str, Any]:
     """Generate for every item of a suite's split (the test split by default) and score it.
 
     ``scores.json`` is written last and atomically, with ``"complete": true`` and the item count, so
     an interrupted run can never pass for a finished one; a folder that already holds results is
     refused unless ``overwrite``, which first removes the old scores. With ``reflect``, ``judge`` (a
-    pipeline or a thinker that sees; default ``pipe``) judges and ``correct`` names the correction
-    (:data:`thinkgen.reflection.CORRECTIONS`)."""
+    pipeline or a thinker that sees; default ``pipe``) judges and ``correct`` is the correction, or
+    its name (:data:`thinkgen.reflection.CORRECTIONS`)."""
     out = Path(out)
-    correction(correct)  # an unknown name fails before any drawing
+    correct = correction(correct)  # an unknown name fails before any drawing
     if reflect and suite not in ("composition", "reasoning", "text"):
         raise ValueError(f"reflect applies to the suites that draw from a prompt (composition, reasoning, "
                          f"text), not {suite}")
@@ -179,7 +187,7 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
         first = summarise(suite, [{**row, "score": row["first_score"]} for row in rows])
         summary["before_reflection"] = {k: first[k] for k in ("overall", "categories")}
         summary["reflect"] = reflect
-        summary["correction"] = correct
+        summary["correction"] = describe(correct)
         summary["images_corrected"] = sum(any(not is_right(v) for v in row["verdicts"]) for row in rows)
         summary["wrong_to_right"] = sum(row["first_score"] < row["score"] for row in rows)
         summary["right_to_wrong"] = sum(row["first_score"] > row["score"] for row in rows)
