@@ -61,6 +61,9 @@ REFLECTION = {  # one round on composition, think mode
     "embedded model drawing, shipped judge, retry-edit (up to 4 judged edits)":
         "reflection/embedded_judge_reasoning_retry-edit1",
     "stage 7 + 3,000 steps, half edits, drawing, shipped judge, retry-edit": "reflection/edits_judge_retry-edit1",
+    "embedded model drawing, shipped judge, retry-edit, up to 8 tries": "reflection/embedded_judge_reasoning_retry8-edit1",
+    "embedded model drawing, shipped judge, retry-redraw (up to 4 judged redraws)":
+        "reflection/embedded_judge_reasoning_retry-redraw1",
 }
 REFLECTION_TWO = {  # two rounds
     "embedded model drawing, judge taught on its drawings, edit, 2 rounds": "reflection/embedded_judge_edit2",
@@ -131,14 +134,21 @@ def main(root: str = "results") -> None:
         rows.append(("text word accuracy", 0.60, *max(texts)))
     for label, runs in (("reflection: composition gain of one round", REFLECTION),
                         ("reflection: composition gain of two rounds", REFLECTION_TWO)):
-        gains = [(s["overall"] - s["before_reflection"]["overall"], name)
-                 for name, folder in runs.items() if (s := load(base / folder))]
+        # the goal also says a round never lowers composition: its images turned wrong are named
+        gains = [(s["overall"] - s["before_reflection"]["overall"], name + (
+                  f" ({s['wrong_to_right']} wrong → right, {s['right_to_wrong']} right → wrong)"
+                  if "right_to_wrong" in s else ""), s.get("right_to_wrong")) for name, folder in runs.items()
+                 if (s := load(base / folder))]
         if gains:
-            rows.append((label, 0.05, *max(gains)))
+            value, name, spoiled = max(gains)
+            # the goal: +0.05 and never lowering; a round that gains enough but turns right images wrong
+            # meets the first half only
+            rows.append((label, 0.05, value, name, f"gain met; {spoiled} right images turned wrong"
+                         if value >= 0.05 and spoiled else None))
 
     print("| goal | target | best measured | by | gap |\n|---|---|---|---|---|")
-    for label, goal, value, name in rows:
-        gap = "met" if value >= goal else f"{value - goal:+.3f}"
+    for label, goal, value, name, *note in rows:
+        gap = (note[0] if note and note[0] else "met") if value >= goal else f"{value - goal:+.3f}"
         print(f"| {label} | {goal:.2f} | {value:.3f} | {name} | {gap} |")
 
     print("\nWhere the images fail: share of images whose rewrite is the canonical caption, and the")

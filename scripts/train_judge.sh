@@ -45,9 +45,9 @@ for judge in shapeworld_vl:$V judge:$J judge_reasoning:$R; do
     results/latent/final/reasoning-think > $OUT/judge_accuracy_${name}_on_reasoning.txt
 done
 # reflect OUT_NAME SUITE JUDGE_DIR CORRECTION ROUNDS: think mode, the embedded model drawing and correcting
-reflect() {
+reflect() {  # NAME SUITE JUDGE CORRECTION ROUNDS [more eval options]
   complete $OUT/$1 || $THINKGEN eval --suite $2 --model $E --judge $3 --reflect $5 --correct $4 \
-    --n-per-prompt 4 --n-items 120 --out $OUT/$1 --overwrite > /dev/null
+    --n-per-prompt 4 --n-items 120 --out $OUT/$1 --overwrite "${@:6}" > /dev/null
 }
 for correct in edit redraw; do
   reflect embedded_shapeworld_vl_${correct}1 composition $V $correct 1
@@ -78,5 +78,10 @@ reflect reasoning_judge_multi_edit1 reasoning $M edit 1
 reflect embedded_judge_multi_retry-edit1 composition $M retry-edit 1
 reflect embedded_judge_reasoning_retry-edit1 composition $R retry-edit 1
 reflect reasoning_judge_reasoning_retry-edit1 reasoning $R retry-edit 1
+# session 17: up to eight judged edits; up to four judged redraws; the demo prompt after a round
+reflect embedded_judge_reasoning_retry8-edit1 composition $R retry-edit 1 --tries 8
+reflect embedded_judge_reasoning_retry-redraw1 composition $R retry-redraw 1
+[ -s $OUT/demo_seeds_retry8-edit1.txt ] || $PYTHON scripts/demo_seeds.py $E 16 1 retry-edit 8 \
+  > $OUT/demo_seeds_retry8-edit1.txt
 tail -n 3 $OUT/judge_accuracy_*.txt
 grep -H "before reflection\|overall\|wrong →" $OUT/*/scores.md

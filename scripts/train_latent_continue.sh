@@ -12,6 +12,9 @@
 #   continue_think_states_seed2  stage 7 again with another seed (how far two runs differ)
 #   continue_relations_seed2   stage 7 on relation scenes with another seed
 #   continue_relations_counting  stage 7 on relation scenes and one-shape counting scenes
+# and session 17's:
+#   continue_shift3            stage 7 with training sigmas shifted towards noise (data.timestep_shift 3),
+#                              sampled with the scheduler's shift 1 and (continue_shift3_sampled3) 3
 # Needs the recipe's stage-5 export (scripts/train_shapeworld_latent.sh writes it); the session-13
 # runs read its copy that was shipped then.
 set -euo pipefail
@@ -46,4 +49,11 @@ run_stage $E/dit_continue_relations_finetune_seed2.yaml
 evaluate $R/dit_continue_relations_finetune_seed2/final continue_relations_seed2
 run_stage $E/dit_continue_relations_counting_finetune.yaml
 evaluate $R/dit_continue_relations_counting_finetune/final continue_relations_counting
+run_stage $E/dit_continue_finetune_shift3.yaml
+evaluate $R/dit_continue_finetune_shift3/final continue_shift3
+# the same weights sampled with the scheduler's shift 3 (a copy of the folder; only the scheduler differs)
+[ -f $R/dit_continue_finetune_shift3_sampled3/model_index.json ] || {
+  cp -r $R/dit_continue_finetune_shift3/final $R/dit_continue_finetune_shift3_sampled3
+  $PYTHON scripts/set_scheduler_shift.py $R/dit_continue_finetune_shift3_sampled3 3; }
+evaluate $R/dit_continue_finetune_shift3_sampled3 continue_shift3_sampled3
 echo "== done ($(date +%T))"

@@ -199,6 +199,22 @@ def test_dit_loss_decreases(tiny_dir, tmp_path):
     assert end < 0.8 * start, (start, end)
 
 
+def test_dit_timestep_shift_bends_the_training_sigmas(tiny_dir, tmp_path):
+    """`data.timestep_shift`: the same draws, each sigma bent by flow.shift_sigmas (towards noise
+    above 1); everything else in the batch is unchanged."""
+    from thinkgen.flow import shift_sigmas
+
+    plain = build_stage(dit_config(tiny_dir, tmp_path / "a")).batch(0, 0, 4)
+    config = dit_config(tiny_dir, tmp_path / "b")
+    config.data.timestep_shift = 3.0
+    shifted = build_stage(config).batch(0, 0, 4)
+    assert torch.allclose(shifted["sigma"], shift_sigmas(plain["sigma"], 3.0))
+    assert bool((shifted["sigma"] > plain["sigma"]).all())
+    assert torch.equal(shifted["x0"], plain["x0"]) and torch.equal(shifted["noise"], plain["noise"])
+    with pytest.raises(C.ConfigError, match="timestep_shift"):
+        C.from_dict({"stage": "dit_pretrain", "output_dir": str(tmp_path / "c"), "data": {"timestep_shift": 0}})
+
+
 def test_dit_stage_from_a_half_precision_pipeline_trains_in_float32(tiny_dir, tmp_path):
     """The embedded model ships in fp16; a DiT stage that continues it must train fp32 weights."""
     pipe = ThinkGenPipeline.from_pretrained(tiny_dir)

@@ -171,6 +171,9 @@ class DataConfig:
     # words come) or "balanced" lengths (each of 1-4 characters a quarter; short words repeat)
     text_lengths: Literal["distinct", "balanced"] = "distinct"
     timesteps: Literal["logit_normal", "uniform"] = "logit_normal"
+    # DiT stages: the static shift bent into every training sigma (flow.shift_sigmas; above 1 trains the
+    # noisy end more, where a scene's layout is decided). A pipeline samples with its scheduler's own shift.
+    timestep_shift: Annotated[float, Field(gt=0, le=20)] = 1.0
     # DiT stages: how the composition test's position and colour-binding statements are held out of
     # training: no "scenes" showing one, or no "captions" saying one (dit_stage.TrainingScenes)
     held_out: Literal["scenes", "captions"] = "scenes"

@@ -321,7 +321,7 @@ class DiTStage:
             drop = torch.rand((), generator=g).item() < cfg.data.caption_dropout
             states.append(self.null_states if drop else self.states[index])
             masks.append(self.null_mask if drop else self.masks[index])
-            sigmas.append(flow.sample_timesteps(1, cfg.data.timesteps, generator=g))
+            sigmas.append(flow.sample_timesteps(1, cfg.data.timesteps, cfg.data.timestep_shift, generator=g))
             noises.append(torch.randn(*self.latent_shape, generator=g))
         x0 = _pixels(self.images[picks]) if self.latents is None else self.latents[picks]  # (B, C, h, w)
         patch = self.pipe.patch
@@ -341,7 +341,7 @@ class DiTStage:
             row = len(self.captions) + index  # edit instructions follow the captions in the state cache
             states.append(self.null_states if drop else self.states[row])
             masks.append(self.null_mask if drop else self.masks[row])
-            sigmas.append(flow.sample_timesteps(1, cfg.data.timesteps, generator=g))
+            sigmas.append(flow.sample_timesteps(1, cfg.data.timesteps, cfg.data.timestep_shift, generator=g))
             noises.append(torch.randn(*self.latent_shape, generator=g))
         patch = self.pipe.patch
         return {"states": torch.stack(states).float(), "mask": torch.stack(masks), "sigma": torch.cat(sigmas),
