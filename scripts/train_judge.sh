@@ -81,6 +81,7 @@ reflect reasoning_judge_reasoning_retry-edit1 reasoning $R retry-edit 1
 # session 17: up to eight judged edits; up to four judged redraws; the demo prompt after a round
 reflect embedded_judge_reasoning_retry8-edit1 composition $R retry-edit 1 --tries 8
 reflect embedded_judge_reasoning_retry-redraw1 composition $R retry-redraw 1
+reflect reasoning_judge_reasoning_retry8-edit1 reasoning $R retry-edit 1 --tries 8
 [ -s $OUT/demo_seeds_retry8-edit1.txt ] || $PYTHON scripts/demo_seeds.py $E 16 1 retry-edit 8 \
   > $OUT/demo_seeds_retry8-edit1.txt
 tail -n 3 $OUT/judge_accuracy_*.txt
