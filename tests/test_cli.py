@@ -111,7 +111,7 @@ def test_generate_reflect_with_another_judge_and_redraws(capsys, model_dir, vl_d
     and an image judged wrong is drawn again; the rounds say so."""
     target = tmp_path / "j.png"
     code, out, _ = run(capsys, "generate", "a red circle", "--model", model_dir, "--judge", vl_dir, "-o", target,
-                       "--steps", 2, "--reflect", 1, "--correct", "redraw")
+                       "--steps", 2, "--reflect", 1, "--correct", "redraw", "--judge-against", "rewrite")
     assert code == 0 and Image.open(target).size == (32, 32) and (tmp_path / "j.round1.png").exists()
     judged = [line for line in out.splitlines() if line.startswith("round 1:")]
     assert len(judged) == 1 and ("right" in judged[0] or "redraw; the judge wrote" in judged[0])
@@ -119,6 +119,8 @@ def test_generate_reflect_with_another_judge_and_redraws(capsys, model_dir, vl_d
                           "--reflect", 1), "sees images")
     assert_user_error(run(capsys, "generate", "x", "--model", vl_dir, "-o", tmp_path / "y.png", "--reflect", 1,
                           "--correct", "retry"), "invalid choice")
+    assert_user_error(run(capsys, "generate", "x", "--model", vl_dir, "-o", tmp_path / "y.png", "--reflect", 1,
+                          "--judge-against", "caption"), "invalid choice")
 
 
 def test_generate_reflect_user_errors(capsys, model_dir, tmp_path):

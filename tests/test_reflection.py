@@ -22,11 +22,13 @@ class ScriptedJudge:
 
     def __init__(self, thinker, verdicts: list[str]) -> None:
         self.thinker, self.verdicts, self.judged, self.real = thinker, list(verdicts), [], thinker.encode
+        self.asked: list[str] = []  # the judge prompts, in order
 
     def __call__(self, prompts, think=True, images=None, seed=None):
         out = self.real(prompts, think=think, images=images, seed=seed)
         if prompts[0].startswith("The request was"):
             self.judged.append([np.asarray(group[0]).copy() for group in images])
+            self.asked += prompts
             out = dataclasses.replace(out, rewritten=[self.verdicts.pop(0) for _ in prompts])
         return out
 
@@ -237,11 +239,39 @@ def test_retry_edit_keeps_the_first_edit_judged_right(pipe, monkeypatch, accepte
     assert np.array_equal(np.asarray(out.images[0]), np.asarray(final))
 
 
-def test_the_cli_offers_every_correction():
-    from thinkgen.cli import CORRECTION_NAMES
-    from thinkgen.reflection import CORRECTIONS, Checked, EditCorrection, correction
+def test_the_judge_checks_against_the_prompt_or_the_rewrite(pipe, monkeypatch, tmp_path):
+    """`judge_against="rewrite"`: in think mode the judge (and a retry's check) is asked about the
+    drawing thinker's rewrite instead of the prompt; in direct mode, and by default, the prompt."""
+    from thinkgen.eval.shapeworld import run_suite
+    from thinkgen.reflection import correction
 
-    assert CORRECTION_NAMES == sorted(CORRECTIONS)
+    rewrite = pipe(["a red circle"], think=True, num_inference_steps=2).rewritten[0]
+    assert rewrite != "a red circle"  # the tiny thinker's rewrite differs from the prompt
+    for against, think, asked in (("rewrite", True, rewrite), ("prompt", True, "a red circle"),
+                                  ("rewrite", False, "a red circle")):
+        judge = ScriptedJudge(pipe.thinker, ["make the red circle blue", "add a square", RIGHT])
+        monkeypatch.setattr(pipe.thinker, "encode", judge)
+        generate_with_reflection(pipe, "a red circle", rounds=1, think=think, num_inference_steps=2,
+                                 correct=correction("retry-edit", tries=2), judge_against=against)
+        monkeypatch.undo()
+        assert judge.asked == [judge_prompt(asked)] * 3  # the drawing, then both tries
+    with pytest.raises(ValueError, match="judge_against"):
+        generate_with_reflection(pipe, "a red circle", rounds=1, judge_against="caption")
+    with pytest.raises(ValueError, match="judge_against"):
+        run_suite(pipe, "composition", tmp_path / "x", reflect=1, judge_against="caption")
+    assert not (tmp_path / "x").exists()  # refused before any drawing
+    monkeypatch.setattr(pipe.thinker, "encode", ScriptedJudge(pipe.thinker, [RIGHT] * 100))
+    summary = run_suite(pipe, "composition", tmp_path / "r", n_items=1, n_per_prompt=1, num_inference_steps=2,
+                        progress=False, reflect=1, judge_against="rewrite")
+    assert summary["judged_against"] == "rewrite"
+    assert "judged against the rewrite" in (tmp_path / "r" / "scores.md").read_text()
+
+
+def test_the_cli_offers_every_correction():
+    from thinkgen.cli import CORRECTION_NAMES, JUDGED_AGAINST_NAMES
+    from thinkgen.reflection import CORRECTIONS, JUDGED_AGAINST, Checked, EditCorrection, correction
+
+    assert CORRECTION_NAMES == sorted(CORRECTIONS) and JUDGED_AGAINST_NAMES == list(JUDGED_AGAINST)
     assert all(correction(name).name == name for name in CORRECTIONS)
     with pytest.raises(ValueError, match="tries"):
         Checked(EditCorrection(), tries=0)

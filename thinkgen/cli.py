@@ -191,7 +191,8 @@ def _reflect(pipe, args: argparse.Namespace, prompts: list[str], paths: list[Pat
     from .reflection import generate_with_reflection
 
     out = generate_with_reflection(pipe, prompts, rounds=args.reflect, think=args.think, seed=args.seed,
-                                   judge=judge, correct=correct, **drawing)
+                                   judge=judge, correct=correct,
+                                   judge_against=args.judge_against, **drawing)
     for prompt, rounds, image, path in zip(prompts, out.rounds, out.images, paths, strict=True):
         print(f"prompt:    {prompt}")
         for k, judged in enumerate(rounds, 1):
@@ -467,6 +468,7 @@ def reflection_correction(args: argparse.Namespace):
 
 # thinkgen.reflection.CORRECTIONS' names (a test keeps them equal; the CLI starts without importing it)
 CORRECTION_NAMES = ["checked-edit", "checked-redraw", "edit", "redraw", "retry-edit", "retry-redraw"]
+JUDGED_AGAINST_NAMES = ["prompt", "rewrite"]  # thinkgen.reflection.JUDGED_AGAINST
 
 
 def _reflection_options(parser: argparse.ArgumentParser) -> None:
@@ -477,6 +479,9 @@ def _reflection_options(parser: argparse.ArgumentParser) -> None:
                              "the first the judge calls right is kept")
     parser.add_argument("--tries", type=validate.bounded_int(1, 64), default=None, metavar="N",
                         help="corrections a retry- correction makes per image and round (default 4)")
+    parser.add_argument("--judge-against", choices=JUDGED_AGAINST_NAMES, default="prompt",
+                        help="what the judge checks each image against: the prompt (default) or, in think "
+                             "mode, the instruction the drawing thinker wrote after </think>")
     parser.add_argument("--judge", type=validate.path, default=None, metavar="DIR",
                         help="who judges the drawings: a pipeline folder whose thinker sees, or a thinker "
                              "folder (default: the drawing model's own thinker; without --model, the "

@@ -40,7 +40,7 @@ def evaluate(args: argparse.Namespace) -> int:
                             n_items=args.n_items, seed=args.seed, batch_size=args.batch, resolution=args.resolution,
                             num_inference_steps=args.steps, guidance_scale=args.cfg, split=args.split,
                             overwrite=args.overwrite, reflect=args.reflect, judge=judge,
-                            correct=correct)
+                            correct=correct, judge_against=args.judge_against)
     except (ValueError, FileExistsError) as error:  # a limit of the pipeline, or a folder with results
         raise UserError(str(error)) from None
     print(markdown(summary))

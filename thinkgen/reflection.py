@@ -13,6 +13,10 @@ ThinkGen's fifth scenario. A round is two passes:
    one's result only when the judge calls it right ("checked-edit"), or tries up to four and keeps
    the first the judge calls right ("retry-edit").
 
+The judge checks each image against the prompt, or (``judge_against="rewrite"``, think mode) against
+the instruction the drawing thinker wrote: a judge that has not learned a fact the thinker has
+("a tricycle has three wheels") then checks the drawing, not its own reading of the riddle.
+
 Rounds stop at the first verdict of :data:`RIGHT`, or after ``rounds`` corrections. The judge is the
 drawing pipeline's own thinker by default; ``judge=`` lets another thinker that sees judge: another
 pipeline's, or a thinker alone (:func:`load_judge`). The embedded text model draws and edits best;
@@ -80,7 +84,8 @@ class Correction:
 
     def __call__(self, pipe: ThinkGenPipeline, prompt: str, image: Image.Image, verdict: str, *, index: int,
                  round_number: int, seed: int, think: bool, drawing: dict[str, Any],
-                 judge: Thinker) -> Image.Image:
+                 judge: Thinker, request: str | None = None) -> Image.Image:
+        """``request``: what the judge checks images against (default ``prompt``; see :func:`reflect`)."""
         raise NotImplementedError
 
 
@@ -90,7 +95,8 @@ class EditCorrection(Correction):
 
     name = "edit"
 
-    def __call__(self, pipe, prompt, image, verdict, *, index, round_number, seed, think, drawing, judge):
+    def __call__(self, pipe, prompt, image, verdict, *, index, round_number, seed, think, drawing, judge,
+                 request=None):
         noise = seed + index + (round_number - 1) * SEED_STRIDE
         return pipe([verdict], think=False, images=[[image]], seed=noise, **drawing).images[0]
 
@@ -101,7 +107,8 @@ class Redraw(Correction):
 
     name = "redraw"
 
-    def __call__(self, pipe, prompt, image, verdict, *, index, round_number, seed, think, drawing, judge):
+    def __call__(self, pipe, prompt, image, verdict, *, index, round_number, seed, think, drawing, judge,
+                 request=None):
         return pipe([prompt], think=think, seed=seed + index + round_number * SEED_STRIDE, **drawing).images[0]
 
 
@@ -120,17 +127,19 @@ class Checked(Correction):
         self.inner, self.tries = inner, tries
         self.name = f"checked-{inner.name}" if tries == 1 else f"retry-{inner.name}"
 
-    def __call__(self, pipe, prompt, image, verdict, *, index, round_number, seed, think, drawing, judge):
+    def __call__(self, pipe, prompt, image, verdict, *, index, round_number, seed, think, drawing, judge,
+                 request=None):
         for attempt in range(self.tries):  # attempt k draws from seed + k * TRY_STRIDE: new noise
             corrected = self.inner(pipe, prompt, image, verdict, index=index, round_number=round_number,
                                    seed=seed + attempt * TRY_STRIDE, think=think, drawing=drawing, judge=judge)
-            judged = judge.encode([judge_prompt(prompt)], think=True, images=[[corrected]], seed=seed)
+            judged = judge.encode([judge_prompt(request or prompt)], think=True, images=[[corrected]], seed=seed)
             if is_right(judged.rewritten[0].strip()):
                 return corrected
         return image
 
 
 RETRIES = 4  # corrections a "retry-" strategy tries per image and round
+JUDGED_AGAINST = ("prompt", "rewrite")  # what generate_with_reflection's judge checks an image against
 CORRECTIONS: dict[str, Callable[[], Correction]] = {
     "edit": EditCorrection, "redraw": Redraw,
     "checked-edit": lambda: Checked(EditCorrection()), "checked-redraw": lambda: Checked(Redraw()),
@@ -161,33 +170,47 @@ def describe(correct: Correction) -> str:
 # ----------------------------------------------------------------------------- the loop
 def generate_with_reflection(pipe: ThinkGenPipeline, prompts: str | list[str], rounds: int = 1,
                              think: bool = True, seed: int = 0, judge: ThinkGenPipeline | Thinker | None = None,
-                             correct: str | Correction = "edit", **drawing: Any) -> ReflectionOutput:
+                             correct: str | Correction = "edit", judge_against: str = "prompt",
+                             **drawing: Any) -> ReflectionOutput:
     """Draw each prompt, then up to ``rounds`` judge-and-correct rounds. ``drawing`` goes to every
-    draw (steps, guidance scales, size). Prompt ``i`` draws with ``seed + i``, as ``pipe(...)``."""
+    draw (steps, guidance scales, size). Prompt ``i`` draws with ``seed + i``, as ``pipe(...)``.
+
+    ``judge_against`` is what the judge checks each image against: the "prompt" (default), or, in
+    think mode, the drawing thinker's "rewrite" (the instruction it wrote after ``</think>``), so a
+    judge that lacks the thinker's knowledge checks the drawing, not the riddle (in direct mode the
+    prompt either way)."""
+    if judge_against not in JUDGED_AGAINST:
+        raise ValueError(f"judge_against must be one of {JUDGED_AGAINST}, got {judge_against!r}")
     judge = _judge_thinker(pipe if judge is None else judge, rounds)
     correct = correction(correct)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    first = pipe(prompts, think=think, seed=seed, **drawing).images
-    return reflect(pipe, prompts, first, rounds, seed=seed, judge=judge, correct=correct, think=think, **drawing)
+    first = pipe(prompts, think=think, seed=seed, **drawing)
+    requests = first.rewritten if think and judge_against == "rewrite" else None
+    return reflect(pipe, prompts, first.images, rounds, seed=seed, judge=judge, correct=correct, think=think,
+                   requests=requests, **drawing)
 
 
 def reflect(pipe: ThinkGenPipeline, prompts: list[str], images: list[Image.Image], rounds: int = 1,
             seed: int = 0, judge: ThinkGenPipeline | Thinker | None = None, correct: str | Correction = "edit",
-            think: bool = True, **drawing: Any) -> ReflectionOutput:
+            think: bool = True, requests: list[str] | None = None, **drawing: Any) -> ReflectionOutput:
     """Up to ``rounds`` judge-and-correct rounds on images already drawn (``images[i]`` for
     ``prompts[i]``, by ``pipe`` or by any other model). ``judge`` (default: ``pipe``), a pipeline or a
-    thinker, must see images; ``pipe`` makes the corrections. ``think`` is the mode a redraw draws in."""
+    thinker, must see images; ``pipe`` makes the corrections. ``think`` is the mode a redraw draws in.
+    ``requests[i]`` is what image ``i`` is judged against (default: ``prompts[i]``)."""
     judge = _judge_thinker(pipe if judge is None else judge, rounds)
     correct = correction(correct)
     if len(images) != len(prompts):
         raise ValueError(f"reflect needs one image per prompt: {len(prompts)} prompts, {len(images)} images")
+    requests = list(prompts) if requests is None else list(requests)
+    if len(requests) != len(prompts):
+        raise ValueError(f"reflect needs one request per prompt: {len(prompts)} prompts, {len(requests)} requests")
     current = list(images)
     history: list[list[ReflectionRound]] = [[] for _ in prompts]
     open_rows = list(range(len(prompts)))  # prompts not yet judged right
     for round_ in range(1, rounds + 1):
         if not open_rows:
             break
-        judged = judge.encode([judge_prompt(prompts[i]) for i in open_rows], think=True,
+        judged = judge.encode([judge_prompt(requests[i]) for i in open_rows], think=True,
                               images=[[current[i]] for i in open_rows], seed=seed)
         wrong = []
         for row, i in enumerate(open_rows):
@@ -198,7 +221,7 @@ def reflect(pipe: ThinkGenPipeline, prompts: list[str], images: list[Image.Image
                 wrong.append(i)
         for i in wrong:  # one call per image: each has its own image and seed
             current[i] = correct(pipe, prompts[i], current[i], history[i][-1].verdict, index=i, round_number=round_,
-                                 seed=seed, think=think, drawing=drawing, judge=judge)
+                                 seed=seed, think=think, drawing=drawing, judge=judge, request=requests[i])
         open_rows = wrong
     return ReflectionOutput(current, history, list(images))
 

@@ -33,6 +33,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..reflection import (
+    JUDGED_AGAINST,
     Correction,
     correction,
     describe,
@@ -95,7 +96,8 @@ def markdown(summary: dict[str, Any]) -> str:
             lines.append(f"| mean {extra} | {summary[extra]:.3f} |")
     if "before_reflection" in summary:
         lines.append(f"| before reflection ({summary['reflect']} round(s) at most, "
-                     f"correction: {summary.get('correction', 'edit')}) | {summary['before_reflection']['overall']:.3f} |")
+                     f"correction: {summary.get('correction', 'edit')}"
+                     f"{', judged against the rewrite' if summary.get('judged_against') == 'rewrite' else ''}) | {summary['before_reflection']['overall']:.3f} |")
         if "wrong_to_right" in summary:
             lines.append(f"| images wrong → right / right → wrong | {summary['wrong_to_right']} / "
                          f"{summary['right_to_wrong']} |")
@@ -120,16 +122,19 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
               resolution: int | None = None, num_inference_steps: int | None = None,
               guidance_scale: float | None = None, progress: bool = True, split: str = "test",
               overwrite: bool = False, reflect: int = 0, judge=None,
-              correct: str | Correction = "edit") -> dict[str, Any]:
+              correct: str | Correction = "edit", judge_against: str = "prompt") -> dict[str, Any]:
     """Generate for every item of a suite's split (the test split by default) and score it.
 
     ``scores.json`` is written last and atomically, with ``"complete": true`` and the item count, so
     an interrupted run can never pass for a finished one; a folder that already holds results is
     refused unless ``overwrite``, which first removes the old scores. With ``reflect``, ``judge`` (a
     pipeline or a thinker that sees; default ``pipe``) judges and ``correct`` is the correction, or
-    its name (:data:`thinkgen.reflection.CORRECTIONS`)."""
+    its name (:data:`thinkgen.reflection.CORRECTIONS`); ``judge_against`` as in
+    :func:`~thinkgen.reflection.generate_with_reflection`."""
     out = Path(out)
     correct = correction(correct)  # an unknown name fails before any drawing
+    if judge_against not in JUDGED_AGAINST:
+        raise ValueError(f"judge_against must be one of {JUDGED_AGAINST}, got {judge_against!r}")
     if reflect and suite not in ("composition", "reasoning", "text"):
         raise ValueError(f"reflect applies to the suites that draw from a prompt (composition, reasoning, "
                          f"text), not {suite}")
@@ -154,7 +159,8 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
         if reflect:  # image i of the batch draws with the seed it has without reflection
             flat = [item.prompt for item in batch for _ in range(n_per_prompt)]
             result = generate_with_reflection(pipe, flat, rounds=reflect, think=think, judge=judge, correct=correct,
-                                              seed=seed + start * n_per_prompt, **drawing)
+                                              judge_against=judge_against, seed=seed + start * n_per_prompt,
+                                              **drawing)
         else:
             result = pipe([item.prompt for item in batch], think=think, images=images,
                           seed=seed + start * n_per_prompt, num_images_per_prompt=n_per_prompt, **drawing)
@@ -188,6 +194,7 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
         summary["before_reflection"] = {k: first[k] for k in ("overall", "categories")}
         summary["reflect"] = reflect
         summary["correction"] = describe(correct)
+        summary["judged_against"] = judge_against
         summary["images_corrected"] = sum(any(not is_right(v) for v in row["verdicts"]) for row in rows)
         summary["wrong_to_right"] = sum(row["first_score"] < row["score"] for row in rows)
         summary["right_to_wrong"] = sum(row["first_score"] > row["score"] for row in rows)
