@@ -3,10 +3,11 @@
 of objects are right on their own. With a third argument, also after that many reflection rounds
 in think mode (the embedded judge judges, the model applies its edits, as in `make demo`), and a
 fourth names the correction (`thinkgen.reflection.CORRECTIONS`; default "edit"), a fifth the tries
-of a retry- correction (default 4).
+of a retry- correction ("-": the default, 4), a sixth what the judge checks against ("prompt", the
+default, or "rewrite": the thinker's rewrite).
 
-    python scripts/demo_seeds.py [MODEL_DIR] [N] [REFLECT_ROUNDS] [CORRECTION] [TRIES]
-    (default: the embedded model, 4 seeds, 0 rounds, edit)
+    python scripts/demo_seeds.py [MODEL_DIR] [N] [REFLECT_ROUNDS] [CORRECTION] [TRIES] [JUDGE_AGAINST]
+    (default: the embedded model, 4 seeds, 0 rounds, edit, -, prompt)
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import torch
 
 from thinkgen import ThinkGenPipeline
 from thinkgen.cli import DEMO_ANSWER, DEMO_PROMPT, EMBEDDED, EMBEDDED_JUDGE, demo_objects
-from thinkgen.reflection import correction, describe, load_judge, reflect
+from thinkgen.reflection import JUDGED_AGAINST, correction, describe, load_judge, reflect
 
 
 def main(model: str = str(EMBEDDED), n: str = "4", rounds: str = "0", correct: str = "edit",
-         tries: str | None = None) -> None:
-    correct = correction(correct, None if tries is None else int(tries))
+         tries: str = "-", judge_against: str = "prompt") -> None:
+    correct = correction(correct, None if tries == "-" else int(tries))
+    if judge_against not in JUDGED_AGAINST:
+        raise SystemExit(f"error: JUDGE_AGAINST must be one of {JUDGED_AGAINST}, not {judge_against!r}")
     pipe = ThinkGenPipeline.from_pretrained(model, torch_dtype=torch.float32)
     judge = load_judge(EMBEDDED_JUDGE) if int(rounds) else None
     colours = {colour for colour, _ in DEMO_ANSWER}
@@ -38,7 +41,7 @@ def main(model: str = str(EMBEDDED), n: str = "4", rounds: str = "0", correct: s
                     f"parser reads {found} ({'right' if found == DEMO_ANSWER else 'wrong'})")
             if judge is not None and think:
                 after = reflect(pipe, [DEMO_PROMPT], out.images, rounds=int(rounds), seed=seed, judge=judge,
-                                correct=correct)
+                                correct=correct, requests=out.rewritten if judge_against == "rewrite" else None)
                 final = demo_objects(after.images[0])
                 reflected_right += final == DEMO_ANSWER
                 line += f"; after reflection {final} ({'right' if final == DEMO_ANSWER else 'wrong'})"
@@ -46,8 +49,8 @@ def main(model: str = str(EMBEDDED), n: str = "4", rounds: str = "0", correct: s
         print(f"{'think' if think else 'direct'}: {right} of {n} seeds right; only the asked colour: "
               f"{colour_right}; the asked number of objects: {count_right}")
         if judge is not None and think:
-            print(f"think, after up to {rounds} reflection round(s) ({describe(correct)}): {reflected_right} of {n} seeds right")
+            print(f"think, after up to {rounds} reflection round(s) ({describe(correct)}, judged against the {judge_against}): {reflected_right} of {n} seeds right")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:6])
+    main(*sys.argv[1:7])

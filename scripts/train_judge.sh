@@ -82,6 +82,11 @@ reflect reasoning_judge_reasoning_retry-edit1 reasoning $R retry-edit 1
 reflect embedded_judge_reasoning_retry8-edit1 composition $R retry-edit 1 --tries 8
 reflect embedded_judge_reasoning_retry-redraw1 composition $R retry-redraw 1
 reflect reasoning_judge_reasoning_retry8-edit1 reasoning $R retry-edit 1 --tries 8
+# ... and the judge checking against the thinker's rewrite instead of the prompt
+reflect embedded_judge_reasoning_edit1_rewrite composition $R edit 1 --judge-against rewrite
+reflect reasoning_judge_reasoning_edit1_rewrite reasoning $R edit 1 --judge-against rewrite
+[ -s $OUT/demo_seeds_edit1_rewrite.txt ] || $PYTHON scripts/demo_seeds.py $E 16 1 edit - rewrite \
+  > $OUT/demo_seeds_edit1_rewrite.txt
 [ -s $OUT/demo_seeds_retry8-edit1.txt ] || $PYTHON scripts/demo_seeds.py $E 16 1 retry-edit 8 \
   > $OUT/demo_seeds_retry8-edit1.txt
 tail -n 3 $OUT/judge_accuracy_*.txt
