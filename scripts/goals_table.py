@@ -33,6 +33,9 @@ MODELS = {
     "stage 7 on relation and counting scenes (experiment)": "latent/continue_relations_counting",
     "stage 7 + 1,000 steps, a third edits of its own drawings (experiment)": "latent/drawn_edits",
     "stage 7 + 3,000 steps, half edits (experiment, not shipped)": "latent/edits",
+    "the same, second seed (experiment)": "latent/edits_seed2",
+    "stage 7 trained at timestep shift 3 (experiment)": "latent/continue_shift3",
+    "the same, sampled at shift 3 (experiment)": "latent/continue_shift3_sampled3",
     "v2 (thinker that sees)": "v2",
 }
 TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)
@@ -145,6 +148,11 @@ def main(root: str = "results") -> None:
             # meets the first half only
             rows.append((label, 0.05, value, name, f"gain met; {spoiled} right images turned wrong"
                          if value >= 0.05 and spoiled else None))
+            enough = [g for g in gains if g[0] >= 0.05 and g[2] is not None]
+            if enough and min(g[2] for g in enough) < spoiled:  # the round that gains enough and spoils least
+                value, name, spoiled = min(enough, key=lambda g: (g[2], -g[0]))
+                rows.append((f"{label}, fewest right images spoiled", 0.05, value, name,
+                             f"gain met; {spoiled} right images turned wrong" if spoiled else None))
 
     print("| goal | target | best measured | by | gap |\n|---|---|---|---|---|")
     for label, goal, value, name, *note in rows:
