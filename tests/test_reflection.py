@@ -257,6 +257,8 @@ def test_the_judge_checks_against_the_prompt_or_the_rewrite(pipe, monkeypatch, t
         assert judge.asked == [judge_prompt(asked)] * 3  # the drawing, then both tries
     with pytest.raises(ValueError, match="judge_against"):
         generate_with_reflection(pipe, "a red circle", rounds=1, judge_against="caption")
+    with pytest.raises(ValueError, match="one request per prompt"):
+        reflect(pipe, ["a red circle"], [Image.new("RGB", (32, 32))], rounds=1, requests=["a", "b"])
     with pytest.raises(ValueError, match="judge_against"):
         run_suite(pipe, "composition", tmp_path / "x", reflect=1, judge_against="caption")
     assert not (tmp_path / "x").exists()  # refused before any drawing
