@@ -33,9 +33,9 @@ MODELS = {
     "stage 7 on relation and counting scenes (experiment)": "latent/continue_relations_counting",
     "stage 7 + 1,000 steps, a third edits of its own drawings (experiment)": "latent/drawn_edits",
     "stage 7 + 3,000 steps, half edits (experiment, not shipped)": "latent/edits",
-    "the same, second seed (experiment)": "latent/edits_seed2",
+    "stage 7 + 3,000 steps, half edits, second seed (experiment, not shipped)": "latent/edits_seed2",
     "stage 7 trained at timestep shift 3 (experiment)": "latent/continue_shift3",
-    "the same, sampled at shift 3 (experiment)": "latent/continue_shift3_sampled3",
+    "stage 7 trained and sampled at timestep shift 3 (experiment)": "latent/continue_shift3_sampled3",
     "v2 (thinker that sees)": "v2",
 }
 TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)
@@ -64,6 +64,7 @@ REFLECTION = {  # one round on composition, think mode
     "embedded model drawing, shipped judge, retry-edit (up to 4 judged edits)":
         "reflection/embedded_judge_reasoning_retry-edit1",
     "stage 7 + 3,000 steps, half edits, drawing, shipped judge, retry-edit": "reflection/edits_judge_retry-edit1",
+    "stage 7 + 3,000 steps, half edits, second seed, drawing, shipped judge, edit": "reflection/edits_seed2_judge_edit1",
     "embedded model drawing, shipped judge, retry-edit, up to 8 tries": "reflection/embedded_judge_reasoning_retry8-edit1",
     "embedded model drawing, shipped judge, retry-redraw (up to 4 judged redraws)":
         "reflection/embedded_judge_reasoning_retry-redraw1",
