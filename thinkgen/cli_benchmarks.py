@@ -27,7 +27,8 @@ def evaluate(args: argparse.Namespace) -> int:
     from .eval.shapeworld import markdown, run_suite
 
     out = _writable_dir(args.out)
-    correct = reflection_correction(args)  # a bad --tries fails before the model loads
+    # a bad --tries fails before the model loads; without --reflect it is unused, as in generate
+    correct = reflection_correction(args) if args.reflect else "edit"
     pipe = _load(args.model)
     judge = _load_judge(args.judge) if args.judge else None
     if args.resolution is not None:
