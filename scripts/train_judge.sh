@@ -80,6 +80,7 @@ reflect embedded_judge_reasoning_retry-edit1 composition $R retry-edit 1
 reflect reasoning_judge_reasoning_retry-edit1 reasoning $R retry-edit 1
 # session 17: up to eight judged edits; up to four judged redraws; the demo prompt after a round
 reflect embedded_judge_reasoning_retry8-edit1 composition $R retry-edit 1 --tries 8
+reflect embedded_judge_reasoning_retry8-edit1_seed1 composition $R retry-edit 1 --tries 8 --seed 1
 reflect embedded_judge_reasoning_retry-redraw1 composition $R retry-redraw 1
 reflect reasoning_judge_reasoning_retry8-edit1 reasoning $R retry-edit 1 --tries 8
 # ... and the judge checking against the thinker's rewrite instead of the prompt
