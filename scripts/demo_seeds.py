@@ -18,14 +18,13 @@ import torch
 
 from thinkgen import ThinkGenPipeline
 from thinkgen.cli import DEMO_ANSWER, DEMO_PROMPT, EMBEDDED, EMBEDDED_JUDGE, demo_objects
-from thinkgen.reflection import JUDGED_AGAINST, correction, describe, load_judge, reflect
+from thinkgen.reflection import check_judge_against, correction, describe, load_judge, reflect
 
 
 def main(model: str = str(EMBEDDED), n: str = "4", rounds: str = "0", correct: str = "edit",
          tries: str = "-", judge_against: str = "prompt") -> None:
     correct = correction(correct, None if tries == "-" else int(tries))
-    if judge_against not in JUDGED_AGAINST:
-        raise SystemExit(f"error: JUDGE_AGAINST must be one of {JUDGED_AGAINST}, not {judge_against!r}")
+    check_judge_against(judge_against)
     pipe = ThinkGenPipeline.from_pretrained(model, torch_dtype=torch.float32)
     judge = load_judge(EMBEDDED_JUDGE) if int(rounds) else None
     colours = {colour for colour, _ in DEMO_ANSWER}

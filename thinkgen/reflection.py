@@ -161,6 +161,12 @@ def correction(name: str | Correction, tries: int | None = None) -> Correction:
     return Checked(CORRECTIONS[name]().inner, tries)
 
 
+def check_judge_against(value: str) -> None:
+    """Refuse a ``judge_against`` that is not one of :data:`JUDGED_AGAINST`."""
+    if value not in JUDGED_AGAINST:
+        raise ValueError(f"judge_against must be one of {JUDGED_AGAINST}, got {value!r}")
+
+
 def describe(correct: Correction) -> str:
     """A correction as a results table names it: "edit", "retry-edit, up to 8 tries", ..."""
     tries = getattr(correct, "tries", 1)
@@ -179,8 +185,7 @@ def generate_with_reflection(pipe: ThinkGenPipeline, prompts: str | list[str], r
     think mode, the drawing thinker's "rewrite" (the instruction it wrote after ``</think>``), so a
     judge that lacks the thinker's knowledge checks the drawing, not the riddle (in direct mode the
     prompt either way)."""
-    if judge_against not in JUDGED_AGAINST:
-        raise ValueError(f"judge_against must be one of {JUDGED_AGAINST}, got {judge_against!r}")
+    check_judge_against(judge_against)
     judge = _judge_thinker(pipe if judge is None else judge, rounds)
     correct = correction(correct)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)

@@ -33,8 +33,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..reflection import (
-    JUDGED_AGAINST,
     Correction,
+    check_judge_against,
     correction,
     describe,
     generate_with_reflection,
@@ -133,8 +133,7 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
     :func:`~thinkgen.reflection.generate_with_reflection`."""
     out = Path(out)
     correct = correction(correct)  # an unknown name fails before any drawing
-    if judge_against not in JUDGED_AGAINST:
-        raise ValueError(f"judge_against must be one of {JUDGED_AGAINST}, got {judge_against!r}")
+    check_judge_against(judge_against)  # so is an unknown judge_against
     if reflect and suite not in ("composition", "reasoning", "text"):
         raise ValueError(f"reflect applies to the suites that draw from a prompt (composition, reasoning, "
                          f"text), not {suite}")
