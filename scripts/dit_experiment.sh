@@ -3,7 +3,9 @@
 # step budget (sized to about 15 minutes on 2 idle cores), then composition in direct mode
 # (120 items x 4 images, so the DiT alone is measured), then a line in results/dit_experiments/.
 #   scripts/dit_experiment.sh NAME STEPS [--set KEY=VALUE ...]
-# SUITE=text measures the text suite instead (at its own 64 px; word accuracy).
+# SUITE=text measures the text suite instead (at its own 64 px; word accuracy). CONFIG names the stage
+# config to start from (default: the pixel recipe's stage 2; configs/shapeworld/latent/3_dit_pretrain.yaml
+# for the latent recipe's, whose --set dit.autoencoder must then name an autoencoder folder).
 # Two lines are written: NAME (the EMA weights the stage saves) and NAME/raw (the last step's raw
 # weights), because at a budget this short an EMA of decay 0.999 still averages in early weights.
 # The thinker whose states condition the DiT is the embedded model's, frozen, so runs compare
@@ -14,12 +16,13 @@ NAME=$1; STEPS=$2; shift 2
 THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
 PYTHON=${PYTHON:-.venv/bin/python}
 SUITE=${SUITE:-composition}
+CONFIG=${CONFIG:-configs/shapeworld/3_dit_pretrain.yaml}
 export HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
 RUN=runs/dit_experiments/$NAME
 OUT=results/dit_experiments/$NAME
 mkdir -p "$(dirname "$RUN")" "$(dirname "$OUT")"  # a fresh clone has no runs/
 start=$(date +%s)
-$THINKGEN train configs/shapeworld/3_dit_pretrain.yaml --resume --set output_dir="$RUN" \
+$THINKGEN train "$CONFIG" --resume --set output_dir="$RUN" \
   --set thinker_dir=thinkgen/assets/shapeworld --set run.steps="$STEPS" --set run.save_every=500 \
   --set run.sample_every=500 --set run.log_every=50 "$@" 2>&1 | tr '\r' '\n' | grep -v "it/s\]$" > "$RUN.log" || true
 [ -d "$RUN/final" ] || { echo "error: $NAME did not finish, see $RUN.log"; exit 1; }
