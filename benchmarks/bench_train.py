@@ -87,7 +87,13 @@ def main() -> None:
         stage = DiTStage(config)
     model = stage.model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    batch, double = stage.batch(0, 0, args.batch), stage.batch(1, 0, 2 * args.batch)
+    batch = stage.batch(0, 0, args.batch)
+    # Two steps' batches side by side: a stage's batch holds at most run.batch_size examples, so
+    # asking it for twice as many would give the same batch again (as this benchmark did until
+    # 2026-11-30, when its "batch 64" row timed 32 examples).
+    second = stage.batch(1, 0, args.batch)
+    double = {key: torch.cat([batch[key], second[key]]) for key in batch}
+    assert len(double["x0"]) == 2 * len(batch["x0"]) == 2 * args.batch
     flops = {"single": count_flops(model, batch), "double": count_flops(model, double)}
     print(f"DiT stage 2: {sum(p.numel() for p in params) / 1e6:.2f}M trainable params, batch {args.batch}, "
           f"64 image tokens, text {batch['states'].shape[1]}; {flops['single'] / 1e9:.2f} GFLOP per step")
