@@ -4,10 +4,11 @@ of objects are right on their own. With a third argument, also after that many r
 in think mode (the embedded judge judges, the model applies its edits, as in `make demo`), and a
 fourth names the correction (`thinkgen.reflection.CORRECTIONS`; default "edit"), a fifth the tries
 of a retry- correction ("-": the default, 4), a sixth what the judge checks against ("prompt", the
-default, or "rewrite": the thinker's rewrite).
+default, or "rewrite": the thinker's rewrite), a seventh the judge (a thinker folder; default: the
+embedded judge).
 
-    python scripts/demo_seeds.py [MODEL_DIR] [N] [REFLECT_ROUNDS] [CORRECTION] [TRIES] [JUDGE_AGAINST]
-    (default: the embedded model, 4 seeds, 0 rounds, edit, -, prompt)
+    python scripts/demo_seeds.py [MODEL_DIR] [N] [REFLECT_ROUNDS] [CORRECTION] [TRIES] [JUDGE_AGAINST] [JUDGE]
+    (default: the embedded model, 4 seeds, 0 rounds, edit, -, prompt, the embedded judge)
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from thinkgen.reflection import check_judge_against, correction, describe, load_
 
 
 def main(model: str = str(EMBEDDED), n: str = "4", rounds: str = "0", correct: str = "edit",
-         tries: str = "-", judge_against: str = "prompt") -> None:
+         tries: str = "-", judge_against: str = "prompt", judge_dir: str = str(EMBEDDED_JUDGE)) -> None:
     correct = correction(correct, None if tries == "-" else int(tries))
     check_judge_against(judge_against)
     pipe = ThinkGenPipeline.from_pretrained(model, torch_dtype=torch.float32)
-    judge = load_judge(EMBEDDED_JUDGE) if int(rounds) else None
+    judge = load_judge(judge_dir) if int(rounds) else None
     colours = {colour for colour, _ in DEMO_ANSWER}
     for think in (True, False):
         right = colour_right = count_right = reflected_right = 0
@@ -48,8 +49,8 @@ def main(model: str = str(EMBEDDED), n: str = "4", rounds: str = "0", correct: s
         print(f"{'think' if think else 'direct'}: {right} of {n} seeds right; only the asked colour: "
               f"{colour_right}; the asked number of objects: {count_right}")
         if judge is not None and think:
-            print(f"think, after up to {rounds} reflection round(s) ({describe(correct)}, judged against the {judge_against}): {reflected_right} of {n} seeds right")
+            print(f"think, after up to {rounds} reflection round(s) ({describe(correct)}, judged against the {judge_against}, judge {judge_dir}): {reflected_right} of {n} seeds right")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:7])
+    main(*sys.argv[1:8])

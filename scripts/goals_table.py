@@ -68,6 +68,9 @@ REFLECTION = {  # one round on composition, think mode
     "embedded model drawing, shipped judge, retry-edit, up to 8 tries": "reflection/embedded_judge_reasoning_retry8-edit1",
     "embedded model drawing, shipped judge, retry-redraw (up to 4 judged redraws)":
         "reflection/embedded_judge_reasoning_retry-redraw1",
+    "embedded model drawing, judge with a larger eye (vision 4 x 128), edit": "reflection/embedded_judge_eye_edit1",
+    "embedded model drawing, judge with a larger eye, retry-edit, up to 8 tries":
+        "reflection/embedded_judge_eye_retry8-edit1",
 }
 REFLECTION_TWO = {  # two rounds
     "embedded model drawing, judge taught on its drawings, edit, 2 rounds": "reflection/embedded_judge_edit2",
