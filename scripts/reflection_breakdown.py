@@ -21,6 +21,7 @@ from PIL import Image
 
 from thinkgen.reflection import is_right
 from thinkgen.world.captions import canonical, target_of
+from thinkgen.world.corpora import judge_reading
 from thinkgen.world.edits import apply_fix, parse_edit
 from thinkgen.world.parse import parse
 from thinkgen.world.rules import parsed_as_scene, satisfies
@@ -48,10 +49,10 @@ def main() -> None:
     for row in rows:
         item, verdict = items[row["item"]], row["verdicts"][0]
         scene = parsed_as_scene(parse(Image.open(args.first_folder / row["image"]).convert("RGB")))
-        said = re.search(r"The image shows (.*?)\. They", row["judge_reasoning"][0])
+        said = judge_reading(row["judge_reasoning"][0])
         shown = canonical(target_of(scene)) if scene.objects else "nothing"
         first = "right" if row["first_score"] == 1.0 else "wrong"
-        reading[(row["category"], first, bool(said and _phrases(said.group(1)) == _phrases(shown)))] += 1
+        reading[(row["category"], first, bool(said and _phrases(said) == _phrases(shown)))] += 1
         if first == "right":
             continue
         if is_right(verdict):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from thinkgen.reflection import is_right
 from thinkgen.world.captions import NUMBER_WORDS, PLURALS
+from thinkgen.world.corpora import judge_reading
 from thinkgen.world.rules import satisfies
 from thinkgen.world.scene import Object, Scene
 from thinkgen.world.suites import build
@@ -47,8 +48,8 @@ def main(folder: str) -> None:
     for row in rows:
         if row["category"] == "position":
             continue
-        said = re.search(r"The image shows (.*?)\. They", row["judge_reasoning"][0])
-        shown = objects(said.group(1)) if said else None
+        said = judge_reading(row["judge_reasoning"][0])
+        shown = objects(said) if said else None
         judged, truth = is_right(row["verdicts"][0]), row["first_score"] == 1.0
         if shown is None:  # unreadable: keep the judge's verdict
             unread += 1

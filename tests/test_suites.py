@@ -13,6 +13,7 @@ from thinkgen.world.corpora import (
     drawn_edit_examples,
     drawn_reflection_row,
     drawn_reflection_rows,
+    judge_reading,
     knowledge_corpus,
     reflect_completion,
     think_examples,
@@ -233,6 +234,8 @@ def test_drawn_reflection_rows(tmp_path):
     completion = reflect_completion(row["asked"], row["shown"], row["verdict"])
     assert "They differ." in completion and completion.endswith("make the red circle blue")
     assert "They match." in reflect_completion("a blue circle", "a blue circle", "the image is right")
+    assert judge_reading(completion) == "a red circle"  # the reader of the trace the writer wrote
+    assert judge_reading("The request asks for a blue circle. the image is right") is None
     with pytest.raises(FileNotFoundError, match="rows.jsonl"):
         drawn_reflection_rows(tmp_path)
     (tmp_path / "rows.jsonl").write_text(json.dumps({"image": "a.png", **row}) + "\n" + json.dumps({"image": "b.png"}) + "\n")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 from PIL import Image
@@ -131,6 +132,13 @@ def reflect_completion(asked: str, shown: str, verdict: str) -> str:
     the fix, or :data:`~thinkgen.world.edits.NO_EDIT` ("the image is right")."""
     match = "They match." if verdict == NO_EDIT else "They differ."
     return think_completion(f"The request asks for {asked}. The image shows {shown}. {match}", verdict)
+
+
+def judge_reading(reasoning: str) -> str | None:
+    """What a judge's trace (as :func:`reflect_completion` writes it) says the image shows, or None
+    when the trace does not say."""
+    said = re.search(r"The image shows (.*?)\. They", reasoning)
+    return said.group(1) if said else None
 
 
 def _shown(scene: Scene) -> str:
