@@ -5,9 +5,9 @@ in think mode (the embedded judge judges, the model applies its edits, as in `ma
 fourth names the correction (`thinkgen.reflection.CORRECTIONS`; default "edit"), a fifth the tries
 of a retry- correction ("-": the default, 4), a sixth what the judge checks against ("prompt", the
 default, or "rewrite": the thinker's rewrite), a seventh the judge (a thinker folder; default: the
-embedded judge).
+embedded judge). `--cfg X` (anywhere) draws at another guidance scale than the model's default.
 
-    python scripts/demo_seeds.py [MODEL_DIR] [N] [REFLECT_ROUNDS] [CORRECTION] [TRIES] [JUDGE_AGAINST] [JUDGE]
+    python scripts/demo_seeds.py [--cfg X] [MODEL_DIR] [N] [REFLECT_ROUNDS] [CORRECTION] [TRIES] [JUDGE_AGAINST] [JUDGE]
     (default: the embedded model, 4 seeds, 0 rounds, edit, -, prompt, the embedded judge)
 """
 
@@ -23,7 +23,7 @@ from thinkgen.reflection import check_judge_against, correction, describe, load_
 
 
 def main(model: str = str(EMBEDDED), n: str = "4", rounds: str = "0", correct: str = "edit",
-         tries: str = "-", judge_against: str = "prompt", judge_dir: str = str(EMBEDDED_JUDGE)) -> None:
+         tries: str = "-", judge_against: str = "prompt", judge_dir: str = str(EMBEDDED_JUDGE), cfg: float | None = None) -> None:
     correct = correction(correct, None if tries == "-" else int(tries))
     check_judge_against(judge_against)
     pipe = ThinkGenPipeline.from_pretrained(model, torch_dtype=torch.float32)
@@ -32,7 +32,7 @@ def main(model: str = str(EMBEDDED), n: str = "4", rounds: str = "0", correct: s
     for think in (True, False):
         right = colour_right = count_right = reflected_right = 0
         for seed in range(int(n)):
-            out = pipe([DEMO_PROMPT], think=think, seed=seed)
+            out = pipe([DEMO_PROMPT], think=think, seed=seed, guidance_scale=cfg)
             found = demo_objects(out.images[0])
             right += found == DEMO_ANSWER
             colour_right += bool(found) and {colour for colour, _ in found} == colours
@@ -46,11 +46,18 @@ def main(model: str = str(EMBEDDED), n: str = "4", rounds: str = "0", correct: s
                 reflected_right += final == DEMO_ANSWER
                 line += f"; after reflection {final} ({'right' if final == DEMO_ANSWER else 'wrong'})"
             print(line)
-        print(f"{'think' if think else 'direct'}: {right} of {n} seeds right; only the asked colour: "
+        scale = pipe.defaults["guidance_scale"] if cfg is None else cfg
+        print(f"{'think' if think else 'direct'} (CFG {scale:g}): {right} of {n} seeds right; only the asked colour: "
               f"{colour_right}; the asked number of objects: {count_right}")
         if judge is not None and think:
             print(f"think, after up to {rounds} reflection round(s) ({describe(correct)}, judged against the {judge_against}, judge {judge_dir}): {reflected_right} of {n} seeds right")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:8])
+    args = sys.argv[1:]
+    cfg = None
+    if "--cfg" in args:
+        at = args.index("--cfg")
+        cfg = float(args[at + 1])
+        del args[at:at + 2]
+    main(*args[:7], cfg=cfg)

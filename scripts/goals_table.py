@@ -36,6 +36,7 @@ MODELS = {
     "stage 7 + 3,000 steps, half edits, second seed (experiment, not shipped)": "latent/edits_seed2",
     "stage 7 trained at timestep shift 3 (experiment)": "latent/continue_shift3",
     "stage 7 trained and sampled at timestep shift 3 (experiment)": "latent/continue_shift3_sampled3",
+    "stages 6-7 again, stage 6 at 6,000 steps (session 19, experiment, not shipped)": "latent/long_continue",
     "v2 (thinker that sees)": "v2",
 }
 TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)
