@@ -72,6 +72,8 @@ REFLECTION = {  # one round on composition, think mode
     "embedded model drawing, judge with a larger eye (vision 4 x 128), edit": "reflection/embedded_judge_eye_edit1",
     "embedded model drawing, judge with a larger eye, retry-edit, up to 8 tries":
         "reflection/embedded_judge_eye_retry8-edit1",
+    "session-19 DiT (stages 6-7 again, not shipped) drawing, shipped judge, retry-edit, up to 8 tries":
+        "reflection/long_continue_judge_retry8-edit1",
 }
 REFLECTION_TWO = {  # two rounds
     "embedded model drawing, judge taught on its drawings, edit, 2 rounds": "reflection/embedded_judge_edit2",
