@@ -58,6 +58,9 @@ if __name__ == "__main__":
     cfg = None
     if "--cfg" in args:
         at = args.index("--cfg")
-        cfg = float(args[at + 1])
+        try:
+            cfg = float(args[at + 1])
+        except (IndexError, ValueError):
+            sys.exit("error: --cfg needs a number, e.g. --cfg 2")
         del args[at:at + 2]
     main(*args[:7], cfg=cfg)
