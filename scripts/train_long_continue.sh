@@ -16,5 +16,6 @@ run_stage $E/dit_long_continue.yaml
 run_stage $E/dit_long_continue_finetune.yaml
 complete results/latent/long_continue/reasoning-no-think || \
   scripts/eval_shapeworld.sh $R/dit_long_continue_finetune/final results/latent/long_continue
-$PYTHON scripts/demo_seeds.py $R/dit_long_continue_finetune/final 16 | tee results/latent/long_continue/demo_seeds.txt
+[ -s results/latent/long_continue/demo_seeds.txt ] || $PYTHON scripts/demo_seeds.py \
+  $R/dit_long_continue_finetune/final 16 > results/latent/long_continue/demo_seeds.txt
 echo "== done ($(date +%T))"
