@@ -441,6 +441,49 @@ def test_dit_stage_learns_to_fix_its_own_drawings(tiny_dir, tmp_path):
         build_stage(config)
 
 
+def test_dit_stage_replays_a_models_own_drawings(tiny_dir, tmp_path):
+    """data.replay: a model's direct-mode drawings (a `thinkgen eval --no-think` folder) join the
+    training scenes under their prompts, with direct-mode states even when data.think_states reads
+    the other captions in think mode; think-mode folders are refused."""
+    import numpy as np
+    from PIL import Image
+
+    from thinkgen.eval.shapeworld import run_suite
+
+    drawn = tmp_path / "drawn"
+    pipe = ThinkGenPipeline.from_pretrained(tiny_dir)
+    run_suite(pipe, "reasoning", drawn, think=False, n_per_prompt=2, n_items=3, split="train",
+              num_inference_steps=2, progress=False)
+    rows = [json.loads(line) for line in (drawn / "items.jsonl").read_text().splitlines()]
+    config = dit_config(tiny_dir, tmp_path / "run")
+    config.data.think_states = 1.0  # every scene caption in think mode; the replayed prompts not
+    plain = build_stage(config)
+    assert C.from_dict({"stage": "dit_pretrain", "output_dir": "x", "data": {"replay": str(drawn)}}).data.replay \
+        == [str(drawn)]
+    config.data.replay = [str(drawn)]
+    stage = build_stage(config)
+    assert stage.captions == plain.captions + [row["prompt"] for row in rows]  # the riddles, as asked
+    assert torch.equal(stage.images[: len(plain.captions)], plain.images)
+    assert torch.equal(stage.images[-1], torch.from_numpy(np.array(Image.open(drawn / rows[-1]["image"]))))
+    direct = pipe.thinker.encode([rows[-1]["prompt"]], think=False)
+    length = int(direct.mask.sum())
+    # direct-mode states (batched with other prompts: equal up to fp16 rounding)
+    assert torch.allclose(stage.states[-1, :length].float(), direct.states[0, :length], atol=1e-2)
+    assert not stage.masks[-1, length:].any()
+    width = plain.states.shape[1]  # the riddles are longer: the cache is padded further
+    assert torch.equal(stage.states[: len(plain.captions), :width], plain.states)  # the scenes' think-mode states
+    train(config, stage, progress=False)
+    think = tmp_path / "think"
+    run_suite(pipe, "reasoning", think, think=True, n_per_prompt=1, n_items=1, split="train",
+              num_inference_steps=2, progress=False)
+    config.data.replay = [str(think)]
+    with pytest.raises(ValueError, match="think mode"):
+        build_stage(config)
+    config.data.replay = [str(tmp_path / "nowhere")]
+    with pytest.raises(FileNotFoundError, match="items.jsonl"):
+        build_stage(config)
+
+
 def test_dit_scenes_draw_train_split_words():
     from thinkgen.train.dit_stage import TrainingScenes
     from thinkgen.world import suites

@@ -166,6 +166,11 @@ class DataConfig:
     # each drawing that needs a fix joins the edits: the drawing as reference, the fix as the text, the
     # parsed drawing with the fix applied as the target (world.corpora.drawn_edit_examples)
     drawn_edits: str | list[str] | None = None
+    # DiT stages: folders of a model's own drawings (`thinkgen eval --no-think --out`), replayed as
+    # training scenes: each image under its prompt, read in direct mode. Training on new captions
+    # keeps what the model drew for prompts they never show (riddles, say): "learning without
+    # forgetting" (dit_stage.replay_examples; docs/dit_experiments.md, "Session 20")
+    replay: str | list[str] | None = None
     text_fraction: Fraction = 0.0  # DiT and autoencoder stages: share of training scenes that are words (text suite, train split)
     # DiT stages: "distinct" words (each once before any twice; 95 % have 3-4 characters, as distinct
     # words come) or "balanced" lengths (each of 1-4 characters a quarter; short words repeat)
@@ -306,7 +311,7 @@ class TrainConfig:
         curated = ("all", "multi", "relations", "multi_relations", "relations_counting")
         if self.data.curated not in curated:
             raise ConfigError(f"data.curated must be one of {', '.join(curated)}, got {self.data.curated!r}")
-        for name in ("drawn_reflection", "drawn_edits"):  # one folder or several: always a list after loading
+        for name in ("drawn_reflection", "drawn_edits", "replay"):  # one folder or several: a list after loading
             if isinstance(getattr(self.data, name), str):
                 setattr(self.data, name, [getattr(self.data, name)])
         if self.data.drawn_edits and self.data.edit_fraction == 0:

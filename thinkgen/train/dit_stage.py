@@ -15,6 +15,7 @@ Composition specs held out by the test split (``position``, ``color_attr``) neve
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -185,6 +186,27 @@ class EditExamples:
         self.targets = encode(torch.from_numpy(np.stack(targets)))
 
 
+def replay_examples(folder: str | Path, resolution: int) -> list[tuple[np.ndarray, str]]:
+    """A model's own direct-mode drawings, as ``thinkgen eval --no-think --out FOLDER`` wrote them:
+    ``(image (H, W, 3) uint8, its prompt)`` for each row of ``items.jsonl``."""
+    path = Path(folder) / "items.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: no items.jsonl (write it with thinkgen eval --no-think --out)")
+    examples = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if row.get("reasoning") or row.get("rewritten", row.get("prompt")) != row.get("prompt"):
+            raise ValueError(f"{path}: row {number} was drawn in think mode; replay reads prompts in direct mode")
+        image = np.asarray(Image.open(Path(folder) / row["image"]).convert("RGB"))
+        if image.shape[:2] != (resolution, resolution):
+            raise ValueError(f"{folder}/{row['image']}: {image.shape[1]} x {image.shape[0]} px, "
+                             f"the DiT draws {resolution} px")
+        examples.append((image, row["prompt"]))
+    return examples
+
+
 def _pixels(images: torch.Tensor) -> torch.Tensor:
     """uint8 ``(B, H, W, 3)`` -> float ``(B, 3, H, W)`` in [-1, 1]."""
     return images.permute(0, 3, 1, 2).float() / 127.5 - 1
@@ -249,10 +271,16 @@ class DiTStage:
         cfg = self.config
         data = TrainingScenes(cfg.data.cache_size, cfg.run.seed, cfg.data.max_objects, cfg.data.canonical_fraction,
                               cfg.data.curated, cfg.data.text_fraction, cfg.data.text_lengths, cfg.data.held_out)
-        self.images = torch.from_numpy(np.stack([render(s, self.resolution) for s in data.scenes]))  # (N, H, W, 3)
+        images = [render(s, self.resolution) for s in data.scenes]
+        self.captions = list(data.captions)
+        self.scene_count = len(self.captions)  # rows after these are replayed drawings (data.replay)
+        for folder in cfg.data.replay or []:
+            for image, prompt in replay_examples(folder, self.resolution):
+                images.append(image)
+                self.captions.append(prompt)
+        self.images = torch.from_numpy(np.stack(images))  # (N, H, W, 3)
         # pixels are their own latents (kept as uint8); a learned autoencoder's are encoded once
         self.latents = None if isinstance(self.pipe.vae, PixelAutoencoder) else self._encode_images(self.images)
-        self.captions = data.captions
         self.edits = None
         if cfg.data.edit_fraction > 0:
             drawn = [example for folder in cfg.data.drawn_edits or [] for example in drawn_edit_examples(folder)]
@@ -290,10 +318,11 @@ class DiTStage:
     def _with_think_states(self, states: list[torch.Tensor], masks: list[torch.Tensor]
                            ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Replace a ``data.think_states`` share of the captions' direct-mode states by think-mode
-        states, so the DiT learns the states it reads when the thinker has thought first."""
+        states, so the DiT learns the states it reads when the thinker has thought first. Replayed
+        drawings keep their direct-mode states: they were drawn from those."""
         rows = [(s[i : i + 1], m[i : i + 1]) for s, m in zip(states, masks, strict=True) for i in range(s.shape[0])]
         rng = random.Random(f"think-states-{self.config.run.seed}")
-        chosen = [i for i in range(len(rows)) if rng.random() < self.config.data.think_states]
+        chosen = [i for i in range(self.scene_count) if rng.random() < self.config.data.think_states]
         think_states, think_masks = self._encode_texts([self.captions[i] for i in chosen], think=True)
         thought = [(s[i : i + 1], m[i : i + 1]) for s, m in zip(think_states, think_masks, strict=True)
                    for i in range(s.shape[0])]
