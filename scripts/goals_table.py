@@ -37,6 +37,10 @@ MODELS = {
     "stage 7 trained at timestep shift 3 (experiment)": "latent/continue_shift3",
     "stage 7 trained and sampled at timestep shift 3 (experiment)": "latent/continue_shift3_sampled3",
     "stages 6-7 again, stage 6 at 6,000 steps (session 19, experiment, not shipped)": "latent/long_continue",
+    "session 19's stage 7 with replayed riddles, 300 x 4 (session 20, experiment)": "latent/long_replay",
+    "session 19's stage 7 with replayed riddles, 600 x 4 (session 20, experiment)": "latent/long_replay600",
+    "shipped and session-19 DiTs averaged (session 20, experiment)": "latent/wise/a050",
+    "stages 6-7 again, both with replayed riddles (session 20, experiment, not shipped)": "latent/long_replay_both",
     "v2 (thinker that sees)": "v2",
 }
 TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)
