@@ -444,7 +444,8 @@ def test_dit_stage_learns_to_fix_its_own_drawings(tiny_dir, tmp_path):
 def test_dit_stage_replays_a_models_own_drawings(tiny_dir, tmp_path):
     """data.replay: a model's direct-mode drawings (a `thinkgen eval --no-think` folder) join the
     training scenes under their prompts, with direct-mode states even when data.think_states reads
-    the other captions in think mode; think-mode folders are refused."""
+    the other captions in think mode; data.replay_select "right" keeps only those scored right;
+    think-mode folders are refused."""
     import numpy as np
     from PIL import Image
 
@@ -473,6 +474,12 @@ def test_dit_stage_replays_a_models_own_drawings(tiny_dir, tmp_path):
     width = plain.states.shape[1]  # the riddles are longer: the cache is padded further
     assert torch.equal(stage.states[: len(plain.captions), :width], plain.states)  # the scenes' think-mode states
     train(config, stage, progress=False)
+    rows[0]["score"], rows[1]["score"] = 1.0, 0.0  # one drawing the scorer calls right, one wrong
+    (drawn / "items.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    right = [row["prompt"] for row in rows if row["score"] == 1.0]
+    config.data.replay_select = "right"
+    assert build_stage(config).captions == plain.captions + right
+    config.data.replay_select = "all"
     think = tmp_path / "think"
     run_suite(pipe, "reasoning", think, think=True, n_per_prompt=1, n_items=1, split="train",
               num_inference_steps=2, progress=False)

@@ -171,6 +171,9 @@ class DataConfig:
     # keeps what the model drew for prompts they never show (riddles, say): "learning without
     # forgetting" (dit_stage.replay_examples; docs/dit_experiments.md, "Session 20")
     replay: str | list[str] | None = None
+    # which replayed drawings: "all" (keep what the model drew, right or wrong) or "right" (only
+    # those its suite's scorer gives full marks: learning from its own successes, as rejection sampling)
+    replay_select: Literal["all", "right"] = "all"
     text_fraction: Fraction = 0.0  # DiT and autoencoder stages: share of training scenes that are words (text suite, train split)
     # DiT stages: "distinct" words (each once before any twice; 95 % have 3-4 characters, as distinct
     # words come) or "balanced" lengths (each of 1-4 characters a quarter; short words repeat)

@@ -186,9 +186,12 @@ class EditExamples:
         self.targets = encode(torch.from_numpy(np.stack(targets)))
 
 
-def replay_examples(folder: str | Path, resolution: int) -> list[tuple[np.ndarray, str]]:
+def replay_examples(folder: str | Path, resolution: int, select: str = "all") -> list[tuple[np.ndarray, str]]:
     """A model's own direct-mode drawings, as ``thinkgen eval --no-think --out FOLDER`` wrote them:
-    ``(image (H, W, 3) uint8, its prompt)`` for each row of ``items.jsonl``."""
+    ``(image (H, W, 3) uint8, its prompt)`` for each row of ``items.jsonl``; with ``select="right"``
+    only the rows its scorer gave full marks (the drawings that answer the prompt)."""
+    if select not in ("all", "right"):
+        raise ValueError(f"replay selects all or right drawings, got {select!r}")
     path = Path(folder) / "items.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{folder}: no items.jsonl (write it with thinkgen eval --no-think --out)")
@@ -197,6 +200,8 @@ def replay_examples(folder: str | Path, resolution: int) -> list[tuple[np.ndarra
         if not line.strip():
             continue
         row = json.loads(line)
+        if select == "right" and row["score"] < 1.0:
+            continue
         if row.get("reasoning") or row.get("rewritten", row.get("prompt")) != row.get("prompt"):
             raise ValueError(f"{path}: row {number} was drawn in think mode; replay reads prompts in direct mode")
         image = np.asarray(Image.open(Path(folder) / row["image"]).convert("RGB"))
@@ -275,7 +280,7 @@ class DiTStage:
         self.captions = list(data.captions)
         self.scene_count = len(self.captions)  # rows after these are replayed drawings (data.replay)
         for folder in cfg.data.replay or []:
-            for image, prompt in replay_examples(folder, self.resolution):
+            for image, prompt in replay_examples(folder, self.resolution, cfg.data.replay_select):
                 images.append(image)
                 self.captions.append(prompt)
         self.images = torch.from_numpy(np.stack(images))  # (N, H, W, 3)
