@@ -41,6 +41,7 @@ MODELS = {
     "session 19's stage 7 with replayed riddles, 600 x 4 (session 20, experiment)": "latent/long_replay600",
     "shipped and session-19 DiTs averaged (session 20, experiment)": "latent/wise/a050",
     "stages 6-7 again, both with replayed riddles (session 20, experiment, not shipped)": "latent/long_replay_both",
+    "... stage 7 replaying only the right drawings (session 20, experiment, not shipped)": "latent/long_replay_right",
     "v2 (thinker that sees)": "v2",
 }
 TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)

@@ -2,10 +2,11 @@
 # Session 20 (docs/dit_experiments.md, "Session 20"): can the session-19 DiT (stages 6-7 again,
 # scripts/train_long_continue.sh) keep the direct-mode reasoning it lost? The shipped model's own
 # direct-mode drawings of reasoning train-split riddles (x 4) replayed among the training scenes
-# (data.replay): in stage 7 only (300 or 600 riddles), or in stages 6 and 7 (600); and the
+# (data.replay): in stage 7 only (300 or 600 riddles), or in stages 6 and 7 (600; or in stage 7
+# only the drawings the scorer calls right, data.replay_select); and the
 # shipped and session-19 DiTs averaged (scripts/interpolate_dits.py). Each is scored as the README
-# tables are, into results/latent/{long_replay,long_replay600,long_replay_both,wise/a050}/.
-# About 90 minutes on 2 cores after train_long_continue.sh; each step is skipped once done.
+# tables are, into results/latent/{long_replay,long_replay600,long_replay_both,long_replay_right,wise/a050}/.
+# About 105 minutes on 2 cores after train_long_continue.sh; each step is skipped once done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
@@ -28,6 +29,7 @@ run_stage $E/dit_long_replay_finetune.yaml
 run_stage $E/dit_long_replay600_finetune.yaml
 run_stage $E/dit_long_replay.yaml
 run_stage $E/dit_long_replay_both_finetune.yaml
+run_stage $E/dit_long_replay_right_finetune.yaml
 [ -f runs/wise/a050/model_index.json ] || $PYTHON scripts/interpolate_dits.py \
   $R/dit_continue_finetune_think_states/final $R/dit_long_continue_finetune/final runs/wise/a050 --alpha 0.5 --half
 evaluate() {  # evaluate MODEL OUT: the README tables' four runs
@@ -37,6 +39,7 @@ evaluate $R/dit_long_replay_finetune/final results/latent/long_replay
 evaluate $R/dit_long_replay600_finetune/final results/latent/long_replay600
 evaluate $R/dit_long_replay_both_finetune/final results/latent/long_replay_both
 evaluate runs/wise/a050 results/latent/wise/a050
+evaluate $R/dit_long_replay_right_finetune/final results/latent/long_replay_right
 # the closest candidate: direct-mode reasoning on a second seed (shipped: results/latent/long_continue/seed1/)
 # and the demo prompt over 16 seeds
 B=results/latent/long_replay_both
