@@ -200,10 +200,10 @@ def replay_examples(folder: str | Path, resolution: int, select: str = "all") ->
         if not line.strip():
             continue
         row = json.loads(line)
-        if select == "right" and row["score"] < 1.0:
-            continue
         if row.get("reasoning") or row.get("rewritten", row.get("prompt")) != row.get("prompt"):
             raise ValueError(f"{path}: row {number} was drawn in think mode; replay reads prompts in direct mode")
+        if select == "right" and row["score"] < 1.0:
+            continue
         image = np.asarray(Image.open(Path(folder) / row["image"]).convert("RGB"))
         if image.shape[:2] != (resolution, resolution):
             raise ValueError(f"{folder}/{row['image']}: {image.shape[1]} x {image.shape[0]} px, "
