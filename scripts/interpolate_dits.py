@@ -41,6 +41,10 @@ def interpolate(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: f
     return mixed
 
 
+def _identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("a", help="a pipeline folder (alpha = 0)")
@@ -56,13 +60,8 @@ def main() -> None:
         a = ThinkGenPipeline.from_pretrained(args.a, torch_dtype=torch.float32)
         b = ThinkGenPipeline.from_pretrained(args.b, torch_dtype=torch.float32)
         # the two must read the same thinker states and decode the same latents
-        for part in ("thinker", "vae"):
-            left, right = getattr(a, part), getattr(b, part)
-            left = left.model if part == "thinker" else left
-            right = right.model if part == "thinker" else right
-            interpolate(left.state_dict(), right.state_dict(), 0.0)  # same keys and shapes
-            if any(not torch.equal(x, y) for x, y in zip(left.state_dict().values(), right.state_dict().values(),
-                                                          strict=True)):
+        for part, left, right in (("thinker", a.thinker.model, b.thinker.model), ("vae", a.vae, b.vae)):
+            if not _identical(left.state_dict(), right.state_dict()):
                 raise ValueError(f"the two pipelines' {part}s differ: only the DiT and bridge are averaged")
         for part in ("transformer", "bridge"):
             module = getattr(b, part)

@@ -51,3 +51,12 @@ evaluate_suites() {
   complete "$2/reflection-think" || $THINKGEN eval --suite reflection --model "$1" --think --n-items 120 \
     --out "$2/reflection-think" --overwrite > /dev/null
 }
+# require_runs HINT RUN...: stop with one error line unless every RUN folder holds a pipeline
+# (model_index.json); HINT says which script writes them
+require_runs() {
+  local hint=$1 run
+  shift
+  for run in "$@"; do
+    [ -f "$run/model_index.json" ] || { echo "error: $run is missing: run $hint first" >&2; exit 1; }
+  done
+}

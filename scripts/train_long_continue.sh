@@ -10,8 +10,7 @@ export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
 source scripts/stages.sh
 E=configs/shapeworld/latent/experiments
 R=runs/shapeworld/latent
-[ -f $R/dit_continue_finetune_think_states/final/model_index.json ] || \
-  { echo "error: $R/dit_continue_finetune_think_states is missing: run scripts/train_shapeworld_latent.sh first" >&2; exit 1; }
+require_runs scripts/train_shapeworld_latent.sh $R/dit_continue_finetune_think_states/final
 run_stage $E/dit_long_continue.yaml
 run_stage $E/dit_long_continue_finetune.yaml
 complete results/latent/long_continue/reasoning-no-think || \

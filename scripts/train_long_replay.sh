@@ -13,10 +13,8 @@ export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
 source scripts/stages.sh
 E=configs/shapeworld/latent/experiments
 R=runs/shapeworld/latent
-for run in final dit_continue_finetune_think_states/final dit_long_continue/final dit_long_continue_finetune/final; do
-  [ -f $R/$run/model_index.json ] || { echo "error: $R/$run is missing: run scripts/train_shapeworld_latent.sh" \
-    "and scripts/train_long_continue.sh first" >&2; exit 1; }
-done
+require_runs scripts/train_shapeworld_latent.sh $R/final $R/dit_continue_finetune_think_states/final
+require_runs scripts/train_long_continue.sh $R/dit_long_continue/final $R/dit_long_continue_finetune/final
 # draw N FOLDER: the shipped model (the recipe's half-precision export) draws N riddles of the
 # reasoning train split, 4 images each, in direct mode: the drawings the configs replay
 draw() {
