@@ -42,6 +42,8 @@ MODELS = {
     "shipped and session-19 DiTs averaged (session 20, experiment)": "latent/wise/a050",
     "stages 6-7 again, both with replayed riddles (session 20, experiment, not shipped)": "latent/long_replay_both",
     "... stage 7 replaying only the right drawings (session 20, experiment, not shipped)": "latent/long_replay_right",
+    "a third cycle of stages 6-7 with replay, 28,000 DiT steps (session 21, experiment, not shipped)":
+        "latent/longer_replay",
     "v2 (thinker that sees)": "v2",
 }
 TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)
