@@ -44,6 +44,9 @@ MODELS = {
     "... stage 7 replaying only the right drawings (session 20, experiment, not shipped)": "latent/long_replay_right",
     "a third cycle of stages 6-7 with replay, 28,000 DiT steps (session 21, experiment, not shipped)":
         "latent/longer_replay",
+    "shipped, think mode re-encoding the rewrite (thinkgen-reencode; session 21)": "latent/reencode/shipped",
+    "28,000 DiT steps, think mode re-encoding the rewrite (session 21, experiment, not shipped)":
+        "latent/reencode/longer",
     "v2 (thinker that sees)": "v2",
 }
 TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)

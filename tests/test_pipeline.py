@@ -140,3 +140,28 @@ def test_tiny_options():
     ablation = tiny_pipeline(num_prepadding=0, connector="mlp", extract="all")
     assert ablation.bridge.num_prepadding == 0 and ablation.thinker.config.extract == "all"
     assert images_of(ablation, ["x"]).images.shape == (1, 3, 32, 32)
+
+
+def test_reencode_conditioning_reads_the_rewrite_alone(tmp_path):
+    """``thinkgen-reencode``: think mode conditions on the rewrite encoded again in direct mode
+    (T2G's reason, rewrite, re-encode); direct mode is ``thinkgen``'s; the name survives a save."""
+    from thinkgen.conditioning import build_conditioning
+
+    pipe = tiny_pipeline(seed=0)
+    reencode = build_conditioning("thinkgen-reencode", pipe.thinker, pipe.bridge)
+    prompts = ["a red circle", "two blue squares"]
+    cond = reencode.encode(prompts, think=True, seed=3)
+    thought = pipe.thinker.encode(prompts, think=True, seed=3)
+    assert cond.reasoning == thought.reasoning and cond.rewritten == thought.rewritten
+    reread = pipe.conditioning.encode(thought.rewritten, think=False, seed=3)
+    assert torch.equal(cond.text, reread.text) and torch.equal(cond.mask, reread.mask)
+    in_context = pipe.conditioning.encode(prompts, think=True, seed=3)  # the states after </think>
+    assert cond.text.shape != in_context.text.shape or not torch.allclose(cond.text, in_context.text)
+    direct = reencode.encode(prompts, think=False, seed=3)
+    assert torch.equal(direct.text, pipe.conditioning.encode(prompts, think=False, seed=3).text)
+    pipe.conditioning = reencode
+    pipe.save_pretrained(tmp_path)
+    loaded = ThinkGenPipeline.from_pretrained(tmp_path)
+    assert loaded.conditioning.name == "thinkgen-reencode"
+    a, b = images_of(pipe, prompts, think=True), images_of(loaded, prompts, think=True)
+    assert torch.equal(a.images, b.images)

@@ -1,5 +1,9 @@
 """``thinkgen``: ThinkGen's VGI-refine. The thinker's last-layer states after ``</think>`` go
-through prepadding states and a connector (:class:`thinkgen.Bridge`) to the DiT."""
+through prepadding states and a connector (:class:`thinkgen.Bridge`) to the DiT.
+
+``thinkgen-reencode``: the same thinker, bridge and DiT, conditioned as T2G conditions Qwen-Image:
+think, then encode the rewrite alone in direct mode (reason, rewrite, re-encode), so that the DiT
+reads the rewrite's states without the reasoning in their context."""
 
 from __future__ import annotations
 
@@ -49,3 +53,19 @@ class VGIRefine(Conditioning):
             return text.expand(batch, -1, -1), mask.expand(batch, -1)
         text, mask = self.refine(self.thinker.encode(prompts, think=False))
         return text, mask
+
+
+class VGIReencode(VGIRefine):
+    """Think mode re-encodes the rewrite in direct mode (with the same images, for edits); direct
+    mode is :class:`VGIRefine`'s. Reasoning and rewrite are the think pass's; ``thought`` holds
+    the states the DiT reads."""
+
+    name = "thinkgen-reencode"
+
+    def encode(self, prompts, think=True, images=None, seed=None) -> Condition:
+        if not think:
+            return super().encode(prompts, think=False, images=images, seed=seed)
+        thought = self.thinker.encode(prompts, think=True, images=images, seed=seed)
+        reread = self.thinker.encode(thought.rewritten, think=False, images=images, seed=seed)
+        text, mask = self.refine(reread)
+        return Condition(text, mask, thought.reasoning, thought.rewritten, reread)

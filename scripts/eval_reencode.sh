@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Session 21 (docs/dit_experiments.md, "Session 21"): the same weights conditioned as T2G conditions
+# Qwen-Image (conditioning thinkgen-reencode: think, then encode the rewrite alone in direct mode),
+# for the shipped model and the 28,000-step model of scripts/train_longer_replay.sh. Think mode only
+# (direct mode is the same strategy's), README protocol, into results/latent/reencode/{shipped,longer}/;
+# the demo prompt over 16 seeds. About 15 minutes on 2 cores; each step is skipped once done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
+source scripts/stages.sh
+R=runs/shapeworld/latent
+require_runs scripts/train_longer_replay.sh $R/dit_longer_replay_right_finetune/final
+for pair in shipped:thinkgen/assets/shapeworld longer:$R/dit_longer_replay_right_finetune/final; do
+  name=${pair%%:*} model=${pair#*:}
+  copy=runs/reencode/$name out=results/latent/reencode/$name
+  [ -f $copy/model_index.json ] || $PYTHON scripts/set_conditioning.py $model $copy thinkgen-reencode
+  for suite in composition reasoning; do
+    complete $out/$suite-think || $THINKGEN eval --suite $suite --model $copy --think --n-per-prompt 4 \
+      --n-items 120 --out $out/$suite-think --overwrite > /dev/null
+  done
+  [ -s $out/demo_seeds.txt ] || $PYTHON scripts/demo_seeds.py $copy 16 > $out/demo_seeds.txt
+done
+echo "== done ($(date +%T))"
