@@ -3,7 +3,9 @@
 # Qwen-Image (conditioning thinkgen-reencode: think, then encode the rewrite alone in direct mode),
 # for the shipped model and the 28,000-step model of scripts/train_longer_replay.sh. Think mode only
 # (direct mode is the same strategy's), README protocol, into results/latent/reencode/{shipped,longer}/;
-# the demo prompt over 16 seeds. About 15 minutes on 2 cores; each step is skipped once done.
+# the demo prompt over 16 seeds. Then the embedded seeing model, which ships with thinkgen-reencode
+# since session 21, in think mode into results/v2/shipped_fp16_reencode/ (before:
+# results/v2/shipped_fp16/, with thinkgen). About 20 minutes on 2 cores; each step is skipped once done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
@@ -19,5 +21,11 @@ for pair in shipped:thinkgen/assets/shapeworld longer:$R/dit_longer_replay_right
       --n-items 120 --out $out/$suite-think --overwrite > /dev/null
   done
   [ -s $out/demo_seeds.txt ] || $PYTHON scripts/demo_seeds.py $copy 16 > $out/demo_seeds.txt
+done
+V=results/v2/shipped_fp16_reencode
+for suite in editing composition reasoning; do
+  n=4; [ $suite = editing ] && n=1
+  complete $V/$suite-think || $THINKGEN eval --suite $suite --model thinkgen/assets/shapeworld_vl --think \
+    --n-per-prompt $n --n-items 120 --out $V/$suite-think --overwrite > /dev/null
 done
 echo "== done ($(date +%T))"

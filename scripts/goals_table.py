@@ -48,6 +48,7 @@ MODELS = {
     "28,000 DiT steps, think mode re-encoding the rewrite (session 21, experiment, not shipped)":
         "latent/reencode/longer",
     "v2 (thinker that sees)": "v2",
+    "embedded seeing model, thinkgen-reencode (shipped since session 21)": "v2/shipped_fp16_reencode",
 }
 TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)
     "text DiT on the copying thinker, direct": "dit_experiments/text_latent64_copying_thinker_raw",
