@@ -58,7 +58,9 @@ class VGIRefine(Conditioning):
 class VGIReencode(VGIRefine):
     """Think mode re-encodes the rewrite in direct mode (with the same images, for edits); direct
     mode is :class:`VGIRefine`'s. Reasoning and rewrite are the think pass's; ``thought`` holds
-    the states the DiT reads."""
+    the states the DiT reads. It is an inference strategy: the training stages read the thinker's
+    states themselves (``data.think_states`` and the RL rollouts in context), and a DiT trained on
+    canonical captions in direct mode has already learnt what it reads here."""
 
     name = "thinkgen-reencode"
 
