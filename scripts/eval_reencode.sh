@@ -21,6 +21,14 @@ for pair in shipped:thinkgen/assets/shapeworld longer:$R/dit_longer_replay_right
       --n-items 120 --out $out/$suite-think --overwrite > /dev/null
   done
   [ -s $out/demo_seeds.txt ] || $PYTHON scripts/demo_seeds.py $copy 16 > $out/demo_seeds.txt
+  # a second seed of think-mode reasoning, re-encoded and in context (and composition for the shipped model)
+  suites="reasoning"; [ $name = shipped ] && suites="reasoning composition"
+  for suite in $suites; do
+    for way in reencode:$copy in-context:$model; do
+      complete $out/seed1/${way%%:*}-$suite-think || $THINKGEN eval --suite $suite --model ${way#*:} --think \
+        --seed 1 --n-per-prompt 4 --n-items 120 --out $out/seed1/${way%%:*}-$suite-think --overwrite > /dev/null
+    done
+  done
 done
 V=results/v2/shipped_fp16_reencode
 for suite in editing composition reasoning; do
