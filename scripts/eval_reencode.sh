@@ -30,6 +30,19 @@ for pair in shipped:thinkgen/assets/shapeworld longer:$R/dit_longer_replay_right
     done
   done
 done
+# the recipe with a plain stage 7 (no think-mode states: session 13's dit_continue_finetune.yaml,
+# fp32), re-encoded: a recipe-compatible re-encoding model; its direct mode is results/latent/continue/
+P=results/latent/reencode/plain
+if [ -f $R/dit_continue_finetune/final/model_index.json ]; then
+  [ -f runs/reencode/plain/model_index.json ] || \
+    $PYTHON scripts/set_conditioning.py $R/dit_continue_finetune/final runs/reencode/plain thinkgen-reencode
+  for suite in composition reasoning; do
+    complete $P/$suite-think || $THINKGEN eval --suite $suite --model runs/reencode/plain --think \
+      --n-per-prompt 4 --n-items 120 --out $P/$suite-think --overwrite > /dev/null
+  done
+  complete $P/seed1/reasoning-no-think || $THINKGEN eval --suite reasoning --model runs/reencode/plain --no-think \
+    --seed 1 --n-per-prompt 4 --n-items 120 --out $P/seed1/reasoning-no-think --overwrite > /dev/null
+fi
 V=results/v2/shipped_fp16_reencode
 for suite in editing composition reasoning; do
   n=4; [ $suite = editing ] && n=1

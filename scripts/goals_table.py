@@ -45,6 +45,8 @@ MODELS = {
     "a third cycle of stages 6-7 with replay, 28,000 DiT steps (session 21, experiment, not shipped)":
         "latent/longer_replay",
     "shipped, think mode re-encoding the rewrite (thinkgen-reencode; session 21)": "latent/reencode/shipped",
+    "recipe with a plain stage 7, think mode re-encoding the rewrite (session 21, experiment)":
+        "latent/reencode/plain",
     "28,000 DiT steps, think mode re-encoding the rewrite (session 21, experiment, not shipped)":
         "latent/reencode/longer",
     "v2 (thinker that sees)": "v2",
