@@ -47,6 +47,8 @@ MODELS = {
     "shipped, think mode re-encoding the rewrite (thinkgen-reencode; session 21)": "latent/reencode/shipped",
     "recipe with a plain stage 7, think mode re-encoding the rewrite (session 21, experiment)":
         "latent/reencode/plain",
+    "recipe with a plain stage 7 replaying riddles, think mode re-encoding (session 21, experiment)":
+        "latent/reencode/replay",
     "28,000 DiT steps, think mode re-encoding the rewrite (session 21, experiment, not shipped)":
         "latent/reencode/longer",
     "v2 (thinker that sees)": "v2",
