@@ -5,7 +5,7 @@
 # (direct mode is the same strategy's), README protocol, into results/latent/reencode/{shipped,longer}/;
 # the demo prompt over 16 seeds. Then the embedded seeing model, which ships with thinkgen-reencode
 # since session 21, in think mode into results/v2/shipped_fp16_reencode/ (before:
-# results/v2/shipped_fp16/, with thinkgen). About 20 minutes on 2 cores; each step is skipped once done.
+# results/v2/shipped_fp16/, with thinkgen). About 30 minutes on 2 cores; each step is skipped once done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
@@ -15,7 +15,7 @@ require_runs scripts/train_longer_replay.sh $R/dit_longer_replay_right_finetune/
 for pair in shipped:thinkgen/assets/shapeworld longer:$R/dit_longer_replay_right_finetune/final; do
   name=${pair%%:*} model=${pair#*:}
   copy=runs/reencode/$name out=results/latent/reencode/$name
-  [ -f $copy/model_index.json ] || $PYTHON scripts/set_conditioning.py $model $copy thinkgen-reencode
+  reencoded $model $copy
   for suite in composition reasoning; do
     complete $out/$suite-think || $THINKGEN eval --suite $suite --model $copy --think --n-per-prompt 4 \
       --n-items 120 --out $out/$suite-think --overwrite > /dev/null
@@ -34,8 +34,7 @@ done
 # fp32), re-encoded: a recipe-compatible re-encoding model; its direct mode is results/latent/continue/
 P=results/latent/reencode/plain
 if [ -f $R/dit_continue_finetune/final/model_index.json ]; then
-  [ -f runs/reencode/plain/model_index.json ] || \
-    $PYTHON scripts/set_conditioning.py $R/dit_continue_finetune/final runs/reencode/plain thinkgen-reencode
+  reencoded $R/dit_continue_finetune/final runs/reencode/plain
   for suite in composition reasoning; do
     complete $P/$suite-think || $THINKGEN eval --suite $suite --model runs/reencode/plain --think \
       --n-per-prompt 4 --n-items 120 --out $P/$suite-think --overwrite > /dev/null

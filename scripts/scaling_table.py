@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from thinkgen.eval.shapeworld import is_complete
+
 # (label, cumulative DiT steps, eval folder under results/, used in the fit)
 CHAIN = [
     ("recipe to stage 5 (stages 3-4)", 10_000, "latent/direct_anchor", True),
@@ -35,12 +37,9 @@ COLUMNS = [("composition-think", None), ("composition-no-think", None), ("compos
 
 
 def score(folder: Path, run: str, tag: str | None) -> float | None:
-    path = folder / run / "scores.json"
-    if not path.exists():
+    if not is_complete(folder / run):
         return None
-    data = json.loads(path.read_text())
-    if not data.get("complete"):
-        return None
+    data = json.loads((folder / run / "scores.json").read_text())
     return data["overall"] if tag is None else data["categories"].get(tag)
 
 

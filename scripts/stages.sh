@@ -60,3 +60,8 @@ require_runs() {
     [ -f "$run/model_index.json" ] || { echo "error: $run is missing: run $hint first" >&2; exit 1; }
   done
 }
+# reencoded MODEL COPY: COPY is MODEL with the thinkgen-reencode conditioning (scripts/set_conditioning.py),
+# unless it exists
+reencoded() {
+  [ -f "$2/model_index.json" ] || $PYTHON scripts/set_conditioning.py "$1" "$2" thinkgen-reencode
+}

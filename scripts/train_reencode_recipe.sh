@@ -15,8 +15,7 @@ complete $D || $THINKGEN eval --suite reasoning --model $R/dit_continue/final --
   --n-per-prompt 4 --n-items 600 --out $D --overwrite > /dev/null
 run_stage configs/shapeworld/latent/experiments/dit_continue_replay_finetune.yaml
 M=$R/dit_continue_replay_finetune/final
-[ -f runs/reencode/replay/model_index.json ] || \
-  $PYTHON scripts/set_conditioning.py $M runs/reencode/replay thinkgen-reencode
+reencoded $M runs/reencode/replay
 O=results/latent/reencode/replay
 for suite in composition reasoning; do
   complete $O/$suite-think || $THINKGEN eval --suite $suite --model runs/reencode/replay --think \
