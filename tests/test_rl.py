@@ -326,6 +326,39 @@ def test_each_stage_trains_what_it_should(tiny_dir, tmp_path, name, thinker_move
     assert stage.metrics["dit/frac_reward_zero_std"] == pytest.approx(2 / 3)
 
 
+def test_dual_grpo_scores_reflection_traces_by_their_verdicts(tiny_dir, tmp_path):
+    """Dual-GRPO over a scenario that draws and reflection: the drawn prompt's J traces get K images
+    each (the DiT's part); the reflection prompt's traces are scored without images and join the
+    thinker's groups. A batch of reflection prompts alone has no DiT part, and trains the thinker only."""
+    scenarios = {"composition": 1.0, "reflection": 1.0}
+    stage = build_stage(rl_config(tiny_dir, tmp_path / "mixed", "dual_grpo", scenarios=scenarios,
+                                  rewards={"shapeworld": 1.0}))
+    calls = []
+    scorer = stage.rewards
+
+    def recorded(items, images, rewrites):
+        calls.append(([i.suite for i in items], images))
+        return scorer(items, images, rewrites)
+
+    stage.rewards = recorded
+    items = [stage.pools["composition"][0], stage.pools["reflection"][0]]
+    thinker_part, dit_part = stage._dual_rollout(items, 0, 0)
+    assert sum(len(part["rows"]) for part in dit_part["parts"]) == 3 * 2  # J = 3 traces x K = 2, one prompt
+    assert thinker_part["advantages"].shape == (2 * 3,)  # both prompts' traces
+    drawn, judged = calls
+    assert drawn[0] == ["composition"] * 6 and all(image is not None for image in drawn[1])
+    assert judged[0] == ["reflection"] * 3 and judged[1] == [None] * 3
+    assert "reward/reflection" in stage.metrics and "reward" in stage.metrics
+
+    config = rl_config(tiny_dir, tmp_path / "judged", "dual_grpo", scenarios={"reflection": 1.0},
+                       rewards={"shapeworld": 1.0}, beta=0.1)
+    stage = build_stage(config)
+    assert set(stage.batch(0, 0, 2)) == {"phase", "thinker"}
+    before = parts(stage)
+    train(config, stage, progress=False)
+    assert not changed(before["dit"], parts(stage)["dit"])
+
+
 def test_sep_grpo_alternates_rounds(tiny_dir, tmp_path):
     config = rl_config(tiny_dir, tmp_path, "sep_grpo", steps=3, rounds=[["thinker", 2], ["dit", 1]])
     stage = build_stage(config)

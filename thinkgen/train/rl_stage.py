@@ -10,7 +10,8 @@
 * ``dual_grpo`` (T2G): a tree of J sampled traces x K images per prompt. A trace's reward is the
   mean over its K images and its advantage is relative to the prompt's J traces; each image's
   advantage is relative to the K images of its trace. Both models update every step, with loss
-  weights ``rl.beta_thinker`` and ``rl.beta_dit``.
+  weights ``rl.beta_thinker`` and ``rl.beta_dit``. Reflection prompts draw nothing: their traces
+  are scored by their verdicts and train the thinker alone.
 
 The DiT's half (Flow-GRPO rollouts and loss) is in :mod:`.rl_dit`. Everything runs inside the
 shared loop (:mod:`.loop`): ``batch(step, ...)`` makes the rollouts
@@ -233,7 +234,9 @@ class RLStage(FlowGRPOPart):
                 batch = {"phase": phase, "dit": self._dit_rollout(items, window, start)}
             else:
                 thinker_part, dit_part = self._dual_rollout(items, window, start)
-                batch = {"phase": phase, "thinker": thinker_part, "dit": dit_part}
+                batch = {"phase": phase, "thinker": thinker_part}
+                if dit_part is not None:  # None: every prompt of the batch is a reflection item
+                    batch["dit"] = dit_part
         self._cache = (key, batch)
         if start == 0:  # one process logs
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -410,16 +413,30 @@ class RLStage(FlowGRPOPart):
         return self._thinker_part(thought, vision, self._advantages(rewards, G, "thinker"), items)
 
     def _dual_rollout(self, items: list[suites.Item], window: int, start: int):
+        """J traces per prompt; each drawn prompt's traces get K SDE images (the DiT's part). A
+        reflection trace draws nothing: its verdict is its reward, so it trains the thinker only.
+        Returns (thinker part, DiT part or None when no prompt of the batch draws)."""
         rl, seed = self.config.rl, self.config.run.seed
         J, K = rl.num_generations, rl.images_per_prompt
-        items = [i for i in items if i.suite != "reflection"]
         thought, vision = self._sample_thoughts(items, J, _seed(seed, "think", window, start))
-        states = thought.states.to(self.pipe.device).repeat_interleave(K, 0)  # (P J K, L, D)
-        mask = thought.mask.to(self.pipe.device).repeat_interleave(K, 0)
-        expanded = [item for item in items for _ in range(J * K)]
-        rewrites = [r for r in thought.rewritten for _ in range(K)]
-        dit_part, rewards = self._dit_part(expanded, states, mask, K, window, start, rewrites, J * K)
-        trace_rewards = rewards.view(-1, K).mean(dim=1)  # (P J,): a trace scores the mean of its images
+        trace_rewards = torch.zeros(len(items) * J)  # (P J,)
+        drawn = [p * J + j for p, item in enumerate(items) if item.suite != "reflection" for j in range(J)]
+        judged = [p * J + j for p, item in enumerate(items) if item.suite == "reflection" for j in range(J)]
+        dit_part = None
+        if drawn:
+            rows = torch.tensor(drawn)
+            states = thought.states[rows].to(self.pipe.device).repeat_interleave(K, 0)  # (P' J K, L, D)
+            mask = thought.mask[rows].to(self.pipe.device).repeat_interleave(K, 0)
+            expanded = [items[r // J] for r in drawn for _ in range(K)]
+            rewrites = [thought.rewritten[r] for r in drawn for _ in range(K)]
+            dit_part, rewards = self._dit_part(expanded, states, mask, K, window, start, rewrites, J * K)
+            trace_rewards[rows] = rewards.view(-1, K).mean(dim=1)  # a trace scores the mean of its images
+        if judged:
+            rewards, _ = self.rewards([items[r // J] for r in judged], [None] * len(judged),
+                                      [thought.rewritten[r] for r in judged])
+            trace_rewards[torch.tensor(judged)] = torch.tensor(rewards, dtype=torch.float32)
+            self.metrics["reward/reflection"] = sum(rewards) / len(rewards)
+        self.metrics["reward"] = float(trace_rewards.mean())  # the image mean when every prompt draws
         thinker_part = self._thinker_part(thought, vision, self._advantages(trace_rewards, J, "thinker"), items)
         return thinker_part, dit_part
 

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Dual-GRPO over the five scenarios on the five-scenario model (configs/shapeworld/five/5_dual_grpo.yaml,
+# about 25 minutes on 2 cores), then every suite into results/five/dual/ (the protocol of
+# results/five/sft/, which scripts/train_five.sh writes first). Resumable: rerun after an interruption.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_WAIT_POLICY=PASSIVE
+source scripts/stages.sh
+require_runs scripts/train_five.sh runs/shapeworld/five/dit_finetune/final
+run_stage configs/shapeworld/five/5_dual_grpo.yaml
+echo "== evaluations after Dual-GRPO ($(date +%T))"
+evaluate_suites runs/shapeworld/five/dual_grpo/final results/five/dual
+for mode in think no-think; do
+  complete "results/five/dual/text-$mode" || $THINKGEN eval --suite text --model runs/shapeworld/five/dual_grpo/final \
+    --$mode --n-per-prompt 4 --n-items 120 --out "results/five/dual/text-$mode" --overwrite > /dev/null
+done
+echo "== done ($(date +%T))"
