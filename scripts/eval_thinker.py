@@ -34,6 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("folder")
     parser.add_argument("--n", type=int, default=120)
+    parser.add_argument("--image-size", type=int, default=32, help="px of the images a thinker that sees is shown")
     args = parser.parse_args()
     model, text, config = load_thinker(args.folder)
     thinker = as_thinker(model.eval(), text, config)
@@ -57,7 +58,7 @@ def main() -> None:
     def seeing(name, requests, scenes, judge):
         hits, seen, example = defaultdict(list), [], ""
         for start in range(0, len(requests), 32):
-            images = [[Image.fromarray(render(scene, 32))] for scene in scenes[start : start + 32]]
+            images = [[Image.fromarray(render(scene, args.image_size))] for scene in scenes[start : start + 32]]
             out = thinker.encode(requests[start : start + 32], think=True, images=images)
             example = example or f"{requests[start]!r} -> {out.reasoning[0]!r} | {out.rewritten[0]!r}"
             for offset, (reasoning, rewrite) in enumerate(zip(out.reasoning, out.rewritten, strict=True)):

@@ -53,6 +53,9 @@ MODELS = {
         "latent/reencode/longer",
     "v2 (thinker that sees)": "v2",
     "embedded seeing model, thinkgen-reencode (shipped since session 21)": "v2/shipped_fp16_reencode",
+    "five-scenario model, 64 px (session 22, experiment)": "five/sft",
+    "five-scenario model after five-scenario thinker GRPO (session 22)": "five/rl",
+    "five-scenario model after five-scenario Dual-GRPO (session 22)": "five/dual",
 }
 TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)
     "text DiT on the copying thinker, direct": "dit_experiments/text_latent64_copying_thinker_raw",
@@ -62,6 +65,10 @@ TEXT = {  # text suite folders (64 px text DiTs, docs/dit_experiments.md)
     "text DiT with think-mode states, think": "dit_experiments/text_latent64_think_states_raw_think",
     "text DiT on the same thinker without them, direct": "dit_experiments/text_latent64_v2_thinker_raw",
     "text DiT on the same thinker without them, think": "dit_experiments/text_latent64_v2_thinker_raw_think",
+    "five-scenario model (scenes, edits and words), think": "five/sft/text-think",
+    "five-scenario model, direct": "five/sft/text-no-think",
+    "five-scenario model after thinker GRPO, think": "five/rl/text-think",
+    "five-scenario model after Dual-GRPO, think": "five/dual/text-think",
 }
 REFLECTION = {  # one round on composition, think mode
     "v2, one reflection round": "v2/composition-think-reflect1",

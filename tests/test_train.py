@@ -566,6 +566,12 @@ def test_thinker_that_sees_trains_on_images_and_loads_as_a_vlm(tmp_path):
     sft.data.max_length = 256  # the whole verdict, after the image and the judge prompt
     sft_stage = build_stage(sft)
     assert sum(row.image is not None for row in sft_stage.examples) == 66
+    cut = thinker_config(tmp_path / "cut", "thinker_sft", init=str(final))
+    cut.data.reflection_examples, cut.data.max_length = 5, 144  # fits 32 px images (16 tokens each)...
+    assert max(len(row.ids) for row in build_stage(cut).examples if row.image is not None) <= 144
+    cut.data.image_size = 64  # ...not 64 px ones (64 tokens): refused, not trained cut
+    with pytest.raises(ValueError, match=r"max_length \(144\) cuts the completions of image examples: the longest"):
+        build_stage(cut)
     taught = [row for row in sft_stage.examples
               if "make the blue circle red" in sft_stage.tokenizer.decode([i for i in row.labels if i >= 0])]
     assert len(taught) == 6 and all(row.image is not None for row in taught)

@@ -180,7 +180,14 @@ class ThinkerStage:
                 r=config.thinker.lora_rank, lora_alpha=config.thinker.lora_alpha,
                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], lora_dropout=0.0))
         self.model = CausalLMLoss(model.train())
+        self.longest_image_example = 0  # tokens, prompt (with the image's) + completion; set by _encode
         self.examples = self._examples()
+        if self.longest_image_example > data.max_length:
+            # a cut completion trains the start of a verdict or edit and never its end: refuse, do not
+            # train half-examples (at 64 px an image is 64 tokens, not the 16 of 32 px)
+            raise ValueError(f"data.max_length ({data.max_length}) cuts the completions of image examples: "
+                             f"the longest needs {self.longest_image_example} tokens (images of "
+                             f"{data.image_size} px); raise data.max_length")
 
     # ------------------------------------------------------------------ data
     def _encode(self, messages: list[dict], completion: str, loss_on_prompt: bool,
@@ -193,9 +200,8 @@ class ThinkerStage:
             prefix_ids = list(self.processor(text=[prefix], images=[Image.fromarray(image)])["input_ids"][0])
         completion_ids = self.tokenizer.encode(completion + "<|im_end|>", add_special_tokens=False)
         ids = (prefix_ids + completion_ids)[: self.config.data.max_length]
-        if image is not None and len(ids) <= len(prefix_ids):
-            raise ValueError(f"data.max_length ({self.config.data.max_length}) cuts an image example's "
-                             f"completion: its prompt alone is {len(prefix_ids)} tokens")
+        if image is not None:
+            self.longest_image_example = max(self.longest_image_example, len(prefix_ids) + len(completion_ids))
         labels = (prefix_ids if loss_on_prompt and image is None else [IGNORE] * len(prefix_ids)) + completion_ids
         return Example(ids, labels[: len(ids)], image)
 
