@@ -1,7 +1,8 @@
 """The gain of an RL run per scenario: each eval folder found under both BEFORE and AFTER (named
 SUITE-MODE, as scripts/stages.sh's evaluate_suites writes them), its score before and after, and
 the gain with its paired standard error over test items (the same items and seeds in both runs, so
-the item-by-item difference is what RL changed).
+the item-by-item difference is what RL changed). The scores are the suites' overall (a mean over
+categories); the gain is in the plain mean over images, which is what pairs item by item.
 
     python scripts/scenario_table.py results/five/sft results/five/rl
 
@@ -70,7 +71,7 @@ def main(argv: list[str]) -> int:
     if not table:
         print(f"error: no eval folder is finished in both {before} and {after}", file=sys.stderr)
         return 2
-    print(f"| eval (test split) | {before} | {after} | gain ± paired s.e. |")
+    print(f"| eval (test split) | {before} | {after} | gain in the mean over images ± paired s.e. |")
     print("|---|---|---|---|")
     for name, b, a, gain, se in table:
         print(f"| {name} | {b:.3f} | {a:.3f} | {gain:+.3f} ± {se:.3f} |")
