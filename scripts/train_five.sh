@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A five-scenario model (issue 15, item 6), about 110 minutes on 2 cores: the embedded seeing
+# A five-scenario model (issue 15, item 6), about 2 hours on 2 cores (116 min measured): the seeing
 # thinker taught to copy words and to see 64 px images, a 64 px latent DiT that draws scenes, edits
 # and words on it, then thinker GRPO mixing all five of ThinkGen's stage-4 scenarios (composition,
 # reasoning, text, editing, reflection), each suite scored before and after RL into

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Dual-GRPO over the five scenarios on the five-scenario model (configs/shapeworld/five/5_dual_grpo.yaml,
-# 60 steps, about 15 minutes on 2 cores), then every suite into results/five/dual/ (the protocol of
+# 60 steps, 19 minutes on 2 cores), then every suite into results/five/dual/ (the protocol of
 # results/five/sft/, which scripts/train_five.sh writes first). Resumable: rerun after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
