@@ -51,6 +51,16 @@ evaluate_suites() {
   complete "$2/reflection-think" || $THINKGEN eval --suite reflection --model "$1" --think --n-items 120 \
     --out "$2/reflection-think" --overwrite > /dev/null
 }
+# evaluate_five_suites MODEL OUT: evaluate_suites, then the text suite (4 images per word) in both
+# modes into OUT/text-MODE: every suite, for a model that draws scenes, edits and words
+evaluate_five_suites() {
+  local mode
+  evaluate_suites "$1" "$2"
+  for mode in think no-think; do
+    complete "$2/text-$mode" || $THINKGEN eval --suite text --model "$1" --$mode --n-per-prompt 4 \
+      --n-items 120 --out "$2/text-$mode" --overwrite > /dev/null
+  done
+}
 # require_runs HINT RUN...: stop with one error line unless every RUN folder holds a pipeline
 # (model_index.json); HINT says which script writes them
 require_runs() {

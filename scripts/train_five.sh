@@ -10,13 +10,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
 source scripts/stages.sh
-evaluate() {  # MODEL OUT: evaluate_suites, then the text suite in both modes
-  evaluate_suites "$1" "$2"
-  for mode in think no-think; do
-    complete "$2/text-$mode" || $THINKGEN eval --suite text --model "$1" --$mode --n-per-prompt 4 \
-      --n-items 120 --out "$2/text-$mode" --overwrite > /dev/null
-  done
-}
 F=configs/shapeworld/five
 mkdir -p results/five
 run_stage configs/shapeworld/experiments/autoencoder_text64.yaml
@@ -24,8 +17,8 @@ run_stage $F/1_thinker_sft.yaml
 run_stage $F/2_dit_pretrain.yaml
 run_stage $F/3_dit_finetune.yaml
 echo "== evaluations before RL ($(date +%T))"
-evaluate runs/shapeworld/five/dit_finetune/final results/five/sft
+evaluate_five_suites runs/shapeworld/five/dit_finetune/final results/five/sft
 run_stage $F/4_thinker_grpo.yaml
 echo "== evaluations after RL ($(date +%T))"
-evaluate runs/shapeworld/five/thinker_grpo/final results/five/rl
+evaluate_five_suites runs/shapeworld/five/thinker_grpo/final results/five/rl
 echo "== done ($(date +%T))"

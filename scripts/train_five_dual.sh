@@ -9,9 +9,5 @@ source scripts/stages.sh
 require_runs scripts/train_five.sh runs/shapeworld/five/dit_finetune/final
 run_stage configs/shapeworld/five/5_dual_grpo.yaml
 echo "== evaluations after Dual-GRPO ($(date +%T))"
-evaluate_suites runs/shapeworld/five/dual_grpo/final results/five/dual
-for mode in think no-think; do
-  complete "results/five/dual/text-$mode" || $THINKGEN eval --suite text --model runs/shapeworld/five/dual_grpo/final \
-    --$mode --n-per-prompt 4 --n-items 120 --out "results/five/dual/text-$mode" --overwrite > /dev/null
-done
+evaluate_five_suites runs/shapeworld/five/dual_grpo/final results/five/dual
 echo "== done ($(date +%T))"
