@@ -204,6 +204,12 @@ def test_generate_text_and_paths(capsys, tmp_path, model):
     (["eval", "--suite", "composition", "--reflect", "1", "--tries", "2", "--out", "OUT"], "retry-"),
     (["eval", "--suite", "composition", "--reflect", "1", "--correct", "retry-edit", "--tries", "65", "--out", "OUT"],
      "--tries"),
+    (["eval", "--suite", "composition", "--reflect", "1", "--quorum", "2", "--out", "OUT"], "need --votes"),
+    (["eval", "--suite", "composition", "--reflect", "1", "--votes", "4", "--quorum", "5", "--out", "OUT"],
+     "more than the 4 votes"),
+    (["eval", "--suite", "composition", "--reflect", "1", "--votes", "4", "--keep-quorum", "1", "--out", "OUT"],
+     "checked- and retry-"),
+    (["eval", "--suite", "composition", "--reflect", "1", "--votes", "65", "--out", "OUT"], "--votes"),
     (["world", "export", "--suite", "composition", "--resolution", "1", "--out", "OUT"], "resolution"),
     (["world", "export", "--suite", "composition", "--n", str(10**9), "--out", "OUT"], "--n"),
 ])

@@ -106,6 +106,23 @@ def test_generate_reflect_writes_every_round(capsys, tmp_path):
     assert Image.open(target).size == (32, 32)
 
 
+def test_generate_reflect_with_a_judge_that_votes(capsys, vl_dir, tmp_path):
+    """`--votes N --quorum Q`: the judge reads the image N times and each round says how many of
+    its readings fault it; `--keep-quorum` sets the retry's keeping rule."""
+    target = tmp_path / "v.png"
+    code, out, _ = run(capsys, "generate", "a red circle", "--model", vl_dir, "-o", target, "--steps", 2,
+                       "--reflect", 1, "--votes", 3, "--quorum", 1, "--correct", "retry-edit", "--tries", 2,
+                       "--keep-quorum", 3)
+    judged = [line for line in out.splitlines() if line.startswith("round 1:")]
+    assert code == 0 and len(judged) == 1 and judged[0].endswith("of 3 readings fault it)")
+    faults = int(judged[0].rsplit("(", 1)[1].split()[0])
+    assert judged[0].startswith("round 1:   right (") == (faults == 0)  # quorum 1: one faulting reading makes it wrong
+    assert Image.open(target).size == (32, 32)
+    code, out, _ = run(capsys, "generate", "a red circle", "--model", vl_dir, "-o", target, "--steps", 2,
+                       "--reflect", 1, "--reading-check", "--correct", "retry-edit", "--tries", 2)
+    assert code == 0 and len([line for line in out.splitlines() if line.startswith("round 1:")]) == 1
+
+
 def test_generate_reflect_with_another_judge_and_redraws(capsys, model_dir, vl_dir, tmp_path):
     """`--judge DIR --correct redraw`: a text-only model draws, the seeing model's thinker judges,
     and an image judged wrong is drawn again; the rounds say so."""

@@ -319,3 +319,159 @@ def test_a_thinker_folder_judges(tmp_path):
     assert len(out.rounds[0]) == 1 and out.rounds[0][0].right == is_right(out.rounds[0][0].verdict)
     with pytest.raises(ValueError, match="neither a pipeline folder nor a thinker folder"):
         load_judge(tmp_path)
+
+
+class ScriptedSampler:
+    """Stands in for a VotingJudge's sampling thinker: each call's rows get the next scripted
+    verdicts (row ``i * votes + v`` is vote ``v`` of prompt ``i``; one image's votes are repeated for
+    every image), reasoning naming the row."""
+
+    def __init__(self, verdicts: list[list[str]]) -> None:
+        self.verdicts, self.calls = list(verdicts), []
+
+    def encode(self, prompts, think=True, images=None, seed=None):
+        from thinkgen.thinker import ThinkerOutput
+
+        self.calls.append((list(prompts), images, seed))
+        rewritten = self.verdicts.pop(0)
+        assert len(prompts) % len(rewritten) == 0
+        rewritten = rewritten * (len(prompts) // len(rewritten))  # the same votes for every image
+        return ThinkerOutput(torch.zeros(len(prompts), 1, 1), torch.ones(len(prompts), 1),
+                             [f"reading {r}" for r in range(len(prompts))], rewritten)
+
+
+def test_voting_judge_faults_an_image_only_at_its_quorum(pipe):
+    """A VotingJudge reads each image `votes` times in one batch and calls it wrong only when at
+    least `quorum` readings do; it then applies the faulting readings' most common verdict (a tie
+    goes to the earliest), else RIGHT. It counts the faulting votes."""
+    from thinkgen.reflection import Judgement, VotingJudge
+
+    voter = VotingJudge(pipe.thinker, votes=4, quorum=3)
+    a, b = "make the red circle blue", "remove the red circle"
+    voter.sampler = ScriptedSampler([[a, b, b, RIGHT,  # 3 fault: wrong, b the most common
+                                      a, RIGHT, b, RIGHT,  # 2 fault: right
+                                      a, b, a, b]])  # 4 fault, a tie: the earliest, a
+    images = [[Image.new("RGB", (32, 32), c)] for c in ("red", "green", "blue")]
+    out = voter.encode(["p0", "p1", "p2"], think=True, images=images, seed=7)
+    assert isinstance(out, Judgement)
+    assert out.rewritten == [b, RIGHT, a] and out.faulting_votes == [3, 2, 4]
+    assert out.reasoning == ["reading 1", "reading 5", "reading 8"]  # the chosen vote's own trace
+    prompts, shown, seed = voter.sampler.calls[0]
+    assert prompts == ["p0"] * 4 + ["p1"] * 4 + ["p2"] * 4 and seed == 7
+    assert [group[0].getpixel((0, 0)) for group in shown[4:8]] == [(0, 128, 0)] * 4  # each image with its votes
+    assert VotingJudge(pipe.thinker, votes=5).quorum == 3  # a majority by default
+    for votes, quorum in ((0, None), (3, 4), (3, 0)):
+        with pytest.raises(ValueError, match="quorum"):
+            VotingJudge(pipe.thinker, votes=votes, quorum=quorum)
+
+
+def test_voting_judge_samples_the_same_weights(pipe):
+    """Its readings are samples of the judge's own model (the judge itself stays greedy), each vote
+    its own, and the same seed reads the same."""
+    from thinkgen.reflection import VotingJudge
+
+    voter = VotingJudge(pipe.thinker, votes=3, temperature=1.5)
+    assert voter.sampler.model is pipe.thinker.model and voter.sampler.config.do_sample
+    assert voter.sampler.config.temperature == 1.5 and not pipe.thinker.config.do_sample
+    image = [[Image.new("RGB", (32, 32), "red")]]
+    readings = voter.sampler.encode(["a red circle"] * 3, think=True, images=image * 3, seed=3).reasoning
+    assert len(set(readings)) > 1  # sampled: the votes differ
+    first = voter.encode([judge_prompt("a red circle")], images=image, seed=3)
+    again = voter.encode([judge_prompt("a red circle")], images=image, seed=3)
+    assert first == again and 0 <= first.faulting_votes[0] <= 3
+
+
+def test_reflection_with_a_voting_judge_and_a_stricter_keeper(pipe, monkeypatch, tmp_path):
+    """A round's faults come from the judge, and a retry keeps a correction only when its
+    `verifier` passes it: here a voting judge that faults the drawing at 2 of 3 votes, and a keeper
+    that refuses any edit one vote faults. The rounds record the faulting votes; an eval names the
+    judge and the keeping rule and writes each image's votes."""
+    from thinkgen.eval.shapeworld import run_suite
+    from thinkgen.reflection import Checked, EditCorrection, VotingJudge, describe, describe_judge
+
+    fix = "make the red circle blue"
+    judge, keeper = VotingJudge(pipe.thinker, votes=3, quorum=2), VotingJudge(pipe.thinker, votes=3, quorum=1)
+    judge.sampler = ScriptedSampler([[fix, fix, RIGHT]])
+    keeper.sampler = ScriptedSampler([[RIGHT, RIGHT, fix], [RIGHT] * 3, [RIGHT, fix, fix]])
+    correct = Checked(EditCorrection(), tries=3, verifier=keeper)
+    out = generate_with_reflection(pipe, "a red circle", rounds=1, num_inference_steps=2, seed=5,
+                                   judge=judge, correct=correct)
+    assert len(keeper.sampler.calls) == 2  # the second edit passed every vote: the third never made
+    rounds = out.rounds[0]
+    assert len(rounds) == 1 and rounds[0].verdict == fix and rounds[0].faulting_votes == 2
+    assert not np.array_equal(np.asarray(out.images[0]), np.asarray(out.first[0]))  # the kept edit
+    assert describe(correct) == "retry-edit, up to 3 tries, kept when fewer than 1 of 3 votes fault it"
+    assert describe_judge(judge) == "3 votes at temperature 1, wrong when 2 fault it"
+    assert describe_judge(pipe.thinker) == "one greedy reading"
+    judge.sampler = ScriptedSampler([[RIGHT, RIGHT, fix]])  # one fault of three: each image judged right
+    summary = run_suite(pipe, "composition", tmp_path / "r", n_items=1, n_per_prompt=1, num_inference_steps=2,
+                        progress=False, reflect=1, judge=judge, correct=correct)
+    rows = [json.loads(line) for line in (tmp_path / "r" / "items.jsonl").read_text().splitlines()]
+    assert all(r["verdicts"] == [RIGHT] and r["faulting_votes"] == [1] and r["score"] == r["first_score"]
+               for r in rows)
+    assert summary["judge"] == "3 votes at temperature 1, wrong when 2 fault it"
+    assert "judge: 3 votes" in (tmp_path / "r" / "scores.md").read_text()
+
+
+def test_a_fault_its_own_reading_contradicts_is_taken_back(pipe, monkeypatch, tmp_path):
+    """`ReadingCheckedJudge`: a wrong verdict stands only when `reading_matches` does not say the
+    trace reads the image as what the request asks for; a verdict of right, and a fault the
+    reading supports or cannot check, pass through. A retry's keeper is its own (here the plain
+    judge), so the check decides what to correct, not what to keep."""
+    from thinkgen.reflection import Checked, EditCorrection, ReadingCheckedJudge, describe_judge
+    from thinkgen.thinker import ThinkerOutput
+
+    traces = {"agree": "The request asks for four circles. The image shows four red circles. They differ.",
+              "differ": "The request asks for three circles. The image shows four blue circles. They differ.",
+              "unread": "The request asks for a circle left of a square. The image shows a red circle. They differ."}
+
+    class Traced:
+        processor = pipe.thinker.processor
+
+        def encode(self, prompts, think=True, images=None, seed=None):
+            names = ["agree", "differ", "unread", "agree"][: len(prompts)]
+            verdicts = ["remove the red circle"] * 3 + [RIGHT]
+            return ThinkerOutput(torch.zeros(len(prompts), 1, 1), torch.ones(len(prompts), 1),
+                                 [traces[n] for n in names], verdicts[: len(prompts)])
+
+    checked = ReadingCheckedJudge(Traced(), lambda trace: {traces["agree"]: True, traces["differ"]: False}.get(trace))
+    out = checked.encode(["a", "b", "c", "d"])
+    assert out.rewritten == [RIGHT, "remove the red circle", "remove the red circle", RIGHT]
+    assert describe_judge(checked) == "one greedy reading, a fault its own reading contradicts taken back"
+    keeper = ScriptedJudge(pipe.thinker, [RIGHT])
+    monkeypatch.setattr(pipe.thinker, "encode", keeper)
+    image = Image.new("RGB", (32, 32), "white")
+    result = reflect(pipe, ["p0", "p1"], [image, image], rounds=1, num_inference_steps=2,
+                     judge=ReadingCheckedJudge(Traced(), checked.reading_matches),
+                     correct=Checked(EditCorrection(), tries=2, verifier=pipe.thinker))
+    assert [r[0].right for r in result.rounds] == [True, False]  # p0's fault taken back; p1's stands
+    assert len(keeper.judged) == 1  # only p1's edit was made, and the plain judge kept it
+    assert np.array_equal(np.asarray(result.images[0]), np.asarray(image))
+    assert not np.array_equal(np.asarray(result.images[1]), np.asarray(image))
+
+
+def test_the_cli_builds_the_judge_its_options_ask_for(pipe):
+    """`--votes`/`--quorum` make the round's judge vote, `--reading-check` wraps it; a retry then
+    keeps its edits by the plain judge's greedy reading, or with `--keep-quorum` by votes. With
+    none of them the judge given is returned (None: the drawing model's own)."""
+    import argparse
+
+    from thinkgen.cli import reflection_judge
+    from thinkgen.reflection import ReadingCheckedJudge, VotingJudge, correction, describe
+
+    def options(**given):
+        return argparse.Namespace(**({"votes": None, "quorum": None, "keep_quorum": None, "reading_check": False}
+                                     | given))
+
+    correct = correction("retry-edit", tries=8)
+    judge = reflection_judge(options(votes=8, quorum=6, reading_check=True), pipe, None, correct)
+    assert isinstance(judge, ReadingCheckedJudge) and isinstance(judge.judge, VotingJudge)
+    assert (judge.judge.votes, judge.judge.quorum) == (8, 6) and correct.verifier is pipe.thinker
+    assert describe(correct) == "retry-edit, up to 8 tries, kept by the judge's greedy reading"
+    correct = correction("retry-edit")
+    judge = reflection_judge(options(votes=4, keep_quorum=1), pipe, None, correct)
+    assert isinstance(judge, VotingJudge) and judge.quorum == 3
+    assert isinstance(correct.verifier, VotingJudge) and correct.verifier.quorum == 1
+    edit = correction("edit")
+    assert isinstance(reflection_judge(options(reading_check=True), pipe, None, edit), ReadingCheckedJudge)
+    assert reflection_judge(options(), pipe, None, edit) is None

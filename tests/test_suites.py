@@ -15,7 +15,9 @@ from thinkgen.world.corpora import (
     drawn_reflection_rows,
     judge_reading,
     knowledge_corpus,
+    reading_matches,
     reflect_completion,
+    seeing_examples,
     think_examples,
 )
 from thinkgen.world.edits import (
@@ -279,3 +281,34 @@ def test_export_is_an_imagefolder_dataset(tmp_path):
     loaded = datasets.load_dataset("imagefolder", data_dir=str(tmp_path))["test"]
     assert len(loaded) == 6 and loaded[0]["image"].size == (32, 32)
     assert loaded[0]["source"].size == (32, 32) and loaded[0]["prompt"]
+
+
+def test_object_captions_read_back_and_a_judges_trace_is_checked_by_the_rules():
+    """`parse_objects` inverts `canonical` for captions that list objects (a count exact, as the
+    counting tag's targets say); `reading_matches` checks a judge's trace, its reading of the
+    request against its reading of the image, and agrees with every reflection example the
+    world writes wherever it can read the trace."""
+    from thinkgen.world.captions import parse_objects
+
+    listed = [item for split in ("train", "test") for item in S.build("composition", 120, split)
+              if item.category != "position"]
+    assert len(listed) == 200
+    for item in listed:
+        assert parse_objects(item.canonical) == Target(item.target.include, item.target.exclude), item.canonical
+    for caption in ("a red circle left of a blue square", 'the text "AB"', "an red circle", "two circle",
+                    "a pink circle", "a red hexagon", "three", ""):
+        assert parse_objects(caption) is None, caption
+    trace = "The request asks for {}. The image shows {}. They differ."
+    assert reading_matches(trace.format("four circles", "four red circles")) is True
+    assert reading_matches(trace.format("three circles", "four blue circles")) is False  # exactly three
+    assert reading_matches(trace.format("a red circle and a blue square", "a blue square and a red circle")) is True
+    assert reading_matches(trace.format("a red circle and a blue square", "a blue square and a green circle")) is False
+    assert reading_matches(trace.format("a circle left of a square", "a red circle and a blue square")) is None
+    assert reading_matches(trace.format("four circles", "four circles")) is None  # a reading names colours
+    assert reading_matches("the image is right") is None
+    agree = Counter()
+    for row in seeing_examples("reflect", 400):
+        said = reading_matches(row["completion"])
+        if said is not None:
+            agree[said == ("They match." in row["completion"])] += 1
+    assert agree[True] > 150 and agree[False] == 0

@@ -172,7 +172,7 @@ def _draw(args: argparse.Namespace, prompts: list[str], images: list | None = No
                "negative_prompt": args.negative_prompt}
     try:
         if reflect:
-            judge = _load_judge(judge_dir) if judge_dir else None
+            judge = reflection_judge(args, pipe, _load_judge(judge_dir) if judge_dir else None, correct)
             return _reflect(pipe, args, prompts, paths, drawing, correct, judge)
         out = pipe(prompts, think=args.think, seed=args.seed, num_images_per_prompt=args.batch, progress=True,
                    images=images, image_guidance_scale=args.image_cfg, **drawing)
@@ -199,7 +199,8 @@ def _reflect(pipe, args: argparse.Namespace, prompts: list[str], paths: list[Pat
             round_path = path.with_name(f"{path.stem}.round{k}{path.suffix}")
             _save_image(judged.image, round_path)
             action = "edit" if args.correct.endswith("edit") else "redraw; the judge wrote"
-            print(f"round {k}:   {'right' if judged.right else f'{action}: {judged.verdict!r}'}")
+            votes = "" if judged.faulting_votes is None else f" ({judged.faulting_votes} of {args.votes} readings fault it)"
+            print(f"round {k}:   {'right' if judged.right else f'{action}: {judged.verdict!r}'}{votes}")
         _save_image(image, path)
     return 0
 
@@ -457,13 +458,42 @@ def _drawing_options(g: argparse.ArgumentParser) -> None:
 
 
 def reflection_correction(args: argparse.Namespace):
-    """``--correct`` with its ``--tries``, as a :class:`thinkgen.reflection.Correction`."""
+    """``--correct`` with its ``--tries``, as a :class:`thinkgen.reflection.Correction`; the voting
+    options are checked here too, so that they fail before a model loads."""
     from .reflection import correction
 
+    votes, quorum, keep = args.votes, args.quorum, args.keep_quorum
+    if votes is None and (quorum is not None or keep is not None):
+        raise UserError("--quorum and --keep-quorum need --votes")
+    for name, value in (("--quorum", quorum), ("--keep-quorum", keep)):
+        if value is not None and value > votes:
+            raise UserError(f"{name} {value} is more than the {votes} votes")
+    if keep is not None and not (args.correct.startswith("checked-") or args.correct.startswith("retry-")):
+        raise UserError(f"--keep-quorum applies to the checked- and retry- corrections, not {args.correct!r}")
     try:
         return correction(args.correct, args.tries)
     except ValueError as error:  # --tries with a correction that makes one
         raise UserError(str(error)) from None
+
+
+def reflection_judge(args: argparse.Namespace, pipe, judge, correct):
+    """The round's judge that ``--votes`` and ``--reading-check`` ask for, built on ``judge``
+    (default: the drawing model's thinker): a :class:`thinkgen.reflection.VotingJudge`, wrapped
+    in a :class:`~thinkgen.reflection.ReadingCheckedJudge`. A checked-/retry- correction keeps
+    its results by the judge's own greedy reading, or with ``--keep-quorum`` by its votes. With
+    neither option the judge is returned as it is."""
+    if args.votes is None and not args.reading_check:
+        return judge
+    from .reflection import Checked, ReadingCheckedJudge, VotingJudge
+    from .world.corpora import reading_matches
+
+    reader = pipe.thinker if judge is None else judge
+    decides = reader if args.votes is None else VotingJudge(reader, args.votes, args.quorum)
+    if args.reading_check:
+        decides = ReadingCheckedJudge(decides, reading_matches)
+    if isinstance(correct, Checked):
+        correct.verifier = reader if args.keep_quorum is None else VotingJudge(reader, args.votes, args.keep_quorum)
+    return decides
 
 
 # thinkgen.reflection.CORRECTIONS' names (a test keeps them equal; the CLI starts without importing it)
@@ -486,6 +516,18 @@ def _reflection_options(parser: argparse.ArgumentParser) -> None:
                         help="who judges the drawings: a pipeline folder whose thinker sees, or a thinker "
                              "folder (default: the drawing model's own thinker; without --model, the "
                              "embedded judge)")
+    parser.add_argument("--votes", type=validate.bounded_int(1, 64), default=None, metavar="N",
+                        help="the judge reads each image N times, sampling, and faults it only when "
+                             "--quorum of the readings do (default: one greedy reading)")
+    parser.add_argument("--quorum", type=validate.bounded_int(1, 64), default=None, metavar="Q",
+                        help="faulting votes that make an image wrong (default: a majority of --votes)")
+    parser.add_argument("--keep-quorum", type=validate.bounded_int(1, 64), default=None, metavar="K",
+                        help="a checked-/retry- correction is kept when fewer than K votes fault it "
+                             "(default: when the judge's greedy reading calls it right; 1: only when "
+                             "every vote does)")
+    parser.add_argument("--reading-check", action="store_true",
+                        help="take back a fault when the judge's own trace reads the image as what it "
+                             "reads the request to ask for (ShapeWorld's rules)")
 
 
 def _sampling_options(parser: argparse.ArgumentParser) -> None:

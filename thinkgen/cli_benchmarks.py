@@ -20,6 +20,7 @@ from .cli import (
     _sampling_options,
     _writable_dir,
     reflection_correction,
+    reflection_judge,
 )
 
 
@@ -31,6 +32,8 @@ def evaluate(args: argparse.Namespace) -> int:
     correct = reflection_correction(args) if args.reflect else "edit"
     pipe = _load(args.model)
     judge = _load_judge(args.judge) if args.judge else None
+    if args.reflect:
+        judge = reflection_judge(args, pipe, judge, correct)
     if args.resolution is not None:
         try:
             pipe.check_size(args.resolution, args.resolution)

@@ -17,6 +17,10 @@ The judge checks each image against the prompt, or (``judge_against="rewrite"``,
 the instruction the drawing thinker wrote: a judge that has not learned a fact the thinker has
 ("a tricycle has three wheels") then checks the drawing, not its own reading of the riddle.
 
+Two checks on the judge are judges too: :class:`VotingJudge` reads each image several times,
+sampling, and faults it only when a quorum of readings do; :class:`ReadingCheckedJudge` takes back
+a fault that the judge's own trace contradicts (it reads the image as what the request asks for).
+
 Rounds stop at the first verdict of :data:`RIGHT`, or after ``rounds`` corrections. The judge is the
 drawing pipeline's own thinker by default; ``judge=`` lets another thinker that sees judge: another
 pipeline's, or a thinker alone (:func:`load_judge`). The embedded text model draws and edits best;
@@ -26,8 +30,9 @@ are returned, so a caller sees what was judged and changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +72,7 @@ class ReflectionRound:
     reasoning: str  # its think block
     verdict: str  # what it wrote after </think>: RIGHT or an edit instruction
     right: bool
+    faulting_votes: int | None = None  # a VotingJudge's: how many of its readings faulted the image
 
 
 @dataclass
@@ -119,12 +125,14 @@ class Checked(Correction):
 
     With ``tries`` > 1 a round makes up to that many corrections, each from new noise, and keeps
     the first the judge calls right ("retry-edit": the judge as a verifier of several edits, at up
-    to ``tries`` edits and judgements per image and round)."""
+    to ``tries`` edits and judgements per image and round). ``verifier`` (default: the round's
+    judge) decides instead whether a correction is kept: for example a :class:`VotingJudge` that
+    keeps one only when every vote calls it right, while a laxer one decides what to correct."""
 
-    def __init__(self, inner: Correction, tries: int = 1) -> None:
+    def __init__(self, inner: Correction, tries: int = 1, verifier: Thinker | VotingJudge | None = None) -> None:
         if tries < 1:
             raise ValueError(f"tries must be >= 1, got {tries}")
-        self.inner, self.tries = inner, tries
+        self.inner, self.tries, self.verifier = inner, tries, verifier
         self.name = f"checked-{inner.name}" if tries == 1 else f"retry-{inner.name}"
 
     def __call__(self, pipe, prompt, image, verdict, *, index, round_number, seed, think, drawing, judge,
@@ -132,7 +140,8 @@ class Checked(Correction):
         for attempt in range(self.tries):  # attempt k draws from seed + k * TRY_STRIDE: new noise
             corrected = self.inner(pipe, prompt, image, verdict, index=index, round_number=round_number,
                                    seed=seed + attempt * TRY_STRIDE, think=think, drawing=drawing, judge=judge)
-            judged = judge.encode([judge_prompt(request or prompt)], think=True, images=[[corrected]], seed=seed)
+            verifier = judge if self.verifier is None else self.verifier
+            judged = verifier.encode([judge_prompt(request or prompt)], think=True, images=[[corrected]], seed=seed)
             if is_right(judged.rewritten[0].strip()):
                 return corrected
         return image
@@ -170,7 +179,105 @@ def check_judge_against(value: str) -> None:
 def describe(correct: Correction) -> str:
     """A correction as a results table names it: "edit", "retry-edit, up to 8 tries", ..."""
     tries = getattr(correct, "tries", 1)
-    return correct.name if tries == 1 else f"{correct.name}, up to {tries} tries"
+    name = correct.name if tries == 1 else f"{correct.name}, up to {tries} tries"
+    verifier = getattr(correct, "verifier", None)
+    if isinstance(verifier, VotingJudge):
+        name += f", kept when fewer than {verifier.quorum} of {verifier.votes} votes fault it"
+    elif verifier is not None:
+        name += ", kept by the judge's greedy reading"
+    return name
+
+
+GREEDY_JUDGE = "one greedy reading"  # how describe_judge names a plain judge
+
+
+def describe_judge(judge: Any) -> str:
+    """A judge as a results table names it: "one greedy reading" or "8 votes, wrong when 6 fault it"."""
+    if isinstance(judge, ReadingCheckedJudge):
+        return describe_judge(judge.judge) + ", a fault its own reading contradicts taken back"
+    if isinstance(judge, VotingJudge):
+        return f"{judge.votes} votes at temperature {judge.temperature:g}, wrong when {judge.quorum} fault it"
+    return GREEDY_JUDGE
+
+
+# ----------------------------------------------------------------------------- judges
+@dataclass
+class Judgement:
+    """What a judge returns for a batch (the fields of a thinker's output that reflection reads),
+    with each image's count of votes that fault it."""
+
+    reasoning: list[str]  # the think block of the vote whose verdict was taken
+    rewritten: list[str]  # the verdict: RIGHT or an edit instruction
+    faulting_votes: list[int]  # how many of the votes did not call the image right
+    votes: int
+
+
+class VotingJudge:
+    """A judge that judges each image ``votes`` times, sampling its trace at ``temperature``, and
+    calls it wrong only when at least ``quorum`` votes do (self-consistency). A judge taught on
+    drawings misreads some of them: a greedy judgement that faults a right image is one reading,
+    and a correction may then spoil the image. Asking for agreement among sampled readings keeps
+    right images whose faults the judge is unsure of; the verdict applied is the faulting votes'
+    most common one (ties: the earliest vote's). A ``checked-``/``retry-`` correction without a
+    ``verifier`` keeps a correction by the same rule (fewer than ``quorum`` faulting votes).
+
+    ``quorum`` defaults to a majority (``votes // 2 + 1``); ``quorum = votes`` asks all to agree."""
+
+    def __init__(self, judge: Thinker, votes: int = 5, quorum: int | None = None, temperature: float = 1.0) -> None:
+        from .thinker import Thinker
+
+        quorum = votes // 2 + 1 if quorum is None else quorum
+        if votes < 1 or not 1 <= quorum <= votes:
+            raise ValueError(f"a voting judge needs votes >= 1 and 1 <= quorum <= votes, got {votes} and {quorum}")
+        # the same weights, sampling: each vote is one reading of the image
+        config = replace(judge.config, do_sample=True, temperature=float(temperature))
+        self.sampler = Thinker(judge.model, tokenizer=judge.tokenizer, processor=judge.processor, config=config)
+        self.processor = judge.processor
+        self.votes, self.quorum, self.temperature = votes, quorum, float(temperature)
+
+    def encode(self, prompts: Sequence[str], think: bool = True, images: Sequence[Sequence[Any]] | None = None,
+               seed: int | None = None) -> Judgement:
+        """Judge each prompt's images ``votes`` times in one batch (row ``i * votes + v`` is vote ``v``
+        of prompt ``i``)."""
+        prompts = list(prompts)
+        repeated = [p for p in prompts for _ in range(self.votes)]
+        shown = None if images is None else [group for group in images for _ in range(self.votes)]
+        out = self.sampler.encode(repeated, think=think, images=shown, seed=seed)
+        reasoning, verdicts, faulting = [], [], []
+        for i in range(len(prompts)):
+            rows = range(i * self.votes, (i + 1) * self.votes)
+            wrong = [r for r in rows if not is_right(out.rewritten[r].strip())]
+            if len(wrong) >= self.quorum:
+                verdict = Counter(out.rewritten[r].strip() for r in wrong).most_common(1)[0][0]
+                row = next(r for r in wrong if out.rewritten[r].strip() == verdict)
+            else:
+                row = next(r for r in rows if r not in wrong)
+            reasoning.append(out.reasoning[row])
+            verdicts.append(out.rewritten[row].strip())
+            faulting.append(len(wrong))
+        return Judgement(reasoning, verdicts, faulting, self.votes)
+
+
+class ReadingCheckedJudge:
+    """A judge whose fault stands only when its own trace allows it. A judge writes what the
+    request asks for and what the image shows, then its verdict; a small one sometimes reads the
+    image as matching and still faults it ("The request asks for four circles. The image shows
+    four red circles. They differ."), and its edit then spoils a right image. ``reading_matches``
+    reads a trace and says whether the two readings match (None: it cannot tell); when it says
+    they do, a fault is taken back (RIGHT). ShapeWorld's rule is
+    :func:`thinkgen.world.corpora.reading_matches`. Wraps any judge, a :class:`VotingJudge` too;
+    a ``checked-``/``retry-`` correction keeps its own verifier."""
+
+    def __init__(self, judge: Thinker | VotingJudge, reading_matches: Callable[[str], bool | None]) -> None:
+        self.judge, self.reading_matches = judge, reading_matches
+        self.processor = judge.processor
+
+    def encode(self, prompts: Sequence[str], think: bool = True, images: Sequence[Sequence[Any]] | None = None,
+               seed: int | None = None) -> Any:
+        out = self.judge.encode(prompts, think=think, images=images, seed=seed)
+        verdicts = [RIGHT if not is_right(verdict.strip()) and self.reading_matches(trace) is True else verdict
+                    for verdict, trace in zip(out.rewritten, out.reasoning, strict=True)]
+        return replace(out, rewritten=verdicts)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -221,7 +328,8 @@ def reflect(pipe: ThinkGenPipeline, prompts: list[str], images: list[Image.Image
         for row, i in enumerate(open_rows):
             verdict = judged.rewritten[row].strip()
             right = is_right(verdict)
-            history[i].append(ReflectionRound(current[i], judged.reasoning[row], verdict, right))
+            votes = judged.faulting_votes[row] if isinstance(judged, Judgement) else None
+            history[i].append(ReflectionRound(current[i], judged.reasoning[row], verdict, right, votes))
             if not right:
                 wrong.append(i)
         for i in wrong:  # one call per image: each has its own image and seed

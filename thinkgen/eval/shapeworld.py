@@ -33,10 +33,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..reflection import (
+    GREEDY_JUDGE,
     Correction,
     check_judge_against,
     correction,
     describe,
+    describe_judge,
     generate_with_reflection,
     is_right,
     judge_prompt,
@@ -97,6 +99,7 @@ def markdown(summary: dict[str, Any]) -> str:
     if "before_reflection" in summary:
         lines.append(f"| before reflection ({summary['reflect']} round(s) at most, "
                      f"correction: {summary.get('correction', 'edit')}"
+                     f"{'; judge: ' + summary['judge'] if summary.get('judge', GREEDY_JUDGE) != GREEDY_JUDGE else ''}"
                      f"{', judged against the rewrite' if summary.get('judged_against') == 'rewrite' else ''}) | {summary['before_reflection']['overall']:.3f} |")
         if "wrong_to_right" in summary:
             lines.append(f"| images wrong → right / right → wrong | {summary['wrong_to_right']} / "
@@ -179,6 +182,8 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
                     row["first_score"] = suites.score_image(item, parse(result.first[index])).score
                     row["verdicts"] = [r.verdict for r in rounds]  # the judge's, round by round
                     row["judge_reasoning"] = [r.reasoning for r in rounds]
+                    if any(r.faulting_votes is not None for r in rounds):
+                        row["faulting_votes"] = [r.faulting_votes for r in rounds]
                 else:
                     row["reasoning"], row["rewritten"] = result.reasoning[index], result.rewritten[index]
                 rows.append(row)
@@ -193,6 +198,7 @@ def run_suite(pipe, suite: str, out: str | Path, think: bool = True, n_per_promp
         summary["before_reflection"] = {k: first[k] for k in ("overall", "categories")}
         summary["reflect"] = reflect
         summary["correction"] = describe(correct)
+        summary["judge"] = describe_judge(judge)
         summary["judged_against"] = judge_against
         summary["images_corrected"] = sum(any(not is_right(v) for v in row["verdicts"]) for row in rows)
         summary["wrong_to_right"] = sum(row["first_score"] < row["score"] for row in rows)

@@ -55,6 +55,31 @@ def canonical(target: Target) -> str:
     return caption
 
 
+def parse_objects(caption: str) -> Target | None:
+    """The inverse of :func:`canonical` for captions that only list objects ("a red circle and
+    three squares"): their target, or None for anything else (a relation, text, a background, a
+    word outside the world's). A count is exact, as the counting tag's targets read it."""
+    quantities = {word: n for n, word in NUMBER_WORDS.items()} | {"a": 1, "an": 1}
+    singular = {plural: shape for shape, plural in PLURALS.items()}
+    parts = caption.split(" and ")
+    parts = [p for part in parts[:-1] for p in part.split(", ")] + parts[-1:]
+    include = []
+    for part in parts:
+        words = part.split()
+        if len(words) not in (2, 3) or words[0] not in quantities:
+            return None
+        count, shape = quantities[words[0]], singular.get(words[-1], words[-1])
+        color = words[1] if len(words) == 3 else None
+        if shape not in SHAPES or (color is not None and color not in COLORS) or phrase(
+                Requirement(shape, count, color)) != part:
+            return None
+        include.append(Requirement(shape, count, color))
+    # "three circles" is exactly three, as the counting tag reads it: not four (a shape named once)
+    shapes = [r.shape for r in include]
+    exclude = tuple(Requirement(r.shape, r.count + 1) for r in include if r.count > 1 and shapes.count(r.shape) == 1)
+    return Target(tuple(include), exclude)
+
+
 def target_of(scene: Scene) -> Target:
     """What a scene shows, as a target: objects grouped by (colour, shape) in a fixed order;
     with exactly two objects, the first's relation to the second when one is clear."""

@@ -20,12 +20,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from .captions import canonical, describe, target_of
+from .captions import canonical, describe, parse_objects, target_of
 from .edits import NO_EDIT, apply_fix, edit_text, fixing_edit, parse_edit
 from .facts import FACTS, questions
 from .parse import ParsedScene, parse
-from .rules import Target, check, parsed_as_scene
-from .scene import BASIC_SHAPES, Scene, SceneSampler
+from .rules import Target, check, parsed_as_scene, satisfies
+from .scene import BASIC_SHAPES, Object, Scene, SceneSampler
 from .suites import composition_items, editing_items, reasoning_items, reflection_items, text_items
 
 ANSWER_FORMS = ["{statement}", "{statement}", "The answer: {answer}. {statement}"]
@@ -139,6 +139,24 @@ def judge_reading(reasoning: str) -> str | None:
     when the trace does not say."""
     said = re.search(r"The image shows (.*?)\. They", reasoning)
     return said.group(1) if said else None
+
+
+def reading_matches(reasoning: str) -> bool | None:
+    """Whether a judge's trace says the image shows what the request asks for, by the world's
+    rules: its "The request asks for ..." and "The image shows ..." read back as targets, the
+    objects read placed apart. None when either does not read as a list of objects (a relation, a
+    text, a phrase outside the world's): the trace then says nothing the rules can check."""
+    asked = re.search(r"The request asks for (.*?)\. The image shows", reasoning)
+    shown = judge_reading(reasoning)
+    asked = parse_objects(asked.group(1)) if asked else None
+    shown = parse_objects(shown) if shown else None
+    if asked is None or shown is None:
+        return None
+    if any(r.color is None for r in shown.include):  # a drawing's reading names every colour
+        return None
+    read = [(r.shape, r.color) for r in shown.include for _ in range(r.count)]
+    row = [Object(shape, color, 0.1 + 0.8 * k / len(read), 0.5, 0.06) for k, (shape, color) in enumerate(read)]
+    return satisfies(Scene(tuple(row)), asked)  # in one row, apart: only what and how many count
 
 
 def _shown(scene: Scene) -> str:
