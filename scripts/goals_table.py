@@ -96,6 +96,14 @@ REFLECTION = {  # one round on composition, think mode
         "reflection/embedded_judge_eye_retry8-edit1",
     "session-19 DiT (stages 6-7 again, not shipped) drawing, shipped judge, retry-edit, up to 8 tries":
         "reflection/long_continue_judge_retry8-edit1",
+    "embedded model drawing, shipped judge voting (8, quorum 6), retry-edit 8, kept when no vote faults":
+        "reflection/votes8_q6_keep1_retry8-edit1",
+    "embedded model drawing, shipped judge voting (8, quorum 6), retry-edit 8, kept when one vote faults":
+        "reflection/votes8_q6_keep2_retry8-edit1",
+    "embedded model drawing, shipped judge voting (8, quorum 6), reading check, retry-edit 8":
+        "reflection/votes8_q6_check_retry8-edit1",
+    "embedded model drawing, shipped judge, reading check, retry-edit, up to 8 tries":
+        "reflection/check_retry8-edit1",
 }
 REFLECTION_TWO = {  # two rounds
     "embedded model drawing, judge taught on its drawings, edit, 2 rounds": "reflection/embedded_judge_edit2",
