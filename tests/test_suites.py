@@ -307,8 +307,8 @@ def test_object_captions_read_back_and_a_judges_trace_is_checked_by_the_rules():
     assert reading_matches(trace.format("four circles", "four circles")) is None  # a reading names colours
     assert reading_matches("the image is right") is None
     agree = Counter()
-    for row in seeing_examples("reflect", 400):
+    for row in seeing_examples("reflect", 120):
         said = reading_matches(row["completion"])
         if said is not None:
             agree[said == ("They match." in row["completion"])] += 1
-    assert agree[True] > 150 and agree[False] == 0
+    assert agree[True] > 40 and agree[False] == 0
