@@ -17,14 +17,11 @@ import sys
 from pathlib import Path
 
 from thinkgen.reflection import is_right
-from thinkgen.world.captions import NUMBER_WORDS, PLURALS
+from thinkgen.world.captions import QUANTITIES, SINGULARS
 from thinkgen.world.corpora import judge_reading
 from thinkgen.world.rules import satisfies
 from thinkgen.world.scene import Object, Scene
 from thinkgen.world.suites import build
-
-SINGULAR = {plural: shape for shape, plural in PLURALS.items()}
-QUANTITY = {word: n for n, word in NUMBER_WORDS.items()} | {"a": 1, "an": 1}
 
 
 def objects(reading: str) -> list[tuple[str, str]] | None:
@@ -34,10 +31,10 @@ def objects(reading: str) -> list[tuple[str, str]] | None:
     out = []
     for part in re.split(r", | and | left of | right of | above | below ", reading):
         words = part.split()
-        if len(words) != 3 or words[0] not in QUANTITY:
+        if len(words) != 3 or words[0] not in QUANTITIES:
             return None
-        shape = SINGULAR.get(words[-1], words[-1])
-        out += [(words[1], shape)] * QUANTITY[words[0]]
+        shape = SINGULARS.get(words[-1], words[-1])
+        out += [(words[1], shape)] * QUANTITIES[words[0]]
     return out
 
 

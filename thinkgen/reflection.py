@@ -209,7 +209,6 @@ class Judgement:
     reasoning: list[str]  # the think block of the vote whose verdict was taken
     rewritten: list[str]  # the verdict: RIGHT or an edit instruction
     faulting_votes: list[int]  # how many of the votes did not call the image right
-    votes: int
 
 
 class VotingJudge:
@@ -255,7 +254,7 @@ class VotingJudge:
             reasoning.append(out.reasoning[row])
             verdicts.append(out.rewritten[row].strip())
             faulting.append(len(wrong))
-        return Judgement(reasoning, verdicts, faulting, self.votes)
+        return Judgement(reasoning, verdicts, faulting)
 
 
 class ReadingCheckedJudge:

@@ -15,6 +15,9 @@ from .scene import COLORS, SHAPES, Scene
 
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "star": "stars"}
+# the readers' inverses: "three" -> 3 ("a"/"an": 1), "circles" -> "circle"
+QUANTITIES = {word: n for n, word in NUMBER_WORDS.items()} | {"a": 1, "an": 1}
+SINGULARS = {plural: shape for shape, plural in PLURALS.items()}
 
 
 def noun(shape: str, count: int = 1) -> str:
@@ -59,16 +62,14 @@ def parse_objects(caption: str) -> Target | None:
     """The inverse of :func:`canonical` for captions that only list objects ("a red circle and
     three squares"): their target, or None for anything else (a relation, text, a background, a
     word outside the world's). A count is exact, as the counting tag's targets read it."""
-    quantities = {word: n for n, word in NUMBER_WORDS.items()} | {"a": 1, "an": 1}
-    singular = {plural: shape for shape, plural in PLURALS.items()}
     parts = caption.split(" and ")
     parts = [p for part in parts[:-1] for p in part.split(", ")] + parts[-1:]
     include = []
     for part in parts:
         words = part.split()
-        if len(words) not in (2, 3) or words[0] not in quantities:
+        if len(words) not in (2, 3) or words[0] not in QUANTITIES:
             return None
-        count, shape = quantities[words[0]], singular.get(words[-1], words[-1])
+        count, shape = QUANTITIES[words[0]], SINGULARS.get(words[-1], words[-1])
         color = words[1] if len(words) == 3 else None
         if shape not in SHAPES or (color is not None and color not in COLORS) or phrase(
                 Requirement(shape, count, color)) != part:
