@@ -152,6 +152,15 @@ class AutoencoderModelConfig:
 
 
 @dataclass
+class LayoutAlignConfig:
+    """DiT stages: a second loss on block ``layer``'s image tokens, the ShapeWorld layout of each token
+    (train/layout_align.py; REPA's idea with exact labels instead of an image encoder). 0 = off."""
+
+    weight: Annotated[float, Field(ge=0, le=100)] = 0.0
+    layer: Annotated[int, Field(ge=0, le=1023)] = 2
+
+
+@dataclass
 class DataConfig:
     caption_dropout: Fraction = 0.1  # DiT: replace the caption by "" (the CFG unconditional)
     canonical_fraction: Fraction = 0.5  # DiT: share of canonical captions (what think mode writes)
@@ -302,6 +311,7 @@ class TrainConfig:
     dit: DiTModelConfig = field(default_factory=DiTModelConfig)
     ae: AutoencoderModelConfig = field(default_factory=AutoencoderModelConfig)
     rl: RLConfig = field(default_factory=RLConfig)
+    layout_align: LayoutAlignConfig = field(default_factory=LayoutAlignConfig)
     ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0  # > 0: keep an EMA of the trained weights and save it
 
     def __post_init__(self) -> None:
@@ -323,6 +333,9 @@ class TrainConfig:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.stage in RL_STAGES:
             self.rl.check()
+        if self.layout_align.weight and self.stage not in ("dit_pretrain", "dit_finetune"):
+            raise ConfigError(f"layout_align is a loss of the DiT stages that train the DiT (dit_pretrain, "
+                              f"dit_finetune), not of {self.stage}")
         if self.run.compile and self.stage not in COMPILABLE_STAGES:
             raise ConfigError(f"run.compile is for the supervised DiT stages {COMPILABLE_STAGES} (fixed shapes); "
                               f"{self.stage}'s shapes change every step, so it would recompile instead")
@@ -359,7 +372,8 @@ def _build(cls, data: dict[str, Any], where: str):
     values = {}
     for name, value in data.items():
         nested = {"optim": OptimConfig, "run": RunConfig, "data": DataConfig, "thinker": ThinkerModelConfig,
-                  "dit": DiTModelConfig, "ae": AutoencoderModelConfig, "rl": RLConfig}.get(name) if cls is TrainConfig else None
+                  "dit": DiTModelConfig, "ae": AutoencoderModelConfig, "rl": RLConfig,
+                      "layout_align": LayoutAlignConfig}.get(name) if cls is TrainConfig else None
         if nested is not None:
             value = _build(nested, value or {}, f"{where}.{name}")
         elif name in TUPLES and isinstance(value, list):

@@ -174,11 +174,14 @@ class EditExamples:
         self.instructions = [item.canonical if rng.random() < 0.5 else item.prompt for item in items]
         sources = [render(i.source, resolution) for i in items]
         targets = [render(i.scene, resolution) for i in items]
+        self.target_scenes: list[Scene] = [i.scene for i in items]
+        self.layouts: tuple[torch.Tensor, torch.Tensor] | None = None  # set by DiTStage for layout_align
         for path, fix, scene in drawn:  # a model's own drawings and their fixes (data.drawn_edits)
             image = np.asarray(Image.open(path).convert("RGB"))
             if image.shape[:2] != (resolution, resolution):
                 raise ValueError(f"{path}: {image.shape[1]} x {image.shape[0]} px, the DiT draws {resolution} px")
             self.instructions.append(fix)
+            self.target_scenes.append(scene)
             sources.append(image)
             targets.append(render(scene, resolution))
         self.source_images = np.stack(sources)  # (E, H, W, 3) uint8
@@ -269,7 +272,13 @@ class DiTStage:
         pipe.vae.requires_grad_(False)
         self.resolution = pipe.defaults["height"]
         side = self.resolution // (spatial_factor(pipe.vae) * pipe.patch)
-        self.model = FlowModule(pipe.bridge, pipe.transformer, (side, side))
+        align = config.layout_align
+        if align.weight:
+            from .layout_align import LayoutAlignedFlow  # it builds on FlowModule, defined here
+
+            self.model = LayoutAlignedFlow(pipe.bridge, pipe.transformer, (side, side), align.layer, align.weight)
+        else:
+            self.model = FlowModule(pipe.bridge, pipe.transformer, (side, side))
         self._prepare_data()
 
     def _prepare_data(self) -> None:
@@ -284,6 +293,10 @@ class DiTStage:
                 images.append(image)
                 self.captions.append(prompt)
         self.images = torch.from_numpy(np.stack(images))  # (N, H, W, 3)
+        self.layouts = None  # layout_align: per-token class shares (N, T, K) and which rows have a scene
+        if cfg.layout_align.weight:
+            scenes = list(data.scenes) + [None] * (len(self.captions) - self.scene_count)  # replays: unknown
+            self.layouts = self._token_layouts(scenes)
         # pixels are their own latents (kept as uint8); a learned autoencoder's are encoded once
         self.latents = None if isinstance(self.pipe.vae, PixelAutoencoder) else self._encode_images(self.images)
         self.edits = None
@@ -291,6 +304,8 @@ class DiTStage:
             drawn = [example for folder in cfg.data.drawn_edits or [] for example in drawn_edit_examples(folder)]
             self.edits = EditExamples(max(1, int(cfg.data.cache_size * cfg.data.edit_fraction)), cfg.run.seed,
                                       self.resolution, self._encode_images, drawn)
+            if cfg.layout_align.weight:
+                self.edits.layouts = self._token_layouts(self.edits.target_scenes)
         states, masks = self._encode_texts(self.captions)
         if cfg.data.think_states > 0:
             states, masks = self._with_think_states(states, masks)
@@ -306,6 +321,17 @@ class DiTStage:
         null = self.pipe.thinker.encode([""], think=False)
         self.null_states = F.pad(null.states.half(), (0, 0, 0, length - null.states.shape[1]))[0]
         self.null_mask = F.pad(null.mask, (0, length - null.mask.shape[1]))[0]
+
+    def _token_layouts(self, scenes: list[Scene | None]) -> tuple[torch.Tensor, torch.Tensor]:
+        from .layout_align import token_layouts
+
+        side = self.resolution // (spatial_factor(self.pipe.vae) * self.pipe.patch)
+        return token_layouts(scenes, self.resolution, side)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        loss = getattr(self.model, "last_layout_loss", None)
+        return {} if loss is None else {"train/layout_loss": float(loss)}
 
     def _encode_texts(self, texts: list[str], images: list[list[Image.Image]] | None = None,
                       think: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -359,8 +385,16 @@ class DiTStage:
             noises.append(torch.randn(*self.latent_shape, generator=g))
         x0 = _pixels(self.images[picks]) if self.latents is None else self.latents[picks]  # (B, C, h, w)
         patch = self.pipe.patch
-        return {"states": torch.stack(states).float(), "mask": torch.stack(masks), "sigma": torch.cat(sigmas),
-                "x0": patchify(x0, patch), "noise": patchify(torch.stack(noises), patch)}
+        batch = {"states": torch.stack(states).float(), "mask": torch.stack(masks), "sigma": torch.cat(sigmas),
+                 "x0": patchify(x0, patch), "noise": patchify(torch.stack(noises), patch)}
+        return self._with_layouts(batch, self.layouts, picks)
+
+    @staticmethod
+    def _with_layouts(batch: dict[str, torch.Tensor], layouts: tuple[torch.Tensor, torch.Tensor] | None,
+                      picks: list[int]) -> dict[str, torch.Tensor]:
+        if layouts is not None:
+            batch["layout"], batch["layout_known"] = layouts[0][picks], layouts[1][picks]  # (B, T, K), (B,)
+        return batch
 
     def _edit_batch(self, rng: random.Random, step: int, start: int, size: int) -> dict[str, torch.Tensor]:
         """A step of edits: every example has a reference image. Caption dropout keeps the reference,
@@ -378,9 +412,10 @@ class DiTStage:
             sigmas.append(flow.sample_timesteps(1, cfg.data.timesteps, cfg.data.timestep_shift, generator=g))
             noises.append(torch.randn(*self.latent_shape, generator=g))
         patch = self.pipe.patch
-        return {"states": torch.stack(states).float(), "mask": torch.stack(masks), "sigma": torch.cat(sigmas),
-                "x0": patchify(edits.targets[picks], patch), "noise": patchify(torch.stack(noises), patch),
-                "reference": patchify(edits.sources[picks], patch)}
+        batch = {"states": torch.stack(states).float(), "mask": torch.stack(masks), "sigma": torch.cat(sigmas),
+                 "x0": patchify(edits.targets[picks], patch), "noise": patchify(torch.stack(noises), patch),
+                 "reference": patchify(edits.sources[picks], patch)}
+        return self._with_layouts(batch, edits.layouts, picks)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
