@@ -373,7 +373,7 @@ def _build(cls, data: dict[str, Any], where: str):
     for name, value in data.items():
         nested = {"optim": OptimConfig, "run": RunConfig, "data": DataConfig, "thinker": ThinkerModelConfig,
                   "dit": DiTModelConfig, "ae": AutoencoderModelConfig, "rl": RLConfig,
-                      "layout_align": LayoutAlignConfig}.get(name) if cls is TrainConfig else None
+                  "layout_align": LayoutAlignConfig}.get(name) if cls is TrainConfig else None
         if nested is not None:
             value = _build(nested, value or {}, f"{where}.{name}")
         elif name in TUPLES and isinstance(value, list):

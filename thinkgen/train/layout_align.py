@@ -21,6 +21,7 @@ from torch import nn
 
 from ..world.render import shape_mask, text_mask
 from ..world.scene import COLORS, SHAPES, Scene
+from .config import ConfigError
 from .dit_stage import FlowModule
 
 # index 0 is the background, then every (colour, shape), then text ink
@@ -80,9 +81,10 @@ class LayoutAlignedFlow(FlowModule):
         super().__init__(bridge, transformer, grid)
         blocks = getattr(transformer, "transformer_blocks", None)
         if blocks is None:
-            raise TypeError(f"layout alignment reads a QwenImageTransformer2DModel's blocks, not {type(transformer).__name__}'s")
+            raise ConfigError(f"layout_align reads a QwenImageTransformer2DModel's blocks, not "
+                              f"{type(transformer).__name__}'s")
         if not 0 <= layer < len(blocks):
-            raise ValueError(f"layout alignment layer {layer}: the DiT has blocks 0-{len(blocks) - 1}")
+            raise ConfigError(f"layout_align.layer {layer}: the DiT has blocks 0-{len(blocks) - 1}")
         self.layer, self.weight = layer, weight
         self.head = LayoutHead(transformer.config.num_attention_heads * transformer.config.attention_head_dim)
         self._caught: list[torch.Tensor] = []
