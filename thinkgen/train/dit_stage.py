@@ -325,8 +325,7 @@ class DiTStage:
     def _token_layouts(self, scenes: list[Scene | None]) -> tuple[torch.Tensor, torch.Tensor]:
         from .layout_align import token_layouts
 
-        side = self.resolution // (spatial_factor(self.pipe.vae) * self.pipe.patch)
-        return token_layouts(scenes, self.resolution, side)
+        return token_layouts(scenes, self.resolution, self.model.grid[0])
 
     @property
     def metrics(self) -> dict[str, float]:

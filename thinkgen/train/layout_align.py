@@ -87,22 +87,21 @@ class LayoutAlignedFlow(FlowModule):
             raise ConfigError(f"layout_align.layer {layer}: the DiT has blocks 0-{len(blocks) - 1}")
         self.layer, self.weight = layer, weight
         self.head = LayoutHead(transformer.config.num_attention_heads * transformer.config.attention_head_dim)
-        self._caught: list[torch.Tensor] = []
+        self._caught: torch.Tensor | None = None  # block ``layer``'s image states of this forward
         blocks[layer].register_forward_hook(self._catch)
         self.last_layout_loss = torch.tensor(float("nan"))  # read by DiTStage.metrics, kept as a tensor (no sync)
 
     def _catch(self, module: nn.Module, args: tuple, output: tuple[torch.Tensor, torch.Tensor]) -> None:
         if self.training:
-            self._caught.append(output[1])  # the block returns (text states, image states)
+            self._caught = output[1]  # the block returns (text states, image states)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        self._caught.clear()
         flow_loss = super().forward(batch)
         if not self.training or "layout" not in batch:
             return flow_loss
         target = batch["layout"].float()  # (B, T, K)
-        hidden = self._caught[-1][:, : target.shape[1]]  # (B, T, D): image tokens only
-        self._caught.clear()
+        hidden = self._caught[:, : target.shape[1]]  # (B, T, D): image tokens only
+        self._caught = None
         logp = F.log_softmax(self.head(hidden.float()), dim=-1)  # (B, T, K)
         per_row = -(target * logp).sum(-1).mean(-1)  # (B,)
         known = batch["layout_known"].float()
