@@ -468,6 +468,9 @@ def test_the_cli_builds_the_judge_its_options_ask_for(pipe):
     assert isinstance(judge, ReadingCheckedJudge) and isinstance(judge.judge, VotingJudge)
     assert (judge.judge.votes, judge.judge.quorum) == (8, 6) and correct.verifier is pipe.thinker
     assert describe(correct) == "retry-edit, up to 8 tries, kept by the judge's greedy reading"
+    correct.verifier = judge  # a verifier that checks its own reading is named as one
+    assert describe(correct) == ("retry-edit, up to 8 tries, kept by a judge of 8 votes at temperature 1, "
+                                 "wrong when 6 fault it, a fault its own reading contradicts taken back")
     correct = correction("retry-edit")
     judge = reflection_judge(options(votes=4, keep_quorum=1), pipe, None, correct)
     assert isinstance(judge, VotingJudge) and judge.quorum == 3

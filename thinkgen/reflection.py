@@ -183,6 +183,8 @@ def describe(correct: Correction) -> str:
     verifier = getattr(correct, "verifier", None)
     if isinstance(verifier, VotingJudge):
         name += f", kept when fewer than {verifier.quorum} of {verifier.votes} votes fault it"
+    elif isinstance(verifier, ReadingCheckedJudge):
+        name += f", kept by a judge of {describe_judge(verifier)}"
     elif verifier is not None:
         name += ", kept by the judge's greedy reading"
     return name
