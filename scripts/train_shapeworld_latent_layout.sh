@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The latent recipe (scripts/train_shapeworld_latent.sh) with layout alignment on its DiT stages
+# (configs/shapeworld/latent_layout/: layout_align weight 0.5 on block 2, docs/dit_experiments.md
+# session 24). The thinker stages 1-2 and the autoencoder are the latent recipe's own (same folders,
+# so they are trained once for both). The stage-4 export is scored first (results/latent_layout/sft,
+# against results/latent/sft), then stages 5-7 and the final export (results/latent_layout/final,
+# against results/latent/final, the shipped model). Each stage resumes: rerun the script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
+source scripts/stages.sh
+L=configs/shapeworld/latent
+V=configs/shapeworld/latent_layout
+R=runs/shapeworld/latent_layout
+run_stage $L/1_thinker_pretrain.yaml
+run_stage $L/2_thinker_sft.yaml
+run_stage configs/shapeworld/0_autoencoder.yaml
+run_stage $V/3_dit_pretrain.yaml
+run_stage $V/4_dit_finetune.yaml
+[ -f $R/sft/model_index.json ] || $PYTHON scripts/export_embedded.py $R/dit_finetune/final $R/sft
+echo "== evaluation of $R/sft ($(date +%T))"
+complete results/latent_layout/sft/reasoning-no-think || scripts/eval_shapeworld.sh $R/sft results/latent_layout/sft
+run_stage $V/5_thinker_grpo.yaml
+[ -f $R/final_direct_anchor/model_index.json ] || \
+  $PYTHON scripts/export_embedded.py $R/thinker_grpo_direct_anchor/final $R/final_direct_anchor
+run_stage $V/6_dit_continue.yaml
+run_stage $V/7_dit_finetune.yaml
+[ -f $R/final/model_index.json ] || \
+  $PYTHON scripts/export_embedded.py $R/dit_continue_finetune_think_states/final $R/final
+echo "== evaluation of $R/final ($(date +%T))"
+complete results/latent_layout/final/reasoning-no-think || scripts/eval_shapeworld.sh $R/final results/latent_layout/final
+echo "== done ($(date +%T))"
