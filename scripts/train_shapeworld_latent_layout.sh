@@ -2,9 +2,11 @@
 # The latent recipe (scripts/train_shapeworld_latent.sh) with layout alignment on its DiT stages
 # (configs/shapeworld/latent_layout/: layout_align weight 0.5 on block 2, docs/dit_experiments.md
 # session 24). The thinker stages 1-2 and the autoencoder are the latent recipe's own (same folders,
-# so they are trained once for both). The stage-4 export is scored first (results/latent_layout/sft,
-# against results/latent/sft), then stages 5-7 and the final export (results/latent_layout/final,
-# against results/latent/final, the shipped model). Each stage resumes: rerun the script.
+# so they are trained once for both). Each export is scored when it is made, against the latent
+# recipe's: stage 4 (results/latent_layout/sft against results/latent/sft), stage 5
+# (results/latent_layout/direct_anchor against results/latent/direct_anchor) and stage 7
+# (results/latent_layout/final against results/latent/final, the shipped model). Each stage
+# resumes: rerun the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
@@ -23,6 +25,9 @@ complete results/latent_layout/sft/reasoning-no-think || scripts/eval_shapeworld
 run_stage $V/5_thinker_grpo.yaml
 [ -f $R/final_direct_anchor/model_index.json ] || \
   $PYTHON scripts/export_embedded.py $R/thinker_grpo_direct_anchor/final $R/final_direct_anchor
+echo "== evaluation of $R/final_direct_anchor ($(date +%T))"
+complete results/latent_layout/direct_anchor/reasoning-no-think || \
+  scripts/eval_shapeworld.sh $R/final_direct_anchor results/latent_layout/direct_anchor
 run_stage $V/6_dit_continue.yaml
 run_stage $V/7_dit_finetune.yaml
 [ -f $R/final/model_index.json ] || \
