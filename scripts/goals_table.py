@@ -52,6 +52,7 @@ MODELS = {
     "28,000 DiT steps, think mode re-encoding the rewrite (session 21, experiment, not shipped)":
         "latent/reencode/longer",
     "latent recipe with layout alignment, to stage 4 (session 25, experiment)": "latent_layout/sft",
+    "latent recipe with layout alignment, to stage 5 (session 25, experiment)": "latent_layout/direct_anchor",
     "v2 (thinker that sees)": "v2",
     "embedded seeing model, thinkgen-reencode (shipped since session 21)": "v2/shipped_fp16_reencode",
     "five-scenario model, 64 px (session 22, experiment)": "five/sft",
