@@ -26,13 +26,13 @@ def tiny_dir(tmp_path_factory):
     return folder
 
 
-def config(tiny_dir, out, weight=0.5, layer=0, centres=0.0, **run):
+def config(tiny_dir, out, weight=0.5, layer=0, **run):
     return C.from_dict({
         "stage": "dit_pretrain", "output_dir": str(out), "init": str(tiny_dir),
         "run": {"steps": 4, "batch_size": 4, "log_every": 2, "save_every": 2, "seed": 3, **run},
         "optim": {"lr": 1e-3, "warmup_steps": 1},
         "data": {"cache_size": 16, "caption_dropout": 0.2},
-        "layout_align": {"weight": weight, "layer": layer, "centres": centres},
+        "layout_align": {"weight": weight, "layer": layer},
         "ema_decay": 0.9,
     })
 
@@ -63,38 +63,6 @@ def test_token_layouts_are_the_shares_of_each_class_per_token():
     assert (covered[1:3, 1:3] == 1).all() and covered.sum() == 4  # an 8 px square on the 4 px token grid
     with pytest.raises(ValueError, match="does not split"):
         token_layouts([square], 32, 5)
-
-
-def test_centres_count_the_objects_whose_centre_each_token_holds():
-    two = Scene((Object("square", "red", 0.3, 0.3, size=0.2), Object("square", "red", 0.6, 0.3, size=0.2),
-                 Object("circle", "blue", 1.0, 0.99, size=0.1)))  # a centre on the far edge: the last token
-    shares, _ = token_layouts([two], 32, 8, centres=True)
-    k = len(LAYOUT_CLASSES)
-    assert shares.shape == (1, 64, k + 1)
-    centres = shares[0, :, k].view(8, 8)
-    assert centres[2, 2] == 1 and centres[2, 4] == 1 and centres[7, 7] == 1 and centres.sum() == 3
-    plain, _ = token_layouts([two], 32, 8)
-    assert torch.equal(shares[..., :k], plain)  # the class shares are unchanged
-
-
-def test_the_centre_target_adds_its_weighted_binary_cross_entropy(tiny_dir, tmp_path):
-    stage = build_stage(config(tiny_dir, tmp_path / "centres", centres=2.0))
-    batch = stage.batch(0, 0, 4)
-    k = len(LAYOUT_CLASSES)
-    assert batch["layout"].shape[-1] == k + 1 and (batch["layout"][..., k].sum((1,)) > 0).all()
-    stage.model.train()
-    logits = []  # the head's output, caught to redo the loss by hand
-    handle = stage.model.head.register_forward_hook(lambda module, args, out: logits.append(out))
-    stage.model(batch)
-    handle.remove()
-    assert logits[0].shape[-1] == k + 1
-    target = batch["layout"].float()
-    classes = -(target[..., :k] * torch.log_softmax(logits[0][..., :k], -1)).sum(-1).mean(-1)
-    centre = torch.nn.functional.binary_cross_entropy_with_logits(
-        logits[0][..., k], target[..., k].clamp(max=1), reduction="none").mean(-1)
-    assert torch.allclose(stage.model.last_layout_loss, (classes + 2.0 * centre).mean(), atol=1e-6)
-    with pytest.raises(C.ConfigError, match="layout_align.weight"):
-        config(tiny_dir, tmp_path / "off", weight=0.0, centres=1.0)
 
 
 def test_a_dit_stage_with_layout_alignment_trains_the_head_and_saves_a_plain_pipeline(tiny_dir, tmp_path):

@@ -158,9 +158,6 @@ class LayoutAlignConfig:
 
     weight: Annotated[float, Field(ge=0, le=100)] = 0.0
     layer: Annotated[int, Field(ge=0, le=1023)] = 2
-    # the weight of a third target beside the class shares: whether a token holds an object's
-    # centre, so the block must tell two touching squares from one blob (counting); 0 = off
-    centres: Annotated[float, Field(ge=0, le=100)] = 0.0
 
 
 @dataclass
@@ -339,8 +336,6 @@ class TrainConfig:
         if self.layout_align.weight and self.stage not in ("dit_pretrain", "dit_finetune"):
             raise ConfigError(f"layout_align is a loss of the DiT stages that train the DiT (dit_pretrain, "
                               f"dit_finetune), not of {self.stage}")
-        if self.layout_align.centres and not self.layout_align.weight:
-            raise ConfigError("layout_align.centres is part of the layout loss: set layout_align.weight > 0 too")
         if self.run.compile and self.stage not in COMPILABLE_STAGES:
             raise ConfigError(f"run.compile is for the supervised DiT stages {COMPILABLE_STAGES} (fixed shapes); "
                               f"{self.stage}'s shapes change every step, so it would recompile instead")

@@ -276,8 +276,7 @@ class DiTStage:
         if align.weight:
             from .layout_align import LayoutAlignedFlow  # it builds on FlowModule, defined here
 
-            self.model = LayoutAlignedFlow(pipe.bridge, pipe.transformer, (side, side), align.layer, align.weight,
-                                           align.centres)
+            self.model = LayoutAlignedFlow(pipe.bridge, pipe.transformer, (side, side), align.layer, align.weight)
         else:
             self.model = FlowModule(pipe.bridge, pipe.transformer, (side, side))
         self._prepare_data()
@@ -326,7 +325,7 @@ class DiTStage:
     def _token_layouts(self, scenes: list[Scene | None]) -> tuple[torch.Tensor, torch.Tensor]:
         from .layout_align import token_layouts
 
-        return token_layouts(scenes, self.resolution, self.model.grid[0], self.config.layout_align.centres > 0)
+        return token_layouts(scenes, self.resolution, self.model.grid[0])
 
     @property
     def metrics(self) -> dict[str, float]:

@@ -40,27 +40,21 @@ def layout_map(scene: Scene, resolution: int) -> np.ndarray:
     return classes
 
 
-def token_layouts(scenes: list[Scene | None], resolution: int, grid: int,
-                  centres: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def token_layouts(scenes: list[Scene | None], resolution: int, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token class shares ``(N, grid * grid, K)`` (fp16; each token covers a square of
     ``resolution // grid`` pixels, in patchify's row-major order) and ``(N,)`` whether the row has a
-    scene (a replayed drawing does not: its row is zero and its loss masked out). With ``centres``
-    a last channel follows the K shares: how many objects have their centre in the token."""
+    scene (a replayed drawing does not: its row is zero and its loss masked out)."""
     if resolution % grid:
         raise ValueError(f"a {resolution} px image does not split into {grid} x {grid} tokens")
     side, k = resolution // grid, len(LAYOUT_CLASSES)
-    shares = torch.zeros(len(scenes), grid * grid, k + int(centres), dtype=torch.float16)
+    shares = torch.zeros(len(scenes), grid * grid, k, dtype=torch.float16)
     known = torch.zeros(len(scenes), dtype=torch.bool)
     for row, scene in enumerate(scenes):
         if scene is None:
             continue
         classes = layout_map(scene, resolution).reshape(grid, side, grid, side).transpose(0, 2, 1, 3)
         onehot = np.eye(k, dtype=np.float32)[classes.reshape(grid * grid, side * side)]  # (T, side², K)
-        shares[row, :, :k] = torch.from_numpy(onehot.mean(axis=1))
-        if centres:
-            for obj in scene.objects:  # the centre's token, clamped for a centre on the far edge
-                column, line = (min(int(c * grid), grid - 1) for c in (obj.x, obj.y))
-                shares[row, line * grid + column, k] += 1
+        shares[row] = torch.from_numpy(onehot.mean(axis=1))
         known[row] = True
     return shares, known
 
@@ -80,14 +74,10 @@ class LayoutHead(nn.Module):
 class LayoutAlignedFlow(FlowModule):
     """:class:`FlowModule`'s rectified-flow loss plus ``weight`` times the layout loss of block
     ``layer`` (0 = the first) of a ``QwenImageTransformer2DModel``. The block's output is caught
-    by a forward hook; its first ``T`` image tokens are read (an edit's reference tokens follow).
-    With ``centres`` > 0 the head also says, per token, whether an object's centre lies in it
-    (a binary cross-entropy, that weight times it added to the layout loss): the class shares name
-    what covers a token, not how many objects do, and counts are what the layout-aligned DiT gets
-    wrong (docs/dit_experiments.md, session 26)."""
+    by a forward hook; its first ``T`` image tokens are read (an edit's reference tokens follow)."""
 
     def __init__(self, bridge: nn.Module, transformer: nn.Module, grid: tuple[int, int], layer: int,
-                 weight: float, centres: float = 0.0) -> None:
+                 weight: float) -> None:
         super().__init__(bridge, transformer, grid)
         blocks = getattr(transformer, "transformer_blocks", None)
         if blocks is None:
@@ -95,9 +85,8 @@ class LayoutAlignedFlow(FlowModule):
                               f"{type(transformer).__name__}'s")
         if not 0 <= layer < len(blocks):
             raise ConfigError(f"layout_align.layer {layer}: the DiT has blocks 0-{len(blocks) - 1}")
-        self.layer, self.weight, self.centres = layer, weight, centres
-        width = transformer.config.num_attention_heads * transformer.config.attention_head_dim
-        self.head = LayoutHead(width, len(LAYOUT_CLASSES) + int(centres > 0))
+        self.layer, self.weight = layer, weight
+        self.head = LayoutHead(transformer.config.num_attention_heads * transformer.config.attention_head_dim)
         self._caught: torch.Tensor | None = None  # block ``layer``'s image states of this forward
         blocks[layer].register_forward_hook(self._catch)
         self.last_layout_loss = torch.tensor(float("nan"))  # read by DiTStage.metrics, kept as a tensor (no sync)
@@ -110,16 +99,11 @@ class LayoutAlignedFlow(FlowModule):
         flow_loss = super().forward(batch)
         if not self.training or "layout" not in batch:
             return flow_loss
-        target = batch["layout"].float()  # (B, T, K), or (B, T, K + 1) with centres
+        target = batch["layout"].float()  # (B, T, K)
         hidden = self._caught[:, : target.shape[1]]  # (B, T, D): image tokens only
         self._caught = None
-        logits = self.head(hidden.float())
-        k = len(LAYOUT_CLASSES)
-        logp = F.log_softmax(logits[..., :k], dim=-1)  # (B, T, K)
-        per_row = -(target[..., :k] * logp).sum(-1).mean(-1)  # (B,)
-        if self.centres:  # (B, T) logit that the token holds a centre; two in one token still say "yes"
-            centre = F.binary_cross_entropy_with_logits(logits[..., k], target[..., k].clamp(max=1), reduction="none")
-            per_row = per_row + self.centres * centre.mean(-1)
+        logp = F.log_softmax(self.head(hidden.float()), dim=-1)  # (B, T, K)
+        per_row = -(target * logp).sum(-1).mean(-1)  # (B,)
         known = batch["layout_known"].float()
         layout_loss = (per_row * known).sum() / known.sum().clamp(min=1)
         self.last_layout_loss = layout_loss.detach()
