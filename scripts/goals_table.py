@@ -59,8 +59,7 @@ MODELS = {
     "layout recipe cut to the budget (stage 3 at 7,000 steps), to stage 4 (session 26, experiment)":
         "latent_layout_fit/sft",
     "... the same, to stage 5 (session 27, experiment)": "latent_layout_fit/direct_anchor",
-    "... the same, stages 1-7 (session 27, experiment)": "latent_layout_fit/final",
-    "... the same, stages 1-7, thinkgen-reencode (session 27, experiment)": "latent_layout_fit/final/reencode",
+    "... the same, stages 1-7 (session 27, experiment, not shipped)": "latent_layout_fit/final",
     "v2 (thinker that sees)": "v2",
     "embedded seeing model, thinkgen-reencode (shipped since session 21)": "v2/shipped_fp16_reencode",
     "five-scenario model, 64 px (session 22, experiment)": "five/sft",
