@@ -39,7 +39,10 @@ def table(folder: Path) -> dict[str, Counter]:
             item = json.loads(line)
             if item["category"] != "counting":
                 continue
-            counts[item["target"].split()[0]][outcome(item["details"]["reason"])] += 1
+            number = item["target"].split()[0]
+            if number not in counts:
+                raise ValueError(f"counting target {item['target']!r} does not start with {', '.join(NUMBERS)}")
+            counts[number][outcome(item["details"]["reason"])] += 1
     return counts
 
 
@@ -52,7 +55,10 @@ def main() -> None:
     for folder in args.folders:
         if not (folder / "items.jsonl").is_file():
             raise SystemExit(f"error: {folder} has no items.jsonl (not a `thinkgen eval` folder)")
-        counts = table(folder)
+        try:
+            counts = table(folder)
+        except ValueError as error:
+            raise SystemExit(f"error: {folder}: {error}") from None
         cells = [f"{c['right']} / {c['too many']} / {c['too few']}" for c in (counts[n] for n in NUMBERS)]
         print(f"| {folder} | " + " | ".join(cells) + " |")
 
