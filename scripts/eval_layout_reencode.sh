@@ -15,10 +15,7 @@ require_runs "scripts/train_shapeworld_latent_layout.sh $VARIANT" $MODEL
 COPY=runs/reencode/${VARIANT}_final
 OUT=results/$VARIANT/final/reencode
 reencoded $MODEL $COPY
-for suite in composition reasoning; do
-  complete $OUT/$suite-think || $THINKGEN eval --suite $suite --model $COPY --think --n-per-prompt 4 \
-    --n-items 120 --out $OUT/$suite-think --overwrite > /dev/null
-done
+evaluate_think $COPY $OUT
 [ -s $OUT/demo_seeds.txt ] || $PYTHON scripts/demo_seeds.py $COPY 16 > $OUT/demo_seeds.txt
 $PYTHON - "$OUT" <<'PY'
 import json, sys

@@ -16,10 +16,7 @@ for pair in shipped:thinkgen/assets/shapeworld longer:$R/dit_longer_replay_right
   name=${pair%%:*} model=${pair#*:}
   copy=runs/reencode/$name out=results/latent/reencode/$name
   reencoded $model $copy
-  for suite in composition reasoning; do
-    complete $out/$suite-think || $THINKGEN eval --suite $suite --model $copy --think --n-per-prompt 4 \
-      --n-items 120 --out $out/$suite-think --overwrite > /dev/null
-  done
+  evaluate_think $copy $out
   [ -s $out/demo_seeds.txt ] || $PYTHON scripts/demo_seeds.py $copy 16 > $out/demo_seeds.txt
   # a second seed of think-mode reasoning, re-encoded and in context (and composition for the shipped model)
   suites="reasoning"; [ $name = shipped ] && suites="reasoning composition"
@@ -35,10 +32,7 @@ done
 P=results/latent/reencode/plain
 if [ -f $R/dit_continue_finetune/final/model_index.json ]; then
   reencoded $R/dit_continue_finetune/final runs/reencode/plain
-  for suite in composition reasoning; do
-    complete $P/$suite-think || $THINKGEN eval --suite $suite --model runs/reencode/plain --think \
-      --n-per-prompt 4 --n-items 120 --out $P/$suite-think --overwrite > /dev/null
-  done
+  evaluate_think runs/reencode/plain $P
   complete $P/seed1/reasoning-no-think || $THINKGEN eval --suite reasoning --model runs/reencode/plain --no-think \
     --seed 1 --n-per-prompt 4 --n-items 120 --out $P/seed1/reasoning-no-think --overwrite > /dev/null
 fi

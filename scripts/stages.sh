@@ -36,6 +36,15 @@ evaluate_rl() {
     fi
   done
 }
+# evaluate_think MODEL OUT: composition and reasoning in think mode only (README protocol) into
+# OUT/SUITE-think, each skipped once complete; for a conditioning that changes think mode alone
+evaluate_think() {
+  local suite
+  for suite in composition reasoning; do
+    complete "$2/$suite-think" || $THINKGEN eval --suite $suite --model "$1" --think --n-per-prompt 4 \
+      --n-items 120 --out "$2/$suite-think" --overwrite > /dev/null
+  done
+}
 # evaluate_suites MODEL OUT: the v2 tables' protocol, every suite a thinker that sees is trained
 # for: composition, reasoning (4 images per item) and editing (1), think and direct, and the
 # reflection verdicts (120 test items each), into OUT/SUITE-MODE
