@@ -2,11 +2,20 @@
 THINKGEN=${THINKGEN:-.venv/bin/thinkgen}
 PYTHON=${PYTHON:-.venv/bin/python}
 export HF_HUB_OFFLINE=1
+# output_dir CONFIG: the folder a stage config writes (read through its `base:` chain)
+output_dir() {
+  $PYTHON -c 'import sys
+from thinkgen.train.config import ConfigError, load
+try:
+    print(load(sys.argv[1]).output_dir)
+except ConfigError as error:
+    sys.exit(f"error: {error}")' "$1"
+}
 # run_stage CONFIG trains one stage unless its final/.done marker exists, resuming from its newest
 # checkpoint, then writes the marker.
 run_stage() {
   local out
-  out=$(grep '^output_dir:' "$1" | awk '{print $2}')
+  out=$(output_dir "$1")
   if [ -f "$out/final/.done" ]; then echo "== $1: done already"; return; fi
   echo "== $1 ($(date +%T))"
   $THINKGEN train "$1" --resume
@@ -16,7 +25,7 @@ run_stage() {
 # runs made before the .done markers of run_stage
 train_unless_final() {
   local out
-  out=$(grep '^output_dir:' "$1" | awk '{print $2}')
+  out=$(output_dir "$1")
   [ -f "$out/final/model_index.json" ] || { echo "== $1 ($(date +%T))"; $THINKGEN train "$1" --resume; }
 }
 # complete OUT: an eval folder counts only when its scores.json says the run finished (not when

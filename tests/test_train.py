@@ -63,6 +63,39 @@ def test_config_loading(tmp_path):
         assert C.load(shipped).stage in C.STAGES  # every recipe we ship parses
 
 
+def test_config_base(tmp_path):
+    """``base:`` reads another config first (relative to this file); sections merge key by key."""
+    (tmp_path / "recipe").mkdir()
+    (tmp_path / "recipe" / "stage.yaml").write_text(yaml.safe_dump({
+        "stage": "dit_pretrain", "output_dir": "runs/a", "run": {"steps": 900, "batch_size": 32},
+        "optim": {"lr": 6e-4}}))
+    (tmp_path / "variant").mkdir()
+    variant = tmp_path / "variant" / "stage.yaml"
+    variant.write_text("base: ../recipe/stage.yaml\noutput_dir: runs/b\nrun: {steps: 700}\n")
+    config = C.load(variant, {"optim.lr": 1e-4})
+    assert config.output_dir == "runs/b" and config.stage == "dit_pretrain"
+    assert config.run.steps == 700 and config.run.batch_size == 32  # the section merged, not replaced
+    assert config.optim.lr == 1e-4  # --set still wins over both files
+    # a chain of bases, and its errors: a loop, a missing file, a base that is not a path
+    (tmp_path / "variant" / "twice.yaml").write_text("base: stage.yaml\nrun: {batch_size: 8}\n")
+    twice = C.load(tmp_path / "variant" / "twice.yaml")
+    assert (twice.output_dir, twice.run.steps, twice.run.batch_size) == ("runs/b", 700, 8)
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\nstage: dit_pretrain\n")
+    with pytest.raises(C.ConfigError, match="loops back"):
+        C.load(tmp_path / "loop.yaml")
+    variant.write_text("base: ../recipe/missing.yaml\n")
+    with pytest.raises(C.ConfigError, match="not found: .*missing.yaml"):
+        C.load(variant)
+    variant.write_text("base: [../recipe/stage.yaml]\n")
+    with pytest.raises(C.ConfigError, match="'base' must be the path"):
+        C.load(variant)
+    # the layout variants are written as bases plus their differences
+    short5 = C.load(ROOT / "configs/shapeworld/latent_layout_short5/5_thinker_grpo.yaml")
+    plain = C.load(ROOT / "configs/shapeworld/latent/5_thinker_grpo.yaml")
+    assert short5.run.steps == 450 and plain.run.steps == 600
+    assert short5.rl == plain.rl and short5.optim == plain.optim
+
+
 def stop_at(stage, stop_step):
     """Make a stage raise KeyboardInterrupt (as Ctrl-C does) when the loop reaches ``stop_step``."""
     original = stage.batch

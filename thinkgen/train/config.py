@@ -393,10 +393,9 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
     return _build(TrainConfig, data, "config")
 
 
-def load(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML config; ``overrides`` (dotted keys, e.g. ``{"run.steps": 10}``) win."""
+def _read_mapping(path: Path) -> dict[str, Any]:
     try:
-        text = Path(path).read_text()
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except IsADirectoryError:
@@ -410,6 +409,43 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConf
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping (stage: ..., output_dir: ...), not a {type(data).__name__}")
+    return data
+
+
+def _merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` on top: sections (mappings) merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            value = _merged(out[key], value)
+        out[key] = value
+    return out
+
+
+def _read_with_base(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config's mapping, on top of the config its ``base:`` names (a path relative to this file).
+
+    A variant then states only what differs from the recipe it varies (its output folders, a step
+    count), and a change to the base reaches every variant.
+    """
+    if path.resolve() in chain:
+        raise ConfigError(f"{path}: 'base' loops back to itself ({' -> '.join(str(p) for p in chain)})")
+    data = _read_mapping(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: 'base' must be the path of another config, got {base!r}")
+    return _merged(_read_with_base(path.parent / base, (*chain, path.resolve())), data)
+
+
+def load(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML config; ``overrides`` (dotted keys, e.g. ``{"run.steps": 10}``) win.
+
+    ``base: OTHER.yaml`` in a config reads OTHER first (relative to the config's folder) and puts
+    this file's keys on top, section by section.
+    """
+    data = _read_with_base(Path(path))
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")
