@@ -1,5 +1,6 @@
 """ThinkGen's DiT and the release's conventions, on tiny random weights of the real classes."""
 
+import dataclasses
 import json
 import math
 import sys
@@ -141,6 +142,28 @@ def test_rope_in_float64_and_omni_positions(release):
     assert joint[cap + 8 : cap + 12].tolist() == [[cap + 4, r, c] for r in range(2) for c in range(2)]  # +max(2, 4)
 
 
+def test_references_are_refined_together_and_padding_is_masked(release):
+    """All references of a batch go through the reference refiner as one padded batch (the
+    release's numerics); a sample's output does not depend on the padding its neighbours bring."""
+    model = release.transformer
+    torch.manual_seed(0)
+    latents, text = torch.randn(2, 4, 4, 4), torch.randn(2, 5, 128)
+    mask, t = torch.ones(2, 5, dtype=torch.long), torch.tensor([0.3, 0.3])
+    own = [torch.randn(4, 4, 8), torch.randn(4, 4, 4)]  # 8 and 4 tokens
+    neighbour = [torch.randn(4, 8, 8)]  # 16 tokens: the other two are padded to 16 in the refiner
+    calls = []
+    block = model.ref_image_refiner[0]
+    hook = block.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape))
+    try:
+        with torch.no_grad():
+            alone = model(latents[:1], t[:1], text[:1], mask[:1], [own])
+            together = model(latents, t, text, mask, [own, neighbour])
+    finally:
+        hook.remove()
+    assert calls == [(2, 8, 48), (3, 16, 48)]  # one refiner call per forward, over every reference
+    torch.testing.assert_close(together[:1], alone, atol=1e-5, rtol=1e-5)
+
+
 def test_timestep_and_velocity_conventions(release):
     """The DiT takes t = 1 - sigma and returns data - noise; the backend hands the pipeline noise - data."""
     model, backend = release.transformer, release.backend
@@ -221,3 +244,101 @@ def test_bf16_model_draws_bf16_noise(release, tmp_path):
     half = ThinkGenPipeline.from_pretrained(tmp_path, torch_dtype=torch.bfloat16)
     assert half.initial_noise([0], 32, 32).dtype == torch.bfloat16
     assert draw(half, think=False, num_inference_steps=2).isfinite().all()
+
+
+# ----------------------------------------------------------------------------- editing (release conventions)
+def source_image(seed: int, height: int = 70, width: int = 50):
+    from PIL import Image
+
+    return Image.fromarray(torch.randint(0, 256, (height, width, 3), generator=torch.Generator().manual_seed(seed),
+                                         dtype=torch.uint8).numpy())
+
+
+def test_edit_text_puts_the_placeholder_before_the_instruction_twice(release):
+    conditioning, tokenizer = release.conditioning, release.thinker.tokenizer
+    placeholder = "<|vision_start|><|image_pad|><|vision_end|>"
+    text = conditioning.direct_text("make it blue", 1)
+    assert text.count(placeholder + "make it blue") == 2 and text.endswith("</think>" + placeholder + "make it blue")
+    assert conditioning.think_text("make it blue", 2).count(placeholder * 2 + "make it blue") == 1
+    # direct mode: the text alone, the placeholder's three tokens among the states after </think>
+    _, plain = conditioning.direct(["make it blue"])
+    _, edit = conditioning.direct(["make it blue"], [[source_image(0)]])
+    assert int(edit.sum()) == int(plain.sum()) + len(tokenizer(placeholder, add_special_tokens=False).input_ids) == \
+        int(plain.sum()) + 3
+
+
+def test_edit_in_think_mode_shows_the_thinker_the_image(release):
+    calls = []
+    original = release.thinker.model.generate
+
+    def recorded(**kwargs):
+        calls.append(kwargs)
+        return original(**kwargs)
+
+    release.thinker.model.generate = recorded
+    try:
+        a = release.conditioning.encode(["make it blue"], think=True, images=[[source_image(0)]], seed=0)
+        b = release.conditioning.encode(["make it blue"], think=True, images=[[source_image(1)]], seed=0)
+    finally:
+        release.thinker.model.generate = original
+    assert "pixel_values" in calls[0] and "image_grid_thw" in calls[0]
+    pad = release.thinker.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert int((calls[0]["input_ids"] == pad).sum()) > 1  # the processor expanded the placeholder
+    assert not torch.equal(a.text, b.text)  # the states depend on what the thinker saw
+
+
+def test_edit_is_drawn_at_the_source_size_from_a_posterior_sample(release):
+    def edit(source, seed=3, **kwargs):
+        group = source if isinstance(source, list) else [source]
+        return release(["make it blue"], think=False, images=[group], seed=seed, output_type="pt",
+                       **kwargs).images
+
+    a = edit(source_image(0))  # 50 x 70: floored to 48 x 68 (multiples of twice the VAE's factor 2)
+    assert a.shape[-2:] == (68, 48)
+    assert torch.equal(a, edit(source_image(0)))
+    assert not torch.equal(a, edit(source_image(1)))  # the edit depends on the source
+    # the reference latents: a sample of the posterior, drawn from the seed (not its mode)
+    first = release.conditioning.reference_latents(release.vae, [source_image(0)], 32, 32, seed=3)
+    again = release.conditioning.reference_latents(release.vae, [source_image(0)], 32, 32, seed=3)
+    other = release.conditioning.reference_latents(release.vae, [source_image(0)], 32, 32, seed=4)
+    assert first.shape == (1, 4, 34, 24) and torch.equal(first, again) and not torch.equal(first, other)
+    # large sources are scaled down to max_pixels, never up
+    release.conditioning.max_pixels = 32 * 32
+    try:
+        assert edit(source_image(0, 128, 64)).shape[-2:] == (44, 20)
+    finally:
+        release.conditioning.max_pixels = 1024 * 1024
+    assert release.conditioning.reference_size(10, 12, 16) == (0, 0)
+    with pytest.raises(ValueError, match="one source image per prompt"):
+        edit([source_image(0), source_image(1)])
+    with pytest.raises(ValueError, match="too small"):
+        edit(source_image(0, 3, 3))
+    limits = release.limits  # the pipeline's limits apply to the size the edit takes from its source
+    release.limits = dataclasses.replace(limits, max_pixels=40 * 40)
+    try:
+        with pytest.raises(ValueError, match="48x68 is 3,264 pixels, above the limit"):
+            edit(source_image(0))
+    finally:
+        release.limits = limits
+
+
+def test_edit_guidance_calls_three_branches_with_an_image_scale(release):
+    seen = []
+
+    class Spy:
+        def __init__(self, backend):
+            self.backend = backend
+
+        def __call__(self, tokens, sigma, text, text_mask, grid, reference=None):
+            seen.append(reference is not None)
+            return self.backend(tokens, sigma, text, text_mask, grid, reference)
+
+    backend, release.backend = release.backend, Spy(release.backend)
+    try:
+        for image_cfg in (1.0, 2.0):
+            release(["make it blue"], think=False, images=[[source_image(0)]], image_guidance_scale=image_cfg,
+                    num_inference_steps=1, output_type="pt")
+    finally:
+        release.backend = backend
+    # image scale 1: [text + image, negative]; image scale 2: [text + image, negative, negative + image]
+    assert seen == [True, False, True, False, True]

@@ -29,7 +29,6 @@ from .generator import (
     Reference,
     backend_for,
     decode_latents,
-    encode_images,
     latent_channels,
     patch_size,
     patchify,
@@ -53,12 +52,6 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
     """Pixels (N, 3, H, W) in [0, 1] -> PIL images, rounded as diffusers rounds them."""
     array = (images.permute(0, 2, 3, 1).float().cpu().numpy() * 255).round().astype(np.uint8)  # as diffusers
     return [Image.fromarray(a) for a in array]
-
-
-def _pil_to_tensor(image: Image.Image, height: int, width: int) -> torch.Tensor:
-    image = image.convert("RGB").resize((width, height), Image.BICUBIC)
-    array = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1)
-    return array.permute(2, 0, 1)  # (3, H, W) in [-1, 1]
 
 
 def _pad_to(x: torch.Tensor, length: int) -> torch.Tensor:
@@ -281,12 +274,17 @@ class ThinkGenPipeline:
                     null_mask.repeat_interleave(repeat.to(null_mask.device), 0).to(self.device))
         batch = text.shape[0]
 
-        grid = self.token_grid(height, width)
-        x = self.initial_noise(seeds or [seed + i for i in range(batch)], height, width)  # (B, N, C p p)
         reference = None
         if images is not None:
-            reference = self.reference([group[0] for group in images], height, width)
-            reference = Reference(reference.tokens.repeat_interleave(repeat.to(reference.tokens.device), 0), grid)
+            reference = self.reference([group[0] for group in images], height, width, seed)
+            reference = Reference(reference.tokens.repeat_interleave(repeat.to(reference.tokens.device), 0),
+                                  reference.grid)
+            if self.conditioning.edit_at_reference_size:  # the edit is drawn at the source's size
+                factor = spatial_factor(self.vae) * self.patch
+                height, width = reference.grid[0] * factor, reference.grid[1] * factor
+                self.limits.check_call(prompts + list(negatives or []), height, width, sum(repeats), steps, cfg)
+        grid = self.token_grid(height, width)
+        x = self.initial_noise(seeds or [seed + i for i in range(batch)], height, width)  # (B, N, C p p)
 
         velocity = self.guided_velocity(text, text_mask, grid, reference, cfg, image_cfg, null=null)
         sigmas = self.sigmas(steps, grid)
@@ -323,11 +321,13 @@ class ThinkGenPipeline:
                            for seed in seeds])  # (B, C, h, w)
         return patchify(noise, self.patch).to(self.device)
 
-    def reference(self, images: list[Image.Image], height: int, width: int) -> Reference:
-        """Reference images (one per sample) as DiT tokens, for editing."""
-        pixels = torch.stack([_pil_to_tensor(image, height, width) for image in images])
-        latents = encode_images(self.vae, pixels.to(self.device, self.vae.dtype))
-        return Reference(patchify(latents.float(), self.patch), self.token_grid(height, width))
+    def reference(self, images: list[Image.Image], height: int, width: int, seed: int = 0) -> Reference:
+        """Reference images (one per sample) as DiT tokens, for editing: prepared as the
+        conditioning says (by default resized to the output size; ``seed`` for a strategy that
+        samples the autoencoder's posterior)."""
+        latents = self.conditioning.reference_latents(self.vae, images, height, width, seed)  # (B, C, h, w)
+        grid = latents.shape[-2] // self.patch, latents.shape[-1] // self.patch
+        return Reference(patchify(latents.float(), self.patch), grid)
 
     def sigmas(self, steps: int, grid: tuple[int, int]) -> torch.Tensor:
         """``steps + 1`` sigmas from the saved scheduler itself for this many image tokens (it is
@@ -364,7 +364,7 @@ class ThinkGenPipeline:
         swap in other modules, e.g. a frozen reference copy during reinforcement learning.
         Gradients flow when the caller enables them."""
         if self.conditioning.guidance != "batched":
-            return self._separate_velocity(text, text_mask, grid, reference, cfg, backend, null)
+            return self._separate_velocity(text, text_mask, grid, reference, cfg, image_cfg, backend, null)
         backend = backend or self.backend
         batch = text.shape[0]
         branches = 1 if cfg == 1.0 else (3 if reference is not None and image_cfg != 1.0 else 2)
@@ -397,7 +397,7 @@ class ThinkGenPipeline:
         return velocity
 
     def _separate_velocity(self, text: torch.Tensor, text_mask: torch.Tensor, grid: tuple[int, int],
-                           reference: Reference | None, cfg: float, backend: Any = None,
+                           reference: Reference | None, cfg: float, image_cfg: float = 1.0, backend: Any = None,
                            null: tuple[torch.Tensor, torch.Tensor] | None = None) -> flow.Velocity:
         """CFG as two transformer calls, each branch with its own text length and mask, as the
         releases run it: Qwen-Image's true CFG (per-token norm rescaling) or plain CFG (ThinkGen)."""
@@ -411,7 +411,13 @@ class ThinkGenPipeline:
 
         def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
             v_cond = backend(x, sigma, text, text_mask, grid, reference)  # (B, N, C p p)
-            v_negative = backend(x, sigma, null_text, null_mask, grid, reference)
+            # an edit's negative branch does not see the source image (OmniGen2's and ThinkGen's
+            # convention); with an image scale above 1 a third call, negative text + image, is the
+            # image-only branch of the three-way form
+            v_negative = backend(x, sigma, null_text, null_mask, grid)
+            if reference is not None and image_cfg > 1.0:
+                v_image = backend(x, sigma, null_text, null_mask, grid, reference)
+                return flow.guide(v_cond, v_negative, cfg, v_image, image_cfg)
             return combine(v_cond, v_negative, cfg)
 
         return velocity

@@ -12,8 +12,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
+from PIL import Image
 
+from ..generator import encode_images
 from ..thinker import Thinker, ThinkerOutput
 
 
@@ -39,6 +42,7 @@ class Conditioning:
     name: ClassVar[str]
     guidance: ClassVar[str] = "batched"  # "batched" | "true-cfg" | "separate" (two calls, plain CFG)
     own_schedule: ClassVar[bool] = False  # True: schedule() and euler_step() replace the diffusers scheduler
+    edit_at_reference_size: ClassVar[bool] = False  # True: an edit is drawn at its reference latents' size
 
     def __init__(self, thinker: Thinker, bridge: torch.nn.Module | None = None, **settings: Any) -> None:
         self.thinker, self.bridge = thinker, bridge
@@ -55,6 +59,13 @@ class Conditioning:
         """Text states and mask ``(batch, L, D), (batch, L)`` of the negative branch; ``prompts``
         None means the strategy's own default."""
         raise NotImplementedError
+
+    def reference_latents(self, vae: torch.nn.Module, images: list[Image.Image], height: int, width: int,
+                          seed: int) -> torch.Tensor:
+        """Editing's source images (one per sample) as normalised latents ``(B, C, h, w)``: by default
+        resized to the output size (bicubic) and encoded to the posterior's mode (``seed`` unused)."""
+        pixels = torch.stack([_pil_to_tensor(image, height, width) for image in images])  # (B, 3, H, W)
+        return encode_images(vae, pixels.to(vae.device, vae.dtype))
 
     def latent_dtype(self) -> torch.dtype:
         """The dtype the noise is drawn in and the latents are kept in between steps."""
@@ -73,6 +84,12 @@ class Conditioning:
     @property
     def text_channels(self) -> int:
         raise NotImplementedError
+
+
+def _pil_to_tensor(image: Image.Image, height: int, width: int) -> torch.Tensor:
+    image = image.convert("RGB").resize((width, height), Image.BICUBIC)
+    array = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1)
+    return array.permute(2, 0, 1)  # (3, H, W) in [-1, 1]
 
 
 def pad_rows(rows: list[torch.Tensor], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

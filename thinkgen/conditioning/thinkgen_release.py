@@ -20,6 +20,16 @@ whose prepadding states and caption embedder sit *inside* the DiT (no separate b
   shift ``m = sqrt(latent h * latent w) / 40`` per resolution, Euler steps with the sample in float32
   and the result in the model's dtype (bf16 latents between steps for a bf16 model).
 
+* **Editing** (``images``): the user turn starts with ``<|vision_start|><|image_pad|><|vision_end|>``
+  per image; in direct mode the text alone is encoded (the placeholders are plain tokens, as the
+  release feeds its language model no pixels there); in think mode the processor expands them
+  and the thinker sees the images (at most ``thinker_max_pixels``). The source image is resized as
+  the release's image processor does (down to ``max_pixels`` and ``max_side_length``, floored to
+  twice the VAE's factor, Lanczos; diffusers' ``VaeImageProcessor``), encoded to a *sample* of the
+  VAE's posterior (drawn from the call's ``seed``), and the edit is drawn at the source's size. The
+  negative branch does not see the source; with an image scale above 1 a third call (negative text
+  + source) makes the three-way form (the pipeline's separate-call guidance).
+
 The release's system prompt is not shipped here: set ``system_prompt`` to the ``SYSPROMPT`` of the
 release's pipeline code to reproduce it exactly (thinkgen's default is a neutral text).
 """
@@ -30,10 +40,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from diffusers.image_processor import VaeImageProcessor
+from PIL import Image
 
+from ..generator import spatial_factor
 from ..hidden_states import capture_last_layers, stack_records
 from ..thinker import render_chat
 from .base import Condition, Conditioning, pad_rows, seeded
+
+VISION_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"  # one per input image, as the release writes it
 
 DEFAULT_SYSTEM_PROMPT = ("You are a helpful assistant that draws images. Think about the request, then write "
                          "one sentence that describes the image to generate.")
@@ -43,16 +58,20 @@ class ThinkGenRelease(Conditioning):
     name = "thinkgen-release"
     guidance = "separate"
     own_schedule = True
+    edit_at_reference_size = True  # the release's align_res, on by default there
 
     def __init__(self, thinker, bridge=None, system_prompt: str = DEFAULT_SYSTEM_PROMPT,
                  max_sequence_length: int = 1024, max_new_tokens: int = 4096, default_negative: str = "",
-                 think_close: str = "</think>") -> None:
+                 think_close: str = "</think>", max_pixels: int = 1024 * 1024, max_side_length: int = 1024,
+                 thinker_max_pixels: int = 262144) -> None:
         if bridge is not None:
             raise ValueError("the 'thinkgen-release' conditioning has no bridge: prepadding and caption "
                              "embedder are part of ThinkGen's DiT")
         super().__init__(thinker)
         self.system_prompt, self.max_sequence_length = system_prompt, max_sequence_length
         self.max_new_tokens, self.default_negative, self.think_close = max_new_tokens, default_negative, think_close
+        self.max_pixels, self.max_side_length = max_pixels, max_side_length
+        self.thinker_max_pixels = thinker_max_pixels
         ids = thinker.tokenizer.encode(think_close, add_special_tokens=False)
         if len(ids) != 1:
             raise ValueError(f"the 'thinkgen-release' conditioning needs a single token for {think_close!r}")
@@ -61,7 +80,8 @@ class ThinkGenRelease(Conditioning):
     def settings(self) -> dict[str, Any]:
         return {"system_prompt": self.system_prompt, "max_sequence_length": self.max_sequence_length,
                 "max_new_tokens": self.max_new_tokens, "default_negative": self.default_negative,
-                "think_close": self.think_close}
+                "think_close": self.think_close, "max_pixels": self.max_pixels,
+                "max_side_length": self.max_side_length, "thinker_max_pixels": self.thinker_max_pixels}
 
     @property
     def text_channels(self) -> int:
@@ -92,11 +112,14 @@ class ThinkGenRelease(Conditioning):
         messages = [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": prompt}]
         return render_chat(self.thinker.tokenizer, messages, add_generation_prompt=False)
 
-    def direct_text(self, prompt: str) -> str:
-        return self.chat(prompt) + "<|im_start|>assistant\n<think>\n" + self.think_close + prompt
+    def direct_text(self, prompt: str, num_images: int = 0) -> str:
+        """The direct template; an edit's placeholders are part of the instruction, so they are
+        repeated after ``</think>`` too (the release's text, kept)."""
+        instruction = VISION_PLACEHOLDER * num_images + prompt
+        return self.chat(instruction) + "<|im_start|>assistant\n<think>\n" + self.think_close + instruction
 
-    def think_text(self, prompt: str) -> str:
-        return self.chat(prompt) + "<|im_start|>assistant\n<think>\n"
+    def think_text(self, prompt: str, num_images: int = 0) -> str:
+        return self.chat(VISION_PLACEHOLDER * num_images + prompt) + "<|im_start|>assistant\n<think>\n"
 
     def _start(self, ids: list[int]) -> int:
         """Index after the first </think>; 0 (keep everything) when it is missing or last."""
@@ -106,9 +129,11 @@ class ThinkGenRelease(Conditioning):
 
     # ------------------------------------------------------------------ encoding
     @torch.no_grad()
-    def direct(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    def direct(self, prompts: list[str], images: list[list[Any]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         tokenizer, model = self.thinker.tokenizer, self.thinker.model
-        batch = tokenizer([self.direct_text(p) for p in prompts], padding="longest", truncation=True,
+        counts = [len(group) for group in images] if images is not None else [0] * len(prompts)
+        texts = [self.direct_text(p, n) for p, n in zip(prompts, counts, strict=True)]
+        batch = tokenizer(texts, padding="longest", truncation=True,
                           max_length=self.max_sequence_length, return_tensors="pt").to(self.thinker.device)
         hidden = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                        output_hidden_states=True).hidden_states
@@ -121,19 +146,33 @@ class ThinkGenRelease(Conditioning):
         return pad_rows(rows, model.dtype)
 
     def encode(self, prompts, think=True, images=None, seed=None) -> Condition:
-        if images is not None and any(images):
-            raise ValueError("editing with the ThinkGen release conventions is not supported yet")
+        images = images if images is not None and any(images) else None
+        if images is not None and max(len(group) for group in images) > 1:
+            # the release's DiT takes several references per prompt; thinkgen's pipeline passes one
+            raise ValueError("editing with the ThinkGen release conventions takes one source image per prompt")
         if not think:
-            text, mask = self.direct(prompts)
+            text, mask = self.direct(prompts, images)
             return Condition(text, mask, [""] * len(prompts), list(prompts))
         with seeded(seed, self.thinker.device):
-            return self._think(prompts)
+            return self._think(prompts, images)
 
     @torch.no_grad()
-    def _think(self, prompts: list[str]) -> Condition:
+    def _think(self, prompts: list[str], images: list[list[Any]] | None = None) -> Condition:
         tokenizer, model = self.thinker.tokenizer, self.thinker.model
-        batch = tokenizer([self.think_text(p) for p in prompts], padding=True, padding_side="left",
-                          return_tensors="pt").to(self.thinker.device)
+        if images is None:
+            batch = tokenizer([self.think_text(p) for p in prompts], padding=True, padding_side="left",
+                              return_tensors="pt").to(self.thinker.device)
+        else:  # the processor expands each placeholder into the image's tokens and adds its pixels
+            if self.thinker.processor is None:
+                raise ValueError("editing in think mode needs a vision-language thinker (a processor)")
+            texts = [self.think_text(p, len(group)) for p, group in zip(prompts, images, strict=True)]
+            processor = self.thinker.processor
+            processor.tokenizer.padding_side = "left"
+            # the release passes max_pixels; transformers now spells it as the size's longest_edge
+            size = {"longest_edge": self.thinker_max_pixels,
+                    "shortest_edge": processor.image_processor.size["shortest_edge"]}
+            batch = processor(text=texts, images=[im for group in images for im in group], padding=True,
+                              return_tensors="pt", size=size).to(self.thinker.device)
         width = batch.input_ids.shape[1]
         end_ids = self.thinker.end_ids
         with capture_last_layers(model, 2) as records:
@@ -158,3 +197,36 @@ class ThinkGenRelease(Conditioning):
     def negative(self, prompts, batch):
         return self.direct(prompts if prompts is not None else [self.default_negative] * batch)
 
+
+    # ------------------------------------------------------------------ editing
+    def reference_size(self, height: int, width: int, multiple: int) -> tuple[int, int]:
+        """The release image processor's size for a source image: scaled down (never up) to at most
+        ``max_pixels`` and ``max_side_length``, then each side floored to ``multiple``."""
+        side_ratio = self.max_side_length / max(height, width)
+        ratio = min((self.max_pixels / (height * width)) ** 0.5, side_ratio, 1.0)
+        return int(height * ratio) // multiple * multiple, int(width * ratio) // multiple * multiple
+
+    @torch.no_grad()
+    def reference_latents(self, vae, images: list[Image.Image], height: int, width: int, seed: int) -> torch.Tensor:
+        """Each source image resized as the release does, then a sample of the VAE's posterior, shifted
+        and scaled: ``(B, C, h, w)`` in the VAE's dtype. The samples come one image after the other
+        from one generator seeded with ``seed`` (the release draws them from torch's global generator)."""
+        multiple = 2 * spatial_factor(vae)  # the release rounds to twice the VAE's factor (its patch size)
+        processor = VaeImageProcessor(vae_scale_factor=multiple, resample="lanczos")
+        generator = torch.Generator().manual_seed(seed)
+        latents = []
+        for image in images:
+            image = image.convert("RGB")
+            h, w = self.reference_size(image.height, image.width, multiple)
+            if min(h, w) == 0:
+                raise ValueError(f"a source image of {image.width}x{image.height} is too small to edit "
+                                 f"(each side is floored to a multiple of {multiple})")
+            pixels = processor.preprocess(image, height=h, width=w)  # (1, 3, h, w) in [-1, 1]
+            z = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.sample(generator)
+            if vae.config.shift_factor is not None:
+                z = z - vae.config.shift_factor
+            latents.append((z * vae.config.scaling_factor).to(vae.dtype)[0])  # (C, h, w)
+        if len({tuple(z.shape) for z in latents}) > 1:
+            raise ValueError("the source images of one batch must have the same size after resizing "
+                             f"(got {sorted({tuple(z.shape[-2:]) for z in latents})} latent sizes)")
+        return torch.stack(latents)

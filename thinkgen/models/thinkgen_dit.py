@@ -10,7 +10,8 @@ embedder; what is ThinkGen's is put together here:
   are put before the thinker's states *before* the caption embedder (RMSNorm eps 1e-5 + Linear
   of twice the LLM width: the last two layers, concatenated);
 * **refiners**: 2 unmodulated blocks over the text alone, 2 modulated blocks over the noisy image
-  alone, 2 over each reference image alone (plus a learned index embedding per reference);
+  alone, 2 over each reference image apart from the rest (plus a learned index embedding per
+  reference; all references of a batch in one call, padded and masked, as the release runs them);
 * **Omni-RoPE**: three axes; text token k sits at (k, k, k); an image at (s, row, col), where s is
   the number of text tokens (then each reference image advances s by its longer side). The
   rotation tables are complex128, as in the release, so the rotation runs in float64;
@@ -191,26 +192,35 @@ class ThinkGenTransformer2DModel(ModelMixin, ConfigMixin):
         for block in self.context_refiner:
             text = block(text, text_mask, text_rot)
 
-        # 3, 4, 8. image tokens: noisy image and references, each refined alone
+        # 3, 4, 8. image tokens: noisy image and references, each refined apart from the others
         rows, cols = height // p, width // p
         noise = self.x_embedder(torch.stack([patchify(x, p) for x in hidden_states]))  # (B, N, D)
-        starts, ref_tokens, ref_ids = [], [], []
+        starts, ref_tokens, ref_ids = [], [[] for _ in range(batch)], [[] for _ in range(batch)]
+        flat, owners = [], []  # every reference of the batch: embedded tokens (n_k, D), its sample
         for i in range(batch):
-            start, tokens, ids = caps[i], [], []
+            start = caps[i]
             for j, ref in enumerate(refs[i]):
                 r, c = ref.shape[-2] // p, ref.shape[-1] // p
-                embedded = self.ref_image_patch_embedder(patchify(ref.to(noise.dtype), p)) + self.image_index_embedding[j]
-                position = grid_ids(start, r, c, device)
-                rotation = self.rotations(position)[None]
-                embedded = embedded[None]
-                for block in self.ref_image_refiner:
-                    embedded = block(embedded, None, rotation, temb[i : i + 1])
-                tokens.append(embedded[0])
-                ids.append(position)
+                flat.append(self.ref_image_patch_embedder(patchify(ref.to(noise.dtype), p)) + self.image_index_embedding[j])
+                owners.append(i)
+                ref_ids[i].append(grid_ids(start, r, c, device))
                 start += max(r, c)
             starts.append(start)
-            ref_tokens.append(tokens)
-            ref_ids.append(ids)
+        if flat:
+            # all references refined in one batch, right-padded with a mask, as the release does
+            # (each alone is the same in exact arithmetic, but rounds differently in bf16)
+            longest = max(x.shape[0] for x in flat)
+            batch_refs = noise.new_zeros(len(flat), longest, noise.shape[-1])  # (R, n_max, D)
+            batch_mask = torch.zeros(len(flat), longest, dtype=torch.bool, device=device)
+            positions = [ids for i in range(batch) for ids in ref_ids[i]]
+            rotations = [self.rotations(ids) for ids in positions]
+            batch_rot = rotations[0].new_zeros(len(flat), longest, rotations[0].shape[-1])
+            for k, (x, rot) in enumerate(zip(flat, rotations, strict=True)):
+                batch_refs[k, : len(x)], batch_mask[k, : len(x)], batch_rot[k, : len(x)] = x, True, rot
+            for block in self.ref_image_refiner:
+                batch_refs = block(batch_refs, batch_mask, batch_rot, temb[owners])
+            for k, (x, i) in enumerate(zip(flat, owners, strict=True)):
+                ref_tokens[i].append(batch_refs[k, : len(x)])
         noise_ids = torch.stack([grid_ids(s, rows, cols, device) for s in starts])  # (B, N, 3)
         noise_rot = self.rotations(noise_ids)
         for block in self.noise_refiner:
