@@ -7,8 +7,8 @@ into the release's class with ``load_state_dict(strict=True)``, and prints the l
 difference in fp32 and bf16, with and without reference images. Then it runs the release's
 ``ThinkGenCoTPipeline`` and thinkgen's pipeline (``thinkgen-release`` conditioning) on the same
 tiny Qwen3-VL, DiT and VAE, with the release's system prompt, and compares the pictures (direct
-mode, text CFG 4 with the release's empty negative prompt, 4 steps), and edits of one source image
-(text CFG 4, image CFG 1 and 2).
+mode, text CFG 4 with the release's empty negative prompt, 4 steps), edits of one source image
+(text CFG 4, image CFG 1 and 2), and a prompt and an edit in think mode.
 
     pip install einops --target /tmp/extra
     PYTHONPATH=/tmp/extra python scripts/compare_thinkgen_release.py --release /path/to/ThinkGen
@@ -79,9 +79,10 @@ def compare_pipelines(release_class: type) -> None:
     from thinkgen.tiny import tiny_vl_thinker
 
     width = 64  # the tiny thinker's width: the DiT reads 2 x 64 channels
+    # axes_lens 8192: a think-mode trace of the random thinker runs to a few thousand tokens
     config = dict(patch_size=2, in_channels=4, hidden_size=48, num_layers=2, num_refiner_layers=1,
                   num_attention_heads=2, num_kv_heads=1, multiple_of=16, axes_dim_rope=(8, 8, 8),
-                  axes_lens=(1024, 1024, 1024), text_feat_dim=width, timestep_scale=1000.0)
+                  axes_lens=(8192, 8192, 8192), text_feat_dim=width, timestep_scale=1000.0)
     print(f"\n{'dtype':<10}max |thinkgen - release| of the pictures (pipelines, direct, CFG 4)")
     for dtype in (torch.float32, torch.bfloat16):
         mllm, processor = tiny_vl_thinker("qwen3_vl", hidden_size=width, seed=0)
@@ -125,6 +126,36 @@ def compare_pipelines(release_class: type) -> None:
                      output_type="pt").images
             print(f"{str(dtype).removeprefix('torch.'):<10}{(a.float() - b).abs().max().item():.3g}  "
                   f"(edit, image CFG {image_cfg:g}, {tuple(a.shape[-2:])} vs {tuple(b.shape[-2:])})")
+        # think mode, a prompt and an edit (the thinker sees the source): generation's sequence_bias,
+        # which both pipelines' generate() read from the model, makes the random thinker write
+        # </think> after its first token, so the states are cut after it as with a real thinker
+        close = processor.tokenizer.convert_tokens_to_ids("</think>")
+        mllm.generation_config.sequence_bias = {
+            (first_token(ours, mllm, processor, None), close): 100.0,
+            (first_token(ours, mllm, processor, source), close): 100.0}
+        for images in (None, [source]):
+            torch.manual_seed(7)
+            a = theirs(prompt="make the circle blue", input_images=images, height=32, width=32, num_inference_steps=2,
+                       text_guidance_scale=4.0, image_guidance_scale=2.0, generator=torch.Generator().manual_seed(7),
+                       output_type="pt", think=True)
+            b = ours(["make the circle blue"], think=True, images=None if images is None else [images],
+                     guidance_scale=4.0, image_guidance_scale=2.0, negative_prompt="", seed=7, height=32, width=32,
+                     num_inference_steps=2, output_type="pt")
+            assert "</think>" in a.prompt_cot[0]
+            print(f"{str(dtype).removeprefix('torch.'):<10}{(a.images.float() - b.images).abs().max().item():.3g}  "
+                  f"(think, {'edit' if images else 'prompt'}; rewrite of {len(b.rewritten[0])} characters)")
+
+
+def first_token(ours, mllm, processor, image) -> int:
+    """The random thinker's first token in think mode (greedy), for a prompt or an edit."""
+    conditioning = ours.conditioning
+    if image is None:
+        batch = processor.tokenizer([conditioning.think_text("make the circle blue")], return_tensors="pt")
+    else:
+        batch = processor(text=[conditioning.think_text("make the circle blue", 1)], images=[image], return_tensors="pt",
+                          size={"longest_edge": conditioning.thinker_max_pixels,
+                                "shortest_edge": processor.image_processor.size["shortest_edge"]})
+    return int(mllm.generate(**batch, max_new_tokens=1)[0, -1])
 
 
 if __name__ == "__main__":
