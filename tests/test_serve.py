@@ -166,6 +166,17 @@ def test_concurrent_requests_share_batches(served):
     assert sum(sizes) == 8 and max(sizes) > 1  # several requests thought and drawn together
 
 
+def test_edits_share_a_batch_only_with_sources_of_the_same_size():
+    from thinkgen.serve.batcher import Job
+
+    def job(image=None):
+        return Job(prompt="p", n=1, height=32, width=32, steps=2, guidance_scale=3.0, seed=0, think=False, image=image)
+
+    small, other_small, large = Image.new("RGB", (32, 32)), Image.new("RGB", (32, 32), "red"), Image.new("RGB", (48, 32))
+    assert job(small).key == job(other_small).key  # a conditioning may draw an edit at its source's size
+    assert job(small).key != job(large).key and job(small).key != job().key
+
+
 def test_full_queue_is_429_and_a_disconnect_frees_its_slot():
     pipe = tiny_pipeline(seed=0)
     server = Server(pipe, capacity=1, window_s=0.0)

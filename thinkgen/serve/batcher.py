@@ -56,8 +56,10 @@ class Job:
 
     @property
     def key(self) -> tuple:
-        """Jobs with the same key can share a batch."""
-        return (self.height, self.width, self.steps, self.guidance_scale, self.think, self.image is not None)
+        """Jobs with the same key can share a batch. Edits share one only with sources of the same size:
+        a conditioning may draw an edit at its source's size (``thinkgen-release``)."""
+        source = None if self.image is None else self.image.size
+        return (self.height, self.width, self.steps, self.guidance_scale, self.think, source)
 
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32)
