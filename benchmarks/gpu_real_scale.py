@@ -140,6 +140,27 @@ def one_step(pipe, device: str, size: int) -> float:
     return time.perf_counter() - start
 
 
+def edit_step(pipe, device: str, size: int) -> float:
+    """Seconds for one guided velocity of an edit at ``size`` x ``size``: text CFG 4 and image CFG 2,
+    three transformer calls, two of them with the source's tokens in the sequence."""
+    from PIL import Image
+
+    source = Image.new("RGB", (size, size), (200, 60, 40))
+    condition = pipe.conditioning.encode(["make the apple green"], think=False, images=[[source]])
+    text, mask = condition.text.to(device), condition.mask.to(device)
+    reference = pipe.reference([source], size, size, seed=0)
+    velocity = pipe.guided_velocity(text, mask, reference.grid, reference, cfg=4.0, image_cfg=2.0,
+                                    null=pipe.conditioning.negative(None, 1))
+    x = pipe.initial_noise([0], size, size)
+    sigma = torch.ones(1, device=device)
+    velocity(x, sigma)  # warm-up
+    sync(device)
+    start = time.perf_counter()
+    velocity(x, sigma)
+    sync(device)
+    return time.perf_counter() - start
+
+
 def peak_generation(pipe, device: str, size: int) -> float:
     """GiB of accelerator memory at the peak of one generation (CPU runs report 0)."""
     if device.startswith("cuda"):
@@ -190,6 +211,9 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str]]:
     }
     for label, pipe in systems.items():
         report(f"{label}: one {size}x{size} step, CFG (2 calls)", f"{one_step(pipe, device, size):9.3f} s")
+        if label.startswith("ThinkGen"):  # T2G's release draws, it does not edit
+            report(f"{label}: one {size}x{size} edit step, text and image CFG (3 calls)",
+                   f"{edit_step(pipe, device, size):9.3f} s")
         report(f"{label}: peak memory of a {size}x{size} generation, resident",
                f"{peak_generation(pipe, device, size):9.2f} GiB")
     if device.startswith("cuda"):

@@ -111,4 +111,5 @@ def test_gpu_real_scale_script_smoke_run(capsys):
     names = [name for name, _ in rows]
     assert sum(name.startswith("think ") for name in names) == 4
     assert sum("one 32x32 step" in name for name in names) == 2 and sum("peak memory" in name for name in names) == 2
+    assert sum("one 32x32 edit step" in name for name in names) == 1
     assert "capture costs" in capsys.readouterr().out
