@@ -124,13 +124,8 @@ def thinkgen_components(tiny: bool, device: str, dtype: torch.dtype) -> dict:
     }
 
 
-def one_step(pipe, device: str, size: int) -> float:
-    """Seconds for one guided velocity (two transformer calls) at ``size`` x ``size``."""
-    condition = pipe.conditioning.encode(["a red apple on a wooden table, in soft morning light"], think=False)
-    text, mask = condition.text.to(device), condition.mask.to(device)
-    grid = pipe.token_grid(size, size)
-    velocity = pipe.guided_velocity(text, mask, grid, cfg=4.0, null=pipe.conditioning.negative(None, 1))
-    x = pipe.initial_noise([0], size, size)
+def timed(velocity, x: torch.Tensor, device: str) -> float:
+    """Seconds for one call of ``velocity`` at sigma 1, after a warm-up call."""
     sigma = torch.ones(1, device=device)
     velocity(x, sigma)  # warm-up
     sync(device)
@@ -138,6 +133,15 @@ def one_step(pipe, device: str, size: int) -> float:
     velocity(x, sigma)
     sync(device)
     return time.perf_counter() - start
+
+
+def one_step(pipe, device: str, size: int) -> float:
+    """Seconds for one guided velocity (two transformer calls) at ``size`` x ``size``."""
+    condition = pipe.conditioning.encode(["a red apple on a wooden table, in soft morning light"], think=False)
+    text, mask = condition.text.to(device), condition.mask.to(device)
+    grid = pipe.token_grid(size, size)
+    velocity = pipe.guided_velocity(text, mask, grid, cfg=4.0, null=pipe.conditioning.negative(None, 1))
+    return timed(velocity, pipe.initial_noise([0], size, size), device)
 
 
 def edit_step(pipe, device: str, size: int) -> float:
@@ -151,14 +155,7 @@ def edit_step(pipe, device: str, size: int) -> float:
     reference = pipe.reference([source], size, size, seed=0)
     velocity = pipe.guided_velocity(text, mask, reference.grid, reference, cfg=4.0, image_cfg=2.0,
                                     null=pipe.conditioning.negative(None, 1))
-    x = pipe.initial_noise([0], size, size)
-    sigma = torch.ones(1, device=device)
-    velocity(x, sigma)  # warm-up
-    sync(device)
-    start = time.perf_counter()
-    velocity(x, sigma)
-    sync(device)
-    return time.perf_counter() - start
+    return timed(velocity, pipe.initial_noise([0], size, size), device)
 
 
 def peak_generation(pipe, device: str, size: int) -> float:

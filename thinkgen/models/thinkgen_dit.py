@@ -196,7 +196,7 @@ class ThinkGenTransformer2DModel(ModelMixin, ConfigMixin):
         rows, cols = height // p, width // p
         noise = self.x_embedder(torch.stack([patchify(x, p) for x in hidden_states]))  # (B, N, D)
         starts, ref_tokens, ref_ids = [], [[] for _ in range(batch)], [[] for _ in range(batch)]
-        flat, owners = [], []  # every reference of the batch: embedded tokens (n_k, D), its sample
+        flat, rotations, owners = [], [], []  # every reference of the batch: tokens (n_k, D), RoPE, sample
         for i in range(batch):
             start = caps[i]
             for j, ref in enumerate(refs[i]):
@@ -204,6 +204,7 @@ class ThinkGenTransformer2DModel(ModelMixin, ConfigMixin):
                 flat.append(self.ref_image_patch_embedder(patchify(ref.to(noise.dtype), p)) + self.image_index_embedding[j])
                 owners.append(i)
                 ref_ids[i].append(grid_ids(start, r, c, device))
+                rotations.append(self.rotations(ref_ids[i][-1]))
                 start += max(r, c)
             starts.append(start)
         if flat:
@@ -212,8 +213,6 @@ class ThinkGenTransformer2DModel(ModelMixin, ConfigMixin):
             longest = max(x.shape[0] for x in flat)
             batch_refs = noise.new_zeros(len(flat), longest, noise.shape[-1])  # (R, n_max, D)
             batch_mask = torch.zeros(len(flat), longest, dtype=torch.bool, device=device)
-            positions = [ids for i in range(batch) for ids in ref_ids[i]]
-            rotations = [self.rotations(ids) for ids in positions]
             batch_rot = rotations[0].new_zeros(len(flat), longest, rotations[0].shape[-1])
             for k, (x, rot) in enumerate(zip(flat, rotations, strict=True)):
                 batch_refs[k, : len(x)], batch_mask[k, : len(x)], batch_rot[k, : len(x)] = x, True, rot
