@@ -413,7 +413,7 @@ class ThinkGenPipeline:
             v_cond = backend(x, sigma, text, text_mask, grid, reference)  # (B, N, C p p)
             # an edit's negative branch does not see the source image (OmniGen2's and ThinkGen's
             # convention); with an image scale above 1 a third call, negative text + image, is the
-            # image-only branch of the three-way form
+            # image-only branch of the three-way form (combined plainly: no released true-cfg model edits)
             v_negative = backend(x, sigma, null_text, null_mask, grid)
             if reference is not None and image_cfg > 1.0:
                 v_image = backend(x, sigma, null_text, null_mask, grid, reference)
