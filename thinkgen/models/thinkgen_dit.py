@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.normalization import LuminaLayerNormContinuous
 from diffusers.models.transformers.transformer_lumina2 import (
@@ -70,11 +71,14 @@ def _release_norms(block: Lumina2TransformerBlock) -> Lumina2TransformerBlock:
     return block
 
 
-class ThinkGenTransformer2DModel(ModelMixin, ConfigMixin):
+class ThinkGenTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
     """ThinkGen's OmniGen2-style DiT. Release size: ``hidden_size=2520, num_layers=32,
-    num_attention_heads=21, num_kv_heads=7, text_feat_dim=4096`` (3.983B parameters)."""
+    num_attention_heads=21, num_kv_heads=7, text_feat_dim=4096`` (3.983B parameters).
 
-    _supports_gradient_checkpointing = False
+    Training: ``enable_gradient_checkpointing()`` recomputes every block's activations in backward
+    (diffusers' own switch), and peft LoRA adapters load and save as on diffusers' DiTs."""
+
+    _supports_gradient_checkpointing = True
     _no_split_modules = ["Lumina2TransformerBlock"]
 
     @register_to_config
@@ -136,6 +140,7 @@ class ThinkGenTransformer2DModel(ModelMixin, ConfigMixin):
             embedding_dim=hidden_size, conditioning_embedding_dim=min(hidden_size, 1024), elementwise_affine=False,
             eps=1e-6, bias=True, out_dim=patch_size * patch_size * out_channels)
         self._rope_tables: list[torch.Tensor] | None = None
+        self.gradient_checkpointing = False  # set by diffusers' enable_gradient_checkpointing()
         self._zero_init()
 
     def _zero_init(self) -> None:
@@ -164,6 +169,12 @@ class ThinkGenTransformer2DModel(ModelMixin, ConfigMixin):
                                  f"({table.shape[0]}): the text or image is too long for this model")
         return torch.cat([table[ids[..., a]] for a, table in enumerate(self._rope_tables)], dim=-1)
 
+    def _run(self, block: nn.Module, *args: torch.Tensor | None) -> torch.Tensor:
+        """One block, its activations recomputed in backward when gradient checkpointing is on."""
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return self._gradient_checkpointing_func(block, *args)
+        return block(*args)
+
     # ------------------------------------------------------------------ forward
     def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor, text_hidden_states: torch.Tensor,
                 text_attention_mask: torch.Tensor,
@@ -190,7 +201,7 @@ class ThinkGenTransformer2DModel(ModelMixin, ConfigMixin):
         text_ids = torch.arange(text.shape[1], device=device)[:, None].expand(-1, 3)
         text_rot = self.rotations(text_ids)[None].expand(batch, -1, -1)
         for block in self.context_refiner:
-            text = block(text, text_mask, text_rot)
+            text = self._run(block, text, text_mask, text_rot)
 
         # 3, 4, 8. image tokens: noisy image and references, each refined apart from the others
         rows, cols = height // p, width // p
@@ -217,13 +228,13 @@ class ThinkGenTransformer2DModel(ModelMixin, ConfigMixin):
             for k, (x, rot) in enumerate(zip(flat, rotations, strict=True)):
                 batch_refs[k, : len(x)], batch_mask[k, : len(x)], batch_rot[k, : len(x)] = x, True, rot
             for block in self.ref_image_refiner:
-                batch_refs = block(batch_refs, batch_mask, batch_rot, temb[owners])
+                batch_refs = self._run(block, batch_refs, batch_mask, batch_rot, temb[owners])
             for k, (x, i) in enumerate(zip(flat, owners, strict=True)):
                 ref_tokens[i].append(batch_refs[k, : len(x)])
         noise_ids = torch.stack([grid_ids(s, rows, cols, device) for s in starts])  # (B, N, 3)
         noise_rot = self.rotations(noise_ids)
         for block in self.noise_refiner:
-            noise = block(noise, None, noise_rot, temb)
+            noise = self._run(block, noise, None, noise_rot, temb)
 
         # 9. joint sequence per sample [text | refs | noise], right-padded
         sequences, positions = [], []
@@ -238,7 +249,7 @@ class ThinkGenTransformer2DModel(ModelMixin, ConfigMixin):
             joint[i, : len(sequence)], joint_ids[i, : len(sequence)], joint_mask[i, : len(sequence)] = sequence, position, True
         joint_rot = self.rotations(joint_ids)
         for block in self.layers:
-            joint = block(joint, joint_mask, joint_rot, temb)
+            joint = self._run(block, joint, joint_mask, joint_rot, temb)
 
         # 10. head; the last N valid tokens are the noisy image
         out = self.norm_out(joint, temb)  # (B, S_joint, P)

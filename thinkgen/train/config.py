@@ -41,6 +41,7 @@ RL_STAGES = ("thinker_grpo", "dit_flow_grpo", "sep_grpo", "dual_grpo")
 STAGES = ("thinker_pretrain", "thinker_sft", "autoencoder", "dit_connector", "dit_pretrain", "dit_finetune",
           *RL_STAGES)
 COMPILABLE_STAGES = ("dit_connector", "dit_pretrain", "dit_finetune")
+DATASET_STAGES = ("dit_connector", "dit_pretrain", "dit_finetune")  # stages that read dataset.source
 
 
 class ConfigError(ValueError):
@@ -217,6 +218,48 @@ class DataConfig:
 
 
 @dataclass
+class DatasetConfig:
+    """Where a stage's examples come from (thinkgen.data). ``shapeworld`` builds them from ShapeWorld
+    scenes (the ``data:`` section says how); ``images`` reads your captioned images through Hugging
+    Face ``datasets``: a folder with ``metadata.jsonl`` (``file_name`` + ``caption``; optional
+    ``reference_file_name`` + an instruction as the caption, for editing), or a ``.jsonl`` /
+    ``.parquet`` file whose image column holds paths (relative to the file) or encoded bytes."""
+
+    source: Literal["shapeworld", "images"] = "shapeworld"
+    path: Annotated[str, Field(min_length=1)] | None = None
+    caption_column: Annotated[str, Field(min_length=1)] = "caption"
+    # aspect-ratio buckets of about resolution**2 pixels (sides multiples of the pipeline's factor);
+    # False: every image centre-cropped to resolution x resolution
+    resolution: Annotated[int, Field(ge=8, le=8192)] = 1024
+    buckets: bool = True
+    max_image_pixels: Annotated[int, Field(ge=64, le=2**31)] = 64_000_000  # refuse bigger (decompression bombs)
+    # a folder of safetensors shards holding the frozen thinker's states, keyed by caption and thinker:
+    # repeated epochs read them instead of running the thinker again (None = always recompute)
+    state_cache: Annotated[str, Field(min_length=1)] | None = None
+
+
+@dataclass
+class ParallelConfig:
+    """How processes share a stage. ``ddp`` replicates the model (accelerate); ``fsdp`` shards weights,
+    gradients and optimizer states over the processes with PyTorch's FSDP2 (``fully_shard`` per block,
+    sharded ``torch.distributed.checkpoint`` checkpoints that resume on any number of processes)."""
+
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+
+
+@dataclass
+class LoraConfig:
+    """Train low-rank adapters (peft) instead of all weights of the DiT (and, in thinker stages, the
+    thinker). Saved in diffusers' LoRA format next to the pipeline; ``merge`` folds them in instead."""
+
+    rank: Annotated[int, Field(ge=0, le=4096)] = 0  # 0 = off
+    alpha: Annotated[float, Field(gt=0, le=65536)] | None = None  # None = rank
+    # module names to adapt (peft target_modules); None = the attention projections of the DiT
+    targets: list[Annotated[str, Field(min_length=1)]] | None = None
+    merge: bool = False
+
+
+@dataclass
 class RLConfig:
     """Reinforcement learning (stages 4-5, SepGRPO, Dual-GRPO); ``run.batch_size`` counts prompts."""
 
@@ -312,6 +355,9 @@ class TrainConfig:
     ae: AutoencoderModelConfig = field(default_factory=AutoencoderModelConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     layout_align: LayoutAlignConfig = field(default_factory=LayoutAlignConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
     ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0  # > 0: keep an EMA of the trained weights and save it
 
     def __post_init__(self) -> None:
@@ -336,6 +382,23 @@ class TrainConfig:
         if self.layout_align.weight and self.stage not in ("dit_pretrain", "dit_finetune"):
             raise ConfigError(f"layout_align is a loss of the DiT stages that train the DiT (dit_pretrain, "
                               f"dit_finetune), not of {self.stage}")
+        if self.dataset.source != "shapeworld":
+            if self.dataset.path is None:
+                raise ConfigError(f"dataset.source {self.dataset.source!r} reads dataset.path: set it")
+            if self.stage not in DATASET_STAGES:
+                raise ConfigError(f"dataset.source {self.dataset.source!r} feeds the DiT stages {DATASET_STAGES}; "
+                                  f"{self.stage} reads ShapeWorld")
+            if not self.init:
+                raise ConfigError("a stage on your own data starts from a pipeline folder: set init")
+        if self.lora.rank and (self.stage not in DATASET_STAGES or self.dataset.source == "shapeworld"):
+            raise ConfigError(f"lora: DiT adapters are trained by the stages {DATASET_STAGES} on your data "
+                              "(dataset.source: images); thinker stages use thinker.lora_rank")
+        if self.parallel.strategy == "fsdp":
+            if self.run.sample_every:
+                raise ConfigError("run.sample_every draws on one process, which a sharded (fsdp) model cannot: "
+                                  "set it to 0 and draw from a saved checkpoint")
+            if self.run.compile:
+                raise ConfigError("run.compile is not supported with parallel.strategy fsdp yet")
         if self.run.compile and self.stage not in COMPILABLE_STAGES:
             raise ConfigError(f"run.compile is for the supervised DiT stages {COMPILABLE_STAGES} (fixed shapes); "
                               f"{self.stage}'s shapes change every step, so it would recompile instead")
@@ -373,7 +436,8 @@ def _build(cls, data: dict[str, Any], where: str):
     for name, value in data.items():
         nested = {"optim": OptimConfig, "run": RunConfig, "data": DataConfig, "thinker": ThinkerModelConfig,
                   "dit": DiTModelConfig, "ae": AutoencoderModelConfig, "rl": RLConfig,
-                  "layout_align": LayoutAlignConfig}.get(name) if cls is TrainConfig else None
+                  "layout_align": LayoutAlignConfig, "dataset": DatasetConfig, "parallel": ParallelConfig,
+                  "lora": LoraConfig}.get(name) if cls is TrainConfig else None
         if nested is not None:
             value = _build(nested, value or {}, f"{where}.{name}")
         elif name in TUPLES and isinstance(value, list):

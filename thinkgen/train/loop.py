@@ -29,7 +29,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
@@ -101,7 +100,6 @@ def save_checkpoint(directory: Path, step: int, model: nn.Module, optimizer, sch
     everything goes to a temporary folder, a manifest of file sizes is written last, and only then
     does it take the final name. A checkpoint being replaced is moved aside first, never deleted
     before its successor is complete."""
-    final = directory / f"step-{step:06d}"
     temporary = directory / f".step-{step:06d}.tmp"
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
@@ -113,6 +111,13 @@ def save_checkpoint(directory: Path, step: int, model: nn.Module, optimizer, sch
     tensors, meta = _optimizer_tensors(optimizer)
     save_file(tensors, temporary / "optimizer.safetensors")
     (temporary / "optimizer.json").write_text(json.dumps(meta))
+    return seal_checkpoint(directory, temporary, step, scheduler, keep_last)
+
+
+def seal_checkpoint(directory: Path, temporary: Path, step: int, scheduler, keep_last: int) -> Path:
+    """Finish a checkpoint whose weights are in ``temporary``: the trainer state (step, scheduler,
+    RNG), then the manifest, then the atomic rename to ``step-NNNNNN``; older ones are pruned."""
+    final = directory / f"step-{step:06d}"
     _, keys, position, has_gauss, gauss = np.random.get_state()
     rng = {"torch": torch.get_rng_state().tolist(), "python": random.getstate()[1],
            "numpy": [keys.tolist(), int(position), int(has_gauss), float(gauss)]}
@@ -168,18 +173,26 @@ def latest_checkpoint(directory: Path, warn=print) -> Path | None:
     return None
 
 
+SHARDED_MARK = ".metadata"  # torch.distributed.checkpoint's index: a checkpoint written by fsdp
+
+
 def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler) -> tuple[int, dict | None]:
     model.load_state_dict(load_file(path / "model.safetensors"))
     _load_optimizer(optimizer, load_file(path / "optimizer.safetensors"),
                     json.loads((path / "optimizer.json").read_text()))
+    ema = load_file(path / "ema.safetensors") if (path / "ema.safetensors").exists() else None
+    return load_trainer_state(path, scheduler), ema
+
+
+def load_trainer_state(path: Path, scheduler) -> int:
+    """The scheduler and RNG states of a checkpoint; returns its step."""
     state = json.loads((path / "trainer_state.json").read_text())
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(torch.tensor(state["rng"]["torch"], dtype=torch.uint8))
     random.setstate((3, tuple(state["rng"]["python"]), None))
     keys, position, has_gauss, gauss = state["rng"]["numpy"]
     np.random.set_state(("MT19937", np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
-    ema = load_file(path / "ema.safetensors") if (path / "ema.safetensors").exists() else None
-    return state["step"], ema
+    return state["step"]
 
 
 def enable_gradient_checkpointing(model: torch.nn.Module) -> int:
@@ -241,22 +254,27 @@ class DeferredInterrupt:
 # ----------------------------------------------------------------------------- the loop
 def train(config: TrainConfig, stage: Stage, resume: bool = False, progress: bool = True) -> Path:
     """Run a stage to ``config.run.steps``; returns the folder ``finalize`` wrote."""
+    from .parallel import make_engine
+
     if config.run.threads:
         torch.set_num_threads(config.run.threads)
-    # cpu=True on machines without CUDA: accelerate then sets up gloo DDP under torchrun /
-    # accelerate launch (without it every CPU process would silently train alone).
-    # find_unused_parameters: an MMDiT's last block computes a text stream nobody reads.
-    accelerator = Accelerator(mixed_precision=config.run.mixed_precision, cpu=not torch.cuda.is_available(),
-                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-    world, rank = accelerator.num_processes, accelerator.process_index
+    engine = make_engine(config.parallel.strategy, config.run.mixed_precision)
+    try:
+        return _train(config, stage, engine, resume, progress)
+    finally:
+        engine.close()
+
+
+def _train(config: TrainConfig, stage: Stage, engine, resume: bool, progress: bool) -> Path:
+    world, rank = engine.world, engine.rank
     if config.run.batch_size % world:
         raise ValueError(f"run.batch_size {config.run.batch_size} is not divisible by {world} processes")
     shard = config.run.batch_size // world
-    accelerator.print(f"{config.stage}: training on {world} process{'es' if world > 1 else ''} "
-                      f"({accelerator.distributed_type.value}), global batch {config.run.batch_size}")
+    engine.print(f"{config.stage}: training on {world} process{'es' if world > 1 else ''} "
+                 f"({engine.description}), global batch {config.run.batch_size}")
     out = Path(config.output_dir)
     checkpoints = out / "checkpoints"
-    if accelerator.is_main_process:
+    if engine.is_main:
         checkpoints.mkdir(parents=True, exist_ok=True)
         save(config, out / "config.yaml")
     torch.manual_seed(config.run.seed)
@@ -264,105 +282,147 @@ def train(config: TrainConfig, stage: Stage, resume: bool = False, progress: boo
     model = stage.model
     if config.run.gradient_checkpointing:
         enable_gradient_checkpointing(model)
-    # a stage may give parameter groups with their own learning rates (RL: thinker vs DiT)
-    groups = stage.param_groups() if hasattr(stage, "param_groups") else [
-        {"params": [p for p in model.parameters() if p.requires_grad], "lr": config.optim.lr}]
-    parameters = [p for group in groups for p in group["params"]]
-    if not parameters:
-        raise ValueError(f"stage {config.stage} has nothing to train")
-    optimizer = torch.optim.AdamW(groups, lr=config.optim.lr, betas=config.optim.betas,
-                                  weight_decay=config.optim.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
-    ema = trainable_state(model) if config.ema_decay > 0 else None
 
-    start_step = 0
-    if resume:
-        found = latest_checkpoint(checkpoints, warn=accelerator.print)
-        if found is None:
-            accelerator.print(f"no checkpoint in {checkpoints}: starting from step 0")
-        else:
-            start_step, ema = load_checkpoint(found, model, optimizer, scheduler)
-            accelerator.print(f"resumed from {found} (step {start_step})")
-    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    def make_optimizer() -> torch.optim.Optimizer:
+        # a stage may give parameter groups with their own learning rates (RL: thinker vs DiT);
+        # built after wrapping, since sharding replaces the parameters
+        groups = stage.param_groups() if hasattr(stage, "param_groups") else [
+            {"params": [p for p in model.parameters() if p.requires_grad], "lr": config.optim.lr}]
+        if not any(group["params"] for group in groups):
+            raise ValueError(f"stage {config.stage} has nothing to train")
+        return torch.optim.AdamW(groups, lr=config.optim.lr, betas=config.optim.betas,
+                                 weight_decay=config.optim.weight_decay)
+
+    if not engine.sharded:  # plain checkpoints are read before wrapping, into the plain model
+        optimizer = make_optimizer()
+        start_step, scheduler, ema = _resume(config, checkpoints, engine, model, optimizer, resume)
+        wrapped, optimizer = engine.prepare(model, lambda: optimizer)
+    else:  # sharded checkpoints are read into the shards
+        wrapped, optimizer = engine.prepare(model, make_optimizer)
+        start_step, scheduler, ema = _resume(config, checkpoints, engine, wrapped, optimizer, resume)
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
     # only the forward call is compiled: saving, EMA and evaluation keep using `wrapped` itself
     forward = torch.compile(wrapped) if config.run.compile else wrapped
 
     writer = None
-    if accelerator.is_main_process:
+    if engine.is_main:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_step)
     bar = tqdm(total=config.run.steps, initial=start_step, desc=config.stage,
-               disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
-    if hasattr(stage, "resume_at") and accelerator.is_main_process:  # append-only logs: drop what the
+               disable=not (progress and engine.is_main), dynamic_ncols=True)
+    if hasattr(stage, "resume_at") and engine.is_main:  # append-only logs: drop what the
         # resumed steps will write again
         stage.resume_at(start_step)
     step, window_start, window_steps = start_step, time.perf_counter(), 0
     interrupt = DeferredInterrupt()
+    saving = (engine, checkpoints, wrapped, optimizer, scheduler, config)
     try:
         while step < config.run.steps:
             interrupt.check()  # a Ctrl-C during the last step takes effect here, with the state at `step`
-            batch = stage.batch(step, rank * shard, shard)
+            batch = engine.to_device(stage.batch(step, rank * shard, shard))
             wrapped.train()
             loss = forward(batch)
-            accelerator.backward(loss)
-            grad_norm = accelerator.clip_grad_norm_(parameters, config.optim.grad_clip)
+            engine.backward(loss)
+            grad_norm = engine.clip_grad_norm(parameters, config.optim.grad_clip)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             if ema is not None:
                 with torch.no_grad():
-                    for name, p in accelerator.unwrap_model(wrapped).named_parameters():
+                    for name, p in engine.unwrap(wrapped).named_parameters():
                         if name in ema:
                             ema[name].lerp_(p.detach(), 1 - config.ema_decay)
             step += 1
             window_steps += 1
             if step % config.run.log_every == 0 or step == config.run.steps:
-                loss_value = accelerator.reduce(loss.detach(), "mean").item()
+                loss_value = engine.mean(loss)
                 rate = window_steps * config.run.batch_size / (time.perf_counter() - window_start)
                 window_start, window_steps = time.perf_counter(), 0
                 if writer is not None:
                     writer.add_scalar("train/loss", loss_value, step)
                     writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-                    writer.add_scalar("train/grad_norm", float(grad_norm), step)
+                    writer.add_scalar("train/grad_norm", grad_norm, step)
                     writer.add_scalar("train/samples_per_s", rate, step)
                     for name, value in getattr(stage, "metrics", {}).items():  # e.g. RL rewards
                         writer.add_scalar(name, value, step)
                 bar.set_postfix(loss=f"{loss_value:.4f}", samples_s=f"{rate:.0f}")
             bar.update(1)
-            if accelerator.is_main_process and config.run.sample_every and step % config.run.sample_every == 0:
+            if engine.is_main and config.run.sample_every and step % config.run.sample_every == 0:
                 grid = stage.samples(step, out / "samples") if hasattr(stage, "samples") else None
                 if grid is not None and writer is not None:
                     writer.add_image("samples", np.asarray(grid), step, dataformats="HWC")
             if step % config.run.save_every == 0 and step < config.run.steps:
                 with interrupt.saving():
-                    _save(accelerator, checkpoints, step, wrapped, optimizer, scheduler, ema, config)
+                    _save(*saving, step, ema)
         interrupt.check()
     except KeyboardInterrupt:
         bar.close()
         with interrupt.saving():
-            path = _save(accelerator, checkpoints, step, wrapped, optimizer, scheduler, ema, config)
+            path = _save(*saving, step, ema)
         interrupt.restore()
-        accelerator.print(f"\ninterrupted at step {step}: checkpoint written to {path}; continue with --resume")
+        engine.print(f"\ninterrupted at step {step}: checkpoint written to {path}; continue with --resume")
         raise
     finally:
         interrupt.restore()
     bar.close()
-    _save(accelerator, checkpoints, step, wrapped, optimizer, scheduler, ema, config)
+    _save(*saving, step, ema)
     final = out / "final"
-    if accelerator.is_main_process:
+    if engine.sharded:  # every process takes part in gathering the weights; the first one writes
+        load_ema(wrapped, ema)
+        with engine.full_weights(wrapped):
+            if engine.is_main:
+                stage.finalize(final, None)
+    elif engine.is_main:
         stage.finalize(final, ema)
-        if writer is not None:
-            writer.close()
-    accelerator.wait_for_everyone()
+    if writer is not None:
+        writer.close()
+    engine.barrier()
     return final
 
 
-def _save(accelerator, checkpoints, step, wrapped, optimizer, scheduler, ema, config) -> Path:
-    accelerator.wait_for_everyone()
+def _resume(config: TrainConfig, checkpoints: Path, engine, model: nn.Module, optimizer, resume: bool
+            ) -> tuple[int, torch.optim.lr_scheduler.LambdaLR, dict[str, torch.Tensor] | None]:
+    """The LR schedule and the EMA for ``optimizer`` and ``model``; with ``resume``, the newest
+    complete checkpoint read into all four. Returns the step to start at, the schedule and the EMA."""
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
+    ema = trainable_state(model) if config.ema_decay > 0 else None
+    if not resume:
+        return 0, scheduler, ema
+    found = latest_checkpoint(checkpoints, warn=engine.print)
+    if found is None:
+        engine.print(f"no checkpoint in {checkpoints}: starting from step 0")
+        return 0, scheduler, ema
+    written_sharded = (found / SHARDED_MARK).exists()
+    if written_sharded != engine.sharded:
+        kinds = ("parallel.strategy fsdp (sharded)", "parallel.strategy ddp (whole weights)")
+        raise ValueError(f"{found} was written with {kinds[not written_sharded]}; this run uses "
+                         f"{kinds[not engine.sharded]}: resume with the same strategy")
+    if engine.sharded:
+        engine.load(found, model, optimizer, ema)
+        start = load_trainer_state(found, scheduler)
+    else:
+        start, saved_ema = load_checkpoint(found, model, optimizer, scheduler)
+        ema = saved_ema if saved_ema is not None else ema
+    engine.print(f"resumed from {found} (step {start})")
+    return start, scheduler, ema
+
+
+def _save(engine, checkpoints: Path, wrapped, optimizer, scheduler, config: TrainConfig, step: int,
+          ema: dict[str, torch.Tensor] | None) -> Path:
+    engine.barrier()
     path = checkpoints / f"step-{step:06d}"
-    if accelerator.is_main_process:
-        path = save_checkpoint(checkpoints, step, accelerator.unwrap_model(wrapped), optimizer, scheduler, ema,
+    if engine.sharded:  # every process writes its shards into one temporary folder, then it is sealed
+        temporary = checkpoints / f".step-{step:06d}.tmp"
+        if engine.is_main:
+            shutil.rmtree(temporary, ignore_errors=True)
+        engine.barrier()
+        engine.save(temporary, wrapped, optimizer, ema)
+        engine.barrier()
+        if engine.is_main:
+            path = seal_checkpoint(checkpoints, temporary, step, scheduler, config.run.keep_last)
+    elif engine.is_main:
+        path = save_checkpoint(checkpoints, step, engine.unwrap(wrapped), optimizer, scheduler, ema,
                                config.run.keep_last)
-    accelerator.wait_for_everyone()
+    engine.barrier()
     return path
