@@ -221,20 +221,27 @@ def _pixels(images: torch.Tensor) -> torch.Tensor:
 
 
 class FlowModule(nn.Module):
-    """Bridge + DiT; ``forward(batch)`` is the rectified-flow loss."""
+    """Bridge + DiT; ``forward(batch)`` is the rectified-flow loss.
 
-    def __init__(self, bridge: Bridge, transformer: nn.Module, grid: tuple[int, int]) -> None:
+    ``bridge`` None: the batch's states are the DiT's text states already (the releases' strategies,
+    whose prepadding lives in the DiT). A batch may carry its own token ``grid`` (aspect-ratio
+    buckets); references are drawn at the image's grid."""
+
+    def __init__(self, bridge: Bridge | None, transformer: nn.Module, grid: tuple[int, int]) -> None:
         super().__init__()
         self.bridge, self.transformer, self.grid = bridge, transformer, grid
         self.backend = backend_for(transformer)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        text, text_mask = self.bridge(batch["states"], batch["mask"])  # (B, K + L, D), (B, K + L)
+        text, text_mask = batch["states"], batch["mask"]
+        if self.bridge is not None:
+            text, text_mask = self.bridge(text, text_mask)  # (B, K + L, D), (B, K + L)
+        grid = batch.get("grid", self.grid)
         sigma = batch["sigma"]  # (B,)
         x = flow.add_noise(batch["x0"], batch["noise"], sigma)  # (B, N, C p p)
-        reference = Reference(batch["reference"], self.grid) if "reference" in batch else None  # editing
-        velocity = self.backend(x, sigma, text, text_mask, self.grid, reference)  # (B, N, C p p)
-        return F.mse_loss(velocity, batch["noise"] - batch["x0"])
+        reference = Reference(batch["reference"], grid) if "reference" in batch else None  # editing
+        velocity = self.backend(x, sigma, text, text_mask, grid, reference)  # (B, N, C p p)
+        return F.mse_loss(velocity.float(), (batch["noise"] - batch["x0"]).float())
 
 
 class DiTStage:

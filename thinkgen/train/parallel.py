@@ -123,18 +123,26 @@ class ShardedEngine:
 
     @contextlib.contextmanager
     def full_weights(self, model: nn.Module) -> Iterator[None]:
-        """Every process gathers the whole model (its modules then hold plain tensors) for the block:
-        what saving a pipeline folder needs. They are sharded again after."""
-        from torch.distributed.fsdp import FSDPModule
+        """For the block, the first process's model holds whole weights (plain tensors, on the CPU),
+        gathered from every process: what saving a pipeline folder needs. Every process must enter
+        (the gathering is collective); the shards are put back after."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        modules = [m for m in model.modules() if isinstance(m, FSDPModule)]
-        for module in modules:
-            module.unshard()
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        swapped: list[tuple[nn.Module, str, nn.Parameter]] = []
+        if self.is_main:
+            for name, tensor in full.items():
+                owner, _, leaf = name.rpartition(".")
+                module = model.get_submodule(owner)
+                if leaf in module._parameters:  # buffers are never sharded
+                    shard = module._parameters[leaf]
+                    swapped.append((module, leaf, shard))
+                    module._parameters[leaf] = nn.Parameter(tensor, requires_grad=shard.requires_grad)
         try:
             yield
         finally:
-            for module in modules:
-                module.reshard()
+            for module, leaf, shard in swapped:
+                module._parameters[leaf] = shard
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self, model: nn.Module, optimizer: torch.optim.Optimizer,

@@ -24,6 +24,10 @@ def build_stage(config: TrainConfig):
         from .autoencoder_stage import AutoencoderStage
 
         return AutoencoderStage(config)
+    if config.dataset.source == "images":
+        from .dit_dataset_stage import DatasetDiTStage
+
+        return DatasetDiTStage(config)
     from .dit_stage import DiTStage
 
     return DiTStage(config)

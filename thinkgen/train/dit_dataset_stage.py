@@ -1,0 +1,169 @@
+"""DiT stages 1-3 on your own captioned images, from any pipeline folder thinkgen loads.
+
+``init`` is a thinkgen folder, a T2G / diffusers ``QwenImagePipeline`` folder or a ThinkGen release
+folder; the result is saved back in the same layout (a finetuned T2G folder loads in diffusers'
+``QwenImagePipeline``). What trains:
+
+* ``dit_connector``: the bridge (``thinkgen``), or the DiT's text input (the ThinkGen release's
+  prepadding and caption embedder; Qwen-Image's ``txt_norm`` and ``txt_in``);
+* ``dit_pretrain`` / ``dit_finetune``: the whole DiT (and the bridge), or LoRA adapters (``lora``).
+
+Each step reads its rows (:class:`thinkgen.data.BucketBatches`: one aspect-ratio bucket per step),
+runs the frozen thinker on their captions (:class:`FrozenStates`, optionally cached on disk),
+encodes the images with the frozen VAE, and trains the rectified-flow loss. Nothing is computed up
+front, so memory is that of a batch whatever the dataset's size. Every batch is a pure function of
+``(seed, step)``: caption dropout, timesteps and noise of example ``i`` come from a generator
+seeded with ``(seed, step, i)``, so any split over processes sees the same global batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from .. import flow
+from ..data import BucketBatches, CaptionedImages, bucket_sizes, to_pixels
+from ..generator import encode_images, latent_channels, patchify, spatial_factor
+from ..loading import MODEL_INDEX
+from ..pipeline import ThinkGenPipeline
+from .config import TrainConfig
+from .dit_stage import FlowModule
+from .lora import add_lora, load_lora, merge_lora, save_lora
+from .states import TRAINABLE_BRIDGE, FrozenStates
+
+# the DiT's own text input, per class: what stage 1 trains when there is no thinkgen bridge
+TEXT_INPUT = {"ThinkGenTransformer2DModel": ("prepad_embed", "time_caption_embed.caption_embedder"),
+              "QwenImageTransformer2DModel": ("txt_norm", "txt_in")}
+ADAPTER_INFO = "adapter.json"
+
+
+def stored_dtypes(folder: Path) -> dict[str, torch.dtype]:
+    """The dtype each trainable component stores its weights in (its first tensor's)."""
+    from safetensors import safe_open
+
+    dtypes = {}
+    for name in ("transformer", "bridge"):
+        for file in sorted((folder / name).glob("*.safetensors")):
+            with safe_open(str(file), "pt") as f:
+                first = next(iter(f.keys()), None)
+                if first is not None:
+                    dtypes[name] = f.get_slice(first).get_dtype()
+                    break
+    return {k: getattr(torch, {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}.get(v, "float32"))
+            for k, v in dtypes.items()}
+
+
+class DatasetDiTStage:
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        compute = torch.bfloat16 if config.run.mixed_precision == "bf16" else torch.float32
+        # frozen parts (thinker, VAE) in the compute dtype; what trains in fp32 (the master weights)
+        self.pipe = pipe = ThinkGenPipeline.from_pretrained(config.init, torch_dtype=compute)
+        self.init = Path(config.init)
+        self.stored = stored_dtypes(self.init)
+        self.bridge = pipe.bridge if pipe.conditioning.name in TRAINABLE_BRIDGE else None
+        pipe.thinker.model.requires_grad_(False).eval()
+        pipe.vae.requires_grad_(False).eval()
+        pipe.transformer.float()
+        if self.bridge is not None:
+            self.bridge.float().requires_grad_(True)
+        self._choose_trainable()
+        self.data = CaptionedImages(config.dataset.path, config.dataset.caption_column,
+                                    config.dataset.max_image_pixels)
+        sizes = bucket_sizes(config.dataset.resolution, pipe.multiple, config.dataset.buckets)
+        self.batches = BucketBatches(self.data, sizes, config.run.seed)
+        self.states = FrozenStates(pipe, config.dataset.state_cache)
+        self.model = FlowModule(self.bridge, pipe.transformer, pipe.token_grid(sizes[0][0], sizes[0][1]))
+
+    def _choose_trainable(self) -> None:
+        cfg, transformer = self.config, self.pipe.transformer
+        if cfg.lora.rank:
+            add_lora(transformer, cfg.lora.rank, cfg.lora.alpha, cfg.lora.targets)
+        elif cfg.stage == "dit_connector":
+            transformer.requires_grad_(False)
+            if self.bridge is None:  # the DiT's own text input trains
+                for name in TEXT_INPUT[type(transformer).__name__]:
+                    part = transformer.get_parameter(name) if name == "prepad_embed" else transformer.get_submodule(name)
+                    part.requires_grad_(True)
+        else:
+            transformer.requires_grad_(True)
+
+    # ------------------------------------------------------------------ batches
+    def batch(self, step: int, start: int, size: int) -> dict:
+        cfg = self.config
+        (height, width), rows = self.batches(step, cfg.run.batch_size)
+        rows = rows[start : start + size]
+        captions, sigmas, noises = [], [], []
+        factor = spatial_factor(self.pipe.vae)
+        shape = (latent_channels(self.pipe.vae), height // factor, width // factor)
+        for offset, row in enumerate(rows):
+            caption = self.data.caption(row)
+            self.states.check(caption, self.data.where(row))
+            g = torch.Generator().manual_seed(hash((cfg.run.seed, step, start + offset)) & 0x7FFFFFFF)
+            drop = torch.rand((), generator=g).item() < cfg.data.caption_dropout
+            captions.append("" if drop else caption)
+            sigmas.append(flow.sample_timesteps(1, cfg.data.timesteps, cfg.data.timestep_shift, generator=g))
+            noises.append(torch.randn(*shape, generator=g))
+        references = [self.data.reference(row) for row in rows]
+        edit = references[0] is not None  # a bucket holds edits only or plain images only
+        # a thinker that sees reads an edit's instruction with its source image, as `thinkgen edit` does
+        seen = [[r] for r in references] if edit and self.pipe.thinker.processor is not None else None
+        states, mask = self.states(captions, seen)
+        x0 = self._latents([self.data.image(row) for row in rows], height, width)
+        patch = self.pipe.patch
+        batch = {"states": states, "mask": mask, "sigma": torch.cat(sigmas), "x0": patchify(x0, patch),
+                 "noise": patchify(torch.stack(noises), patch), "grid": self.pipe.token_grid(height, width)}
+        if edit:
+            batch["reference"] = patchify(self._latents(references, height, width), patch)
+        return batch
+
+    def _latents(self, images: list[Image.Image], height: int, width: int) -> torch.Tensor:
+        vae = self.pipe.vae
+        pixels = to_pixels(images, height, width, self.pipe.multiple)  # (B, 3, H, W) in [-1, 1]
+        with torch.no_grad():
+            return encode_images(vae, pixels.to(vae.device, vae.dtype)).float()  # (B, C, h, w)
+
+    # ------------------------------------------------------------------ saving
+    def finalize(self, directory: Path, ema: dict[str, torch.Tensor] | None) -> None:
+        """Write the result next to ``directory`` first and rename it into place, so an interrupted
+        save never leaves a half-written model: LoRA adapters (diffusers format; with ``lora.merge``
+        also the merged pipeline), or the pipeline in its own layout, in its stored dtypes."""
+        from .loop import load_ema
+
+        load_ema(self.model, ema)
+        temporary = directory.parent / f".{directory.name}.tmp"
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+        if self.config.lora.rank:
+            save_lora(self.pipe.transformer, temporary)
+            (temporary / ADAPTER_INFO).write_text(json.dumps({"base": str(self.init.resolve())}, indent=2) + "\n")
+            if self.config.lora.merge:
+                merged = ThinkGenPipeline.from_pretrained(self.init)
+                load_lora(merged.transformer, temporary)
+                merge_lora(merged.transformer)
+                merged.save_pretrained(temporary)
+        else:
+            self.pipe.save_pretrained(temporary)
+        if (temporary / MODEL_INDEX).exists():
+            for name, dtype in self.stored.items():
+                _cast_folder(temporary / name, dtype)
+        shutil.rmtree(directory, ignore_errors=True)
+        os.replace(temporary, directory)
+
+
+def _cast_folder(folder: Path, dtype: torch.dtype) -> None:
+    """Store a saved component's floating-point weights in ``dtype`` (the dtype its source stored)."""
+    from safetensors.torch import load_file, save_file
+
+    for file in sorted(folder.glob("*.safetensors")):
+        tensors = load_file(file)
+        if all(t.dtype == dtype or not t.is_floating_point() for t in tensors.values()):
+            continue
+        save_file({k: t.to(dtype) if t.is_floating_point() else t for k, t in tensors.items()}, file,
+                  metadata={"format": "pt"})
+
