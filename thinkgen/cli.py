@@ -414,13 +414,14 @@ def _override(text: str) -> tuple[str, object]:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    from .data import DataError
     from .pipeline import PipelineLoadError
     from .train.config import ConfigError
     from .train.run import run
 
     try:
         final = run(args.config, resume=args.resume, overrides=dict(args.set or []))
-    except (ConfigError, PipelineLoadError) as error:
+    except (ConfigError, PipelineLoadError, DataError) as error:
         raise UserError(str(error)) from None
     except FileNotFoundError as error:  # a data folder the config names (data.drawn_edits, ...)
         raise UserError(str(error)) from None

@@ -203,6 +203,21 @@ class ThinkGenPipeline:
         except (ValueError, TypeError) as error:  # e.g. a conditioning's settings, channel widths that disagree
             raise PipelineLoadError(f"{directory}: the components do not fit together: {error}") from None
 
+    def load_lora_weights(self, path: str | Path, adapter_name: str | None = None) -> ThinkGenPipeline:
+        """Add LoRA adapters to the DiT from a diffusers-format file or folder (what thinkgen's
+        training writes, and the Qwen-Image LoRAs the community publishes; safetensors only)."""
+        from .train.lora import load_lora
+
+        load_lora(self.transformer, path, adapter_name)
+        return self
+
+    def fuse_lora(self) -> ThinkGenPipeline:
+        """Fold the DiT's LoRA adapters into its weights and remove them."""
+        from .train.lora import merge_lora
+
+        merge_lora(self.transformer)
+        return self
+
     # ------------------------------------------------------------------ conditioning
     def condition(self, thinker_output: ThinkerOutput) -> tuple[torch.Tensor, torch.Tensor]:
         """Thinker states -> DiT text states and mask, through VGI-refine (``thinkgen`` only)."""

@@ -95,7 +95,9 @@ def open_image(value: Any, base: Path, where: str, max_pixels: int) -> Image.Ima
         raise DataError(f"{where}: no image (a 'file_name' path or encoded bytes)")
     try:
         image = Image.open(source)
-    except (OSError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError:  # PIL's own guard, for sizes far above any sane limit
+        raise DataError(f"{where}: image is over dataset.max_image_pixels ({max_pixels})") from None
+    except OSError as error:
         raise DataError(f"{where}: unreadable image: {error}") from None
     if image.width * image.height > max_pixels:
         raise DataError(f"{where}: image of {image.width} x {image.height} px is over dataset.max_image_pixels "

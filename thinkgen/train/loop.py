@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import TrainConfig, save
+from .config import ConfigError, TrainConfig, save
 
 
 class Stage(Protocol):
@@ -268,7 +268,7 @@ def train(config: TrainConfig, stage: Stage, resume: bool = False, progress: boo
 def _train(config: TrainConfig, stage: Stage, engine, resume: bool, progress: bool) -> Path:
     world, rank = engine.world, engine.rank
     if config.run.batch_size % world:
-        raise ValueError(f"run.batch_size {config.run.batch_size} is not divisible by {world} processes")
+        raise ConfigError(f"run.batch_size {config.run.batch_size} is not divisible by {world} processes")
     shard = config.run.batch_size // world
     engine.print(f"{config.stage}: training on {world} process{'es' if world > 1 else ''} "
                  f"({engine.description}), global batch {config.run.batch_size}")
@@ -396,7 +396,7 @@ def _resume(config: TrainConfig, checkpoints: Path, engine, model: nn.Module, op
     written_sharded = (found / SHARDED_MARK).exists()
     if written_sharded != engine.sharded:
         kinds = ("parallel.strategy fsdp (sharded)", "parallel.strategy ddp (whole weights)")
-        raise ValueError(f"{found} was written with {kinds[not written_sharded]}; this run uses "
+        raise ConfigError(f"{found} was written with {kinds[not written_sharded]}; this run uses "
                          f"{kinds[not engine.sharded]}: resume with the same strategy")
     if engine.sharded:
         engine.load(found, model, optimizer, ema)

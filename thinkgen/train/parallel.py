@@ -168,8 +168,16 @@ class ShardedEngine:
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import set_state_dict
 
+        from torch.distributed.checkpoint import DefaultLoadPlanner
+
         state = self._state(model, optimizer, ema)  # the shapes to read into; EMA filled in place
+        optimizer_state = {"optimizer": state.pop("optimizer")}
         dcp.load(state, checkpoint_id=str(folder))
+        # a fresh optimizer's template has a state for every parameter, the saved one only for those
+        # that ever had a gradient (e.g. reference embeddings of a run without edits): those stay zero,
+        # as AdamW would start them
+        dcp.load(optimizer_state, checkpoint_id=str(folder), planner=DefaultLoadPlanner(allow_partial_load=True))
+        state["optimizer"] = optimizer_state["optimizer"]
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 
     def close(self) -> None:

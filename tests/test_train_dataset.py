@@ -1,0 +1,202 @@
+"""Training the released models on your own data: tiny T2G (QwenImagePipeline) and ThinkGen-release
+folders finetuned on a 16-image folder, sharded with FSDP2 on 2 CPU processes (gloo) as on 1,
+resumed on another number of processes, saved back in their own layouts; LoRA adapters in
+diffusers' format; bad rows refused in one line."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from safetensors.torch import load_file
+
+from thinkgen import ThinkGenPipeline
+from thinkgen.data import BucketBatches, CaptionedImages, DataError, bucket_sizes, nearest_bucket
+from thinkgen.tiny import tiny_qwen_image, tiny_thinkgen_release
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+SHAPES = [(32, 32), (24, 48), (48, 24), (40, 40)]  # (height, width): square and both turns
+
+
+def write_images(folder: Path, count: int = 16, seed: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(count):
+        h, w = SHAPES[i % len(SHAPES)]
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        rows.append({"file_name": f"{i}.png", "caption": f"picture number {i}"})
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    from diffusers import QwenImagePipeline
+
+    root = tmp_path_factory.mktemp("own-data")
+    QwenImagePipeline(**tiny_qwen_image()).save_pretrained(root / "t2g")
+    tiny_thinkgen_release().save_pretrained(root / "release")
+    write_images(root / "images")
+    return root
+
+
+def config(folders: Path, model: str, out: Path, **sections) -> dict:
+    base = {"stage": "dit_finetune", "output_dir": str(out), "init": str(folders / model),
+            "dataset": {"source": "images", "path": str(folders / "images"), "resolution": 32},
+            "run": {"steps": 8, "batch_size": 4, "log_every": 4, "save_every": 4, "keep_last": 3, "seed": 1,
+                    "threads": 1},
+            "optim": {"lr": 1e-3, "warmup_steps": 1}, "parallel": {"strategy": "fsdp"}}
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    return base
+
+
+def launch(cfg: dict, path: Path, processes: int, port: int, *extra: str) -> subprocess.CompletedProcess:
+    path.write_text(yaml.safe_dump(cfg))
+    launcher = [sys.executable, "-m", "thinkgen.cli"] if processes == 1 else [
+        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}", f"--master_port={port}",
+        "-m", "thinkgen.cli"]
+    done = subprocess.run([*launcher, "train", str(path), *extra], env=ENV, capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"training on {processes} process" in done.stdout + done.stderr
+    return done
+
+
+def transformer_weights(folder: Path) -> dict[str, torch.Tensor]:
+    return {k: v for f in sorted((folder / "transformer").glob("*.safetensors")) for k, v in load_file(f).items()}
+
+
+def relative_gap(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k].double() - b[k].double()).norm() / b[k].double().norm().clamp_min(1e-30)) for k in a)
+
+
+# ----------------------------------------------------------------------------- the data
+def test_buckets_hold_the_area_and_turn_with_the_image():
+    sizes = bucket_sizes(1024, 16)
+    assert (1024, 1024) in sizes and all(h % 16 == 0 and w % 16 == 0 for h, w in sizes)
+    assert all(0.9 < h * w / 1024**2 < 1.1 for h, w in sizes)
+    assert sizes[nearest_bucket(3000, 4000, sizes)] == (880, 1184)  # a 4:3 photo, landscape
+    assert sizes[nearest_bucket(4000, 3000, sizes)] == (1184, 880)
+    assert bucket_sizes(1024, 16, buckets=False) == [(1024, 1024)]
+
+
+def test_batches_are_one_bucket_and_a_function_of_the_step(tmp_path):
+    data = CaptionedImages(write_images(tmp_path / "images"))
+    sizes = bucket_sizes(32, 8)
+    batches = BucketBatches(data, sizes, seed=3)
+    heights, widths, _ = data.sizes()
+    seen = set()
+    for step in range(12):
+        size, rows = batches(step, 6)
+        assert (size, rows) == BucketBatches(data, sizes, seed=3)(step, 6)  # rebuilt: the same rows
+        assert {sizes[nearest_bucket(int(heights[r]), int(widths[r]), sizes)] for r in rows} == {size}
+        seen.add(size)
+    assert len(seen) >= 2  # several shapes are drawn
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("no caption", "row 3: no 'caption'"),
+    ("missing image", "row 3: image file not found"),
+    ("unreadable image", "row 3: unreadable image"),
+    ("huge image", "row 3: image is over dataset.max_image_pixels"),
+    ("large image", "row 3: image of 9000 x 9000 px is over dataset.max_image_pixels"),
+])
+def test_a_bad_row_is_named(tmp_path, damage, message):
+    folder = write_images(tmp_path / "images", count=4)
+    rows = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
+    if damage == "no caption":
+        rows[2]["caption"] = ""
+    elif damage == "missing image":
+        rows[2]["file_name"] = "nowhere.png"
+    elif damage == "unreadable image":
+        (folder / "2.png").write_bytes(b"not a png")
+    else:  # refused from the PNG header, before any pixel is decoded (over PIL's own guard, and under it)
+        side = 20000 if damage == "huge image" else 9000
+        Image.new("1", (side, side)).save(folder / "2.png")
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=message):
+        CaptionedImages(folder, max_pixels=64_000_000)
+
+
+def test_bad_data_is_one_error_line_from_the_cli(folders, tmp_path):
+    images = write_images(tmp_path / "images", count=4)
+    (images / "metadata.jsonl").write_text('{"file_name": "0.png", "caption": "a"}\n{"file_name": "1.png"}\n')
+    cfg = config(folders, "t2g", tmp_path / "out", dataset={"path": str(images)})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    done = subprocess.run([sys.executable, "-m", "thinkgen.cli", "train", str(tmp_path / "c.yaml")], env=ENV,
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"thinkgen: error: {images / 'metadata.jsonl'} row 2: no 'caption' (a non-empty text)")
+    assert not (tmp_path / "out" / "final").exists()
+
+
+# ----------------------------------------------------------------------------- sharded training
+@pytest.mark.parametrize("model, port", [("t2g", 29611), ("release", 29621)])
+def test_fsdp_on_two_processes_equals_one_and_saves_the_release_layout(folders, tmp_path, model, port):
+    runs = {}
+    for processes in (1, 2):
+        out = tmp_path / f"p{processes}"
+        launch(config(folders, model, out), tmp_path / f"p{processes}.yaml", processes, port)
+        runs[processes] = out / "final"
+    gap = relative_gap(transformer_weights(runs[2]), transformer_weights(runs[1]))
+    assert gap < 1e-6, gap
+    before = transformer_weights(folders / model)
+    assert relative_gap(transformer_weights(runs[1]), before) > 1e-3  # it trained
+    index = json.loads((runs[1] / "model_index.json").read_text())
+    assert index["_class_name"] == ("QwenImagePipeline" if model == "t2g" else "ThinkGenCoTPipeline")
+    loaded = ThinkGenPipeline.from_pretrained(runs[1])
+    assert loaded.conditioning.name == ("qwen-image" if model == "t2g" else "thinkgen-release")
+    out = loaded("a picture", think=False, num_inference_steps=2, height=32, width=32, output_type="pt")
+    assert out.images.shape == (1, 3, 32, 32)
+    if model == "t2g":  # diffusers' own pipeline reads the finetuned folder
+        from diffusers import QwenImagePipeline
+
+        theirs = QwenImagePipeline.from_pretrained(runs[1])
+        assert all(torch.equal(v, transformer_weights(runs[1])[k]) for k, v in theirs.transformer.state_dict().items())
+
+
+def test_sharded_checkpoints_resume_on_another_number_of_processes(folders, tmp_path):
+    """The run on 2 processes checkpoints at steps 4 and 8; torn saves are skipped; resumed from
+    step 4 on 2 processes it is bit-exact, on 1 process equal to within FSDP's reduction order."""
+    whole = tmp_path / "whole"
+    launch(config(folders, "release", whole), tmp_path / "whole.yaml", 2, 29631)
+    reference = transformer_weights(whole / "final")
+    for processes, port in ((2, 29641), (1, 0)):
+        out = tmp_path / f"resumed{processes}"
+        shutil.copytree(whole / "checkpoints", out / "checkpoints")
+        shutil.rmtree(out / "checkpoints" / "step-000008")
+        # a save killed half-way: a temporary folder, and a step folder with a shard cut short
+        shutil.copytree(out / "checkpoints" / "step-000004", out / "checkpoints" / ".step-000008.tmp")
+        torn = shutil.copytree(out / "checkpoints" / "step-000004", out / "checkpoints" / "step-000006")
+        shard = next(torn.glob("*.distcp"))
+        shard.write_bytes(shard.read_bytes()[:100])
+        done = launch(config(folders, "release", out), tmp_path / f"r{processes}.yaml", processes, port, "--resume")
+        assert "step-000006 is incomplete" in done.stdout + done.stderr and "(step 4)" in done.stdout + done.stderr
+        resumed = transformer_weights(out / "final")
+        if processes == 2:
+            assert all(torch.equal(resumed[k], v) for k, v in reference.items())
+        else:
+            assert relative_gap(resumed, reference) < 1e-6
+
+
+def test_resume_refuses_the_other_strategy(folders, tmp_path):
+    out = tmp_path / "run"
+    launch(config(folders, "t2g", out, run={"steps": 4}), tmp_path / "a.yaml", 1, 0)
+    cfg = config(folders, "t2g", out, run={"steps": 4}, parallel={"strategy": "ddp"})
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(cfg))
+    done = subprocess.run([sys.executable, "-m", "thinkgen.cli", "train", str(tmp_path / "b.yaml"), "--resume"],
+                          env=ENV, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 2 and "was written with parallel.strategy fsdp" in done.stderr
+    assert "Traceback" not in done.stderr
