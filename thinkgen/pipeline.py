@@ -206,14 +206,14 @@ class ThinkGenPipeline:
     def load_lora_weights(self, path: str | Path, adapter_name: str | None = None) -> ThinkGenPipeline:
         """Add LoRA adapters to the DiT from a diffusers-format file or folder (what thinkgen's
         training writes, and the Qwen-Image LoRAs the community publishes; safetensors only)."""
-        from .train.lora import load_lora
+        from .lora import load_lora
 
         load_lora(self.transformer, path, adapter_name)
         return self
 
     def fuse_lora(self) -> ThinkGenPipeline:
         """Fold the DiT's LoRA adapters into its weights and remove them."""
-        from .train.lora import merge_lora
+        from .lora import merge_lora
 
         merge_lora(self.transformer)
         return self

@@ -30,10 +30,10 @@ from .. import flow
 from ..data import BucketBatches, CaptionedImages, bucket_sizes, to_pixels
 from ..generator import encode_images, latent_channels, patchify, spatial_factor
 from ..loading import MODEL_INDEX
+from ..lora import add_lora, load_lora, merge_lora, save_lora
 from ..pipeline import ThinkGenPipeline
 from .config import TrainConfig
 from .dit_stage import FlowModule
-from .lora import add_lora, load_lora, merge_lora, save_lora
 from .states import TRAINABLE_BRIDGE, FrozenStates
 
 # the DiT's own text input, per class: what stage 1 trains when there is no thinkgen bridge

@@ -166,9 +166,8 @@ class ShardedEngine:
              ema: dict[str, torch.Tensor] | None) -> None:
         """Read a DCP checkpoint written by any number of processes into this run's shards."""
         import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import set_state_dict
-
         from torch.distributed.checkpoint import DefaultLoadPlanner
+        from torch.distributed.checkpoint.state_dict import set_state_dict
 
         state = self._state(model, optimizer, ema)  # the shapes to read into; EMA filled in place
         optimizer_state = {"optimizer": state.pop("optimizer")}
