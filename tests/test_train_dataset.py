@@ -200,3 +200,68 @@ def test_resume_refuses_the_other_strategy(folders, tmp_path):
                           env=ENV, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 2 and "was written with parallel.strategy fsdp" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# ----------------------------------------------------------------------------- LoRA
+def lora_weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "pytorch_lora_weights.safetensors")
+
+
+def test_lora_adapters_round_trip_with_diffusers(folders, tmp_path):
+    """A T2G DiT adapter trained on 2 processes (FSDP2) equals the one trained on 1 (DDP engine);
+    diffusers' QwenImagePipeline.load_lora_weights reads it and draws what thinkgen draws with it;
+    lora.merge writes the merged pipeline, which draws the same."""
+    from diffusers import QwenImagePipeline
+
+    from thinkgen.train.run import run
+
+    lora = {"rank": 4, "merge": True}
+    launch(config(folders, "t2g", tmp_path / "sharded", lora=lora, run={"steps": 4}), tmp_path / "s.yaml", 2, 29651)
+    plain = config(folders, "t2g", tmp_path / "plain", lora=lora, run={"steps": 4}, parallel={"strategy": "ddp"})
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(plain))
+    final = run(tmp_path / "p.yaml", progress=False)
+    adapter = lora_weights(final)
+    assert adapter and all(k.startswith("transformer.") and ".lora_" in k for k in adapter)
+    assert relative_gap(lora_weights(tmp_path / "sharded" / "final"), adapter) < 1e-6
+    assert any(float(v.abs().max()) > 0 for k, v in adapter.items() if "lora_B" in k)  # B trained away from 0
+    assert json.loads((final / "adapter.json").read_text())["base"] == str((folders / "t2g").resolve())
+
+    prompt = {"prompt": "a red circle", "num_inference_steps": 2, "height": 32, "width": 32, "negative_prompt": " "}
+    theirs = QwenImagePipeline.from_pretrained(folders / "t2g")
+    base_image = theirs(**prompt, generator=torch.Generator().manual_seed(0), output_type="pt").images
+    theirs.load_lora_weights(final)
+    their_image = theirs(**prompt, generator=torch.Generator().manual_seed(0), output_type="pt").images
+    ours = ThinkGenPipeline.from_pretrained(folders / "t2g").load_lora_weights(final)
+    our_image = ours(prompt["prompt"], think=False, seed=0, num_inference_steps=2, height=32, width=32,
+                     output_type="pt").images
+    assert not torch.equal(their_image, base_image)  # the adapter changes the picture
+    torch.testing.assert_close(our_image, their_image.float(), atol=1e-6, rtol=0)
+    merged = ThinkGenPipeline.from_pretrained(final)  # lora.merge: the whole pipeline, adapters folded in
+    merged_image = merged(prompt["prompt"], think=False, seed=0, num_inference_steps=2, height=32, width=32,
+                          output_type="pt").images
+    torch.testing.assert_close(merged_image, our_image, atol=1e-5, rtol=0)
+
+
+def test_thinkgen_reads_a_diffusers_format_qwen_image_lora(folders, tmp_path):
+    """A Qwen-Image LoRA saved by diffusers itself (as the community publishes them) loads into
+    thinkgen's pipeline and draws what diffusers draws with it."""
+    from diffusers import QwenImagePipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    theirs = QwenImagePipeline.from_pretrained(folders / "t2g")
+    theirs.transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_v", "img_mlp.net.2"]))
+    torch.manual_seed(0)
+    for name, parameter in theirs.transformer.named_parameters():
+        if "lora_B" in name:
+            parameter.data.normal_(0, 0.2)
+    QwenImagePipeline.save_lora_weights(tmp_path / "community", get_peft_model_state_dict(theirs.transformer))
+    prompt = {"prompt": "two blue squares", "num_inference_steps": 2, "height": 32, "width": 32, "negative_prompt": " "}
+    their_image = theirs(**prompt, generator=torch.Generator().manual_seed(1), output_type="pt").images
+    ours = ThinkGenPipeline.from_pretrained(folders / "t2g").load_lora_weights(tmp_path / "community")
+    our_image = ours(prompt["prompt"], think=False, seed=1, num_inference_steps=2, height=32, width=32,
+                     output_type="pt").images
+    torch.testing.assert_close(our_image, their_image.float(), atol=1e-6, rtol=0)
+    (tmp_path / "weights.bin").write_bytes(b"a pickle")
+    with pytest.raises(ValueError, match="safetensors only"):
+        ours.load_lora_weights(tmp_path / "weights.bin")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
 # the attention projections, as diffusers' Qwen-Image LoRA scripts adapt them; both DiTs name them so
@@ -19,13 +20,16 @@ WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 
 
 def add_lora(transformer: nn.Module, rank: int, alpha: float | None = None,
-             targets: list[str] | None = None) -> None:
+             targets: list[str] | None = None, seed: int = 0) -> None:
     """Freeze ``transformer`` and add trainable rank-``rank`` adapters (B starts at zero, so the
-    model starts exactly as it was)."""
+    model starts exactly as it was; A is drawn from ``seed``, the same in every process)."""
     from peft import LoraConfig
 
     transformer.requires_grad_(False)
-    transformer.add_adapter(LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=targets or DEFAULT_TARGETS))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        transformer.add_adapter(LoraConfig(r=rank, lora_alpha=alpha or rank,
+                                           target_modules=targets or DEFAULT_TARGETS))
 
 
 def save_lora(transformer: nn.Module, directory: Path) -> None:

@@ -83,7 +83,7 @@ class DatasetDiTStage:
     def _choose_trainable(self) -> None:
         cfg, transformer = self.config, self.pipe.transformer
         if cfg.lora.rank:
-            add_lora(transformer, cfg.lora.rank, cfg.lora.alpha, cfg.lora.targets)
+            add_lora(transformer, cfg.lora.rank, cfg.lora.alpha, cfg.lora.targets, seed=cfg.run.seed)
         elif cfg.stage == "dit_connector":
             transformer.requires_grad_(False)
             if self.bridge is None:  # the DiT's own text input trains
