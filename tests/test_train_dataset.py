@@ -78,7 +78,8 @@ def transformer_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 def relative_gap(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     assert a.keys() == b.keys()
-    return max(float((a[k].double() - b[k].double()).norm() / b[k].double().norm().clamp_min(1e-30)) for k in a)
+    return max((float((a[k].double() - b[k].double()).norm() / b[k].double().norm().clamp_min(1e-30)) for k in a),
+               default=0.0)
 
 
 # ----------------------------------------------------------------------------- the data

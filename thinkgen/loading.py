@@ -300,6 +300,21 @@ def _load_folder(directory: Path, torch_dtype: torch.dtype | None = None) -> dic
             "conditioning_settings": conditioning.get("settings")}
 
 
+def thinker_component(directory: Path, torch_dtype: torch.dtype | None = None) -> tuple[Any, Any, str]:
+    """Only a folder's thinker (any layout): ``(model, tokenizer or processor, component name)``, the
+    name being where it lives (``thinker``, T2G's ``text_encoder``, the ThinkGen release's ``mllm``)."""
+    index = read_index(directory)
+    check_metadata(index, directory / MODEL_INDEX)
+    layout = FOREIGN.get(layout_of(index))
+    model_name, text_name = (layout.thinker, layout.text) if layout is not None else (
+        "thinker", "processor" if "processor" in index else "tokenizer")
+    for name in (model_name, text_name):
+        if name not in index:
+            raise PipelineLoadError(f"{directory} lacks components: [{name!r}]")
+    return (_load_component(directory, index, model_name, torch_dtype),
+            _load_component(directory, index, text_name, None), model_name)
+
+
 def _save_component(component: Any, name: str, folder: Path) -> list[str]:
     if isinstance(component, torch.nn.Module):
         component.save_pretrained(folder, safe_serialization=True)

@@ -41,7 +41,8 @@ RL_STAGES = ("thinker_grpo", "dit_flow_grpo", "sep_grpo", "dual_grpo")
 STAGES = ("thinker_pretrain", "thinker_sft", "autoencoder", "dit_connector", "dit_pretrain", "dit_finetune",
           *RL_STAGES)
 COMPILABLE_STAGES = ("dit_connector", "dit_pretrain", "dit_finetune")
-DATASET_STAGES = ("dit_connector", "dit_pretrain", "dit_finetune")  # stages that read dataset.source
+# the stages each dataset.source feeds (ShapeWorld feeds every stage)
+SOURCE_STAGES = {"images": ("dit_connector", "dit_pretrain", "dit_finetune"), "chat": ("thinker_sft",)}
 
 
 class ConfigError(ValueError):
@@ -223,9 +224,10 @@ class DatasetConfig:
     scenes (the ``data:`` section says how); ``images`` reads your captioned images through Hugging
     Face ``datasets``: a folder with ``metadata.jsonl`` (``file_name`` + ``caption``; optional
     ``reference_file_name`` + an instruction as the caption, for editing), or a ``.jsonl`` /
-    ``.parquet`` file whose image column holds paths (relative to the file) or encoded bytes."""
+    ``.parquet`` file whose image column holds paths (relative to the file) or encoded bytes; ``chat``
+    reads a ``.jsonl`` of conversations (TRL's conversational format) for thinker SFT."""
 
-    source: Literal["shapeworld", "images"] = "shapeworld"
+    source: Literal["shapeworld", "images", "chat"] = "shapeworld"
     path: Annotated[str, Field(min_length=1)] | None = None
     caption_column: Annotated[str, Field(min_length=1)] = "caption"
     # aspect-ratio buckets of about resolution**2 pixels (sides multiples of the pipeline's factor);
@@ -383,16 +385,16 @@ class TrainConfig:
             raise ConfigError(f"layout_align is a loss of the DiT stages that train the DiT (dit_pretrain, "
                               f"dit_finetune), not of {self.stage}")
         if self.dataset.source != "shapeworld":
+            stages = SOURCE_STAGES[self.dataset.source]
             if self.dataset.path is None:
                 raise ConfigError(f"dataset.source {self.dataset.source!r} reads dataset.path: set it")
-            if self.stage not in DATASET_STAGES:
-                raise ConfigError(f"dataset.source {self.dataset.source!r} feeds the DiT stages {DATASET_STAGES}; "
-                                  f"{self.stage} reads ShapeWorld")
+            if self.stage not in stages:
+                raise ConfigError(f"dataset.source {self.dataset.source!r} feeds the stages {stages}, not {self.stage}")
             if not self.init:
                 raise ConfigError("a stage on your own data starts from a pipeline folder: set init")
-        if self.lora.rank and (self.stage not in DATASET_STAGES or self.dataset.source == "shapeworld"):
-            raise ConfigError(f"lora: DiT adapters are trained by the stages {DATASET_STAGES} on your data "
-                              "(dataset.source: images); thinker stages use thinker.lora_rank")
+        if self.lora.rank and self.dataset.source == "shapeworld":
+            raise ConfigError("lora: adapters are trained by the stages on your data (dataset.source images or "
+                              "chat); the ShapeWorld thinker stages use thinker.lora_rank")
         if self.parallel.strategy == "fsdp":
             if self.run.sample_every:
                 raise ConfigError("run.sample_every draws on one process, which a sharded (fsdp) model cannot: "

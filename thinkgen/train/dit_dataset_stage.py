@@ -42,12 +42,12 @@ TEXT_INPUT = {"ThinkGenTransformer2DModel": ("prepad_embed", "time_caption_embed
 ADAPTER_INFO = "adapter.json"
 
 
-def stored_dtypes(folder: Path) -> dict[str, torch.dtype]:
-    """The dtype each trainable component stores its weights in (its first tensor's)."""
+def stored_dtypes(folder: Path, names: tuple[str, ...] = ("transformer", "bridge")) -> dict[str, torch.dtype]:
+    """The dtype each named component of a pipeline folder stores its weights in (its first tensor's)."""
     from safetensors import safe_open
 
     dtypes = {}
-    for name in ("transformer", "bridge"):
+    for name in names:
         for file in sorted((folder / name).glob("*.safetensors")):
             with safe_open(str(file), "pt") as f:
                 first = next(iter(f.keys()), None)

@@ -16,6 +16,10 @@ def build_stage(config: TrainConfig):
         from .rl_stage import RLStage
 
         return RLStage(config)
+    if config.dataset.source == "chat":
+        from .chat_stage import ChatSFTStage
+
+        return ChatSFTStage(config)
     if config.stage.startswith("thinker_"):
         from .thinker_stage import ThinkerStage
 
