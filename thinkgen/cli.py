@@ -419,6 +419,10 @@ def train_command(args: argparse.Namespace) -> int:
     from .train.config import ConfigError
     from .train.run import run
 
+    if args.plan:
+        return plan_command(args)
+    if args.gpus is not None or args.gpu_memory is not None:
+        raise UserError("--gpus and --gpu-memory go with --plan")
     try:
         final = run(args.config, resume=args.resume, overrides=dict(args.set or []))
     except (ConfigError, PipelineLoadError, DataError) as error:
@@ -427,7 +431,31 @@ def train_command(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
     except KeyboardInterrupt:
         return 130
-    print(f"wrote {final}")
+    if int(os.environ.get("RANK", "0")) == 0:  # one line, not one per process
+        print(f"wrote {final}")
+    return 0
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    """Memory per GPU for a config, from the meta device; exit status 1 when it does not fit."""
+    from .pipeline import PipelineLoadError
+    from .train.config import ConfigError, load
+    from .train.plan import plan_table
+
+    if args.gpus is None or args.gpu_memory is None:
+        raise UserError("--plan needs --gpus N and --gpu-memory GiB (e.g. --gpus 8 --gpu-memory 80)")
+    try:
+        config = load(args.config, dict(args.set or []))
+        table, fits = plan_table(config, args.gpus, args.gpu_memory)
+    except (ConfigError, PipelineLoadError, ValueError) as error:
+        raise UserError(str(error)) from None
+    print(table, flush=True)
+    if not fits:
+        ways = [way for way, done in (("shard it (parallel.strategy: fsdp)", config.parallel.strategy == "fsdp"),
+                                      ("turn on run.gradient_checkpointing", config.run.gradient_checkpointing),
+                                      ("train LoRA adapters (lora.rank)", config.lora.rank > 0)) if not done]
+        raise UserError(f"{args.config} does not fit {args.gpus} GPU(s) of {args.gpu_memory:g} GiB: "
+                        + ", ".join([*ways, "use more GPUs or a smaller run.batch_size"]))
     return 0
 
 
@@ -590,6 +618,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     t.add_argument("--set", action="append", type=_override, metavar="KEY=VALUE",
                    help="override a config value, e.g. --set run.steps=100 (repeatable)")
+    t.add_argument("--plan", action="store_true",
+                   help="print the memory each GPU needs (from the meta device) and whether it fits; train nothing")
+    t.add_argument("--gpus", type=validate.bounded_int(1, 100_000), default=None, help="with --plan: how many GPUs")
+    t.add_argument("--gpu-memory", type=validate.bounded_float(1, 100_000), default=None, metavar="GIB",
+                   help="with --plan: memory of one GPU in GiB")
     t.set_defaults(run=train_command)
 
     v = commands.add_parser("serve", help="serve an OpenAI-compatible images API and a web page")

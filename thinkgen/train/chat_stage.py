@@ -71,6 +71,10 @@ class ChatSFTStage:
                 torch.manual_seed(config.run.seed)
                 model = get_peft_model(model, LoraConfig(r=config.lora.rank, lora_alpha=config.lora.alpha or config.lora.rank,
                                                          target_modules=config.lora.targets or THINKER_TARGETS))
+            if config.run.mixed_precision == "bf16":  # frozen base weights need no fp32 master copy
+                for parameter in model.parameters():
+                    if not parameter.requires_grad:
+                        parameter.data = parameter.data.to(torch.bfloat16)
         else:
             model.requires_grad_(True)
         self.model = TokenLoss(model.train())

@@ -84,6 +84,11 @@ class DatasetDiTStage:
         cfg, transformer = self.config, self.pipe.transformer
         if cfg.lora.rank:
             add_lora(transformer, cfg.lora.rank, cfg.lora.alpha, cfg.lora.targets, seed=cfg.run.seed)
+            # the frozen base weights need no fp32 master copy: they stay in the compute dtype
+            compute = torch.bfloat16 if cfg.run.mixed_precision == "bf16" else torch.float32
+            for parameter in transformer.parameters():
+                if not parameter.requires_grad:
+                    parameter.data = parameter.data.to(compute)
         elif cfg.stage == "dit_connector":
             transformer.requires_grad_(False)
             if self.bridge is None:  # the DiT's own text input trains
