@@ -247,6 +247,9 @@ class ParallelConfig:
     sharded ``torch.distributed.checkpoint`` checkpoints that resume on any number of processes)."""
 
     strategy: Literal["ddp", "fsdp"] = "ddp"
+    # fsdp: free each block's gathered weights after its forward (True: least memory, a second gather
+    # in backward) or keep them until backward (False: ZeRO-2's trade, one gather fewer per block)
+    reshard_after_forward: bool = True
 
 
 @dataclass

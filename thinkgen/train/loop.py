@@ -258,7 +258,7 @@ def train(config: TrainConfig, stage: Stage, resume: bool = False, progress: boo
 
     if config.run.threads:
         torch.set_num_threads(config.run.threads)
-    engine = make_engine(config.parallel.strategy, config.run.mixed_precision)
+    engine = make_engine(config.parallel.strategy, config.run.mixed_precision, config.parallel.reshard_after_forward)
     try:
         return _train(config, stage, engine, resume, progress)
     finally:

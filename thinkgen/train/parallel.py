@@ -63,7 +63,8 @@ class ShardedEngine:
 
     sharded = True
 
-    def __init__(self, mixed_precision: str = "no") -> None:
+    def __init__(self, mixed_precision: str = "no", reshard_after_forward: bool = True) -> None:
+        self.reshard_after_forward = reshard_after_forward
         if mixed_precision == "fp16":
             raise ValueError("parallel.strategy fsdp trains in fp32 or bf16 (run.mixed_precision: no | bf16)")
         self.mixed_precision = mixed_precision
@@ -99,7 +100,7 @@ class ShardedEngine:
         blocks = block_classes(model)
         for module in list(model.modules()):
             if type(module).__name__ in blocks and any(True for _ in module.parameters()):
-                fully_shard(module, mp_policy=policy)
+                fully_shard(module, mp_policy=policy, reshard_after_forward=self.reshard_after_forward)
         fully_shard(model, mp_policy=policy)
         return model, make_optimizer()  # the optimizer sees the sharded parameters
 
@@ -235,5 +236,8 @@ class ReplicatedEngine:
         pass
 
 
-def make_engine(strategy: str, mixed_precision: str) -> ShardedEngine | ReplicatedEngine:
-    return ShardedEngine(mixed_precision) if strategy == "fsdp" else ReplicatedEngine(mixed_precision)
+def make_engine(strategy: str, mixed_precision: str, reshard_after_forward: bool = True
+                ) -> ShardedEngine | ReplicatedEngine:
+    if strategy == "fsdp":
+        return ShardedEngine(mixed_precision, reshard_after_forward)
+    return ReplicatedEngine(mixed_precision)
