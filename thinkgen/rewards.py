@@ -105,14 +105,22 @@ def instruction_reward(items, images, rewrites) -> list[float]:
     return [suites.ned(" ".join(r.lower().split()), item.canonical) for item, r in zip(items, rewrites, strict=True)]
 
 
-class WeightedReward:
-    """A weighted sum of named rewards; also reports each component's mean."""
+MODEL_REWARDS = ("judge", "scorer")  # built from their config sections (thinkgen.reward_models)
 
-    def __init__(self, weights: dict[str, float], allow_external: bool = False) -> None:
+
+class WeightedReward:
+    """A weighted sum of named rewards; also reports each component's mean. ``models`` holds the
+    settings of the reward models (``judge``, ``scorer``) the weights may name."""
+
+    def __init__(self, weights: dict[str, float], allow_external: bool = False,
+                 models: dict[str, dict | None] | None = None) -> None:
+        from . import reward_models
+
         if not weights:
             raise ValueError("at least one reward is needed")
         self.weights = dict(weights)
-        self.functions = {name: get_reward(name, allow_external) for name in weights}
+        self.functions = {name: reward_models.build(name, (models or {}).get(name)) if name in MODEL_REWARDS
+                          else get_reward(name, allow_external) for name in weights}
 
     @property
     def needs_images(self) -> bool:

@@ -42,7 +42,8 @@ STAGES = ("thinker_pretrain", "thinker_sft", "autoencoder", "dit_connector", "di
           *RL_STAGES)
 COMPILABLE_STAGES = ("dit_connector", "dit_pretrain", "dit_finetune")
 # the stages each dataset.source feeds (ShapeWorld feeds every stage)
-SOURCE_STAGES = {"images": ("dit_connector", "dit_pretrain", "dit_finetune"), "chat": ("thinker_sft",)}
+SOURCE_STAGES = {"images": ("dit_connector", "dit_pretrain", "dit_finetune"), "chat": ("thinker_sft",),
+                 "prompts": ("dit_flow_grpo",)}
 
 
 class ConfigError(ValueError):
@@ -225,9 +226,10 @@ class DatasetConfig:
     Face ``datasets``: a folder with ``metadata.jsonl`` (``file_name`` + ``caption``; optional
     ``reference_file_name`` + an instruction as the caption, for editing), or a ``.jsonl`` /
     ``.parquet`` file whose image column holds paths (relative to the file) or encoded bytes; ``chat``
-    reads a ``.jsonl`` of conversations (TRL's conversational format) for thinker SFT."""
+    reads a ``.jsonl`` of conversations (TRL's conversational format) for thinker SFT; ``prompts`` a
+    ``.txt`` (a prompt per line) or ``.jsonl`` (``prompt`` + fields a reward reads) for DiT Flow-GRPO."""
 
-    source: Literal["shapeworld", "images", "chat"] = "shapeworld"
+    source: Literal["shapeworld", "images", "chat", "prompts"] = "shapeworld"
     path: Annotated[str, Field(min_length=1)] | None = None
     caption_column: Annotated[str, Field(min_length=1)] = "caption"
     # aspect-ratio buckets of about resolution**2 pixels (sides multiples of the pipeline's factor);
@@ -262,6 +264,29 @@ class LoraConfig:
     # module names to adapt (peft target_modules); None = the attention projections of the DiT
     targets: list[Annotated[str, Field(min_length=1)]] | None = None
     merge: bool = False
+
+
+@dataclass
+class JudgeConfig:
+    """``rl.rewards: {judge: w}``: a VLM judge behind an OpenAI-compatible chat endpoint (thinkgen.reward_models)."""
+
+    url: Annotated[str, Field(min_length=1)]  # e.g. http://127.0.0.1:8000/v1 (vLLM / SGLang serve)
+    model: Annotated[str, Field(min_length=1)]
+    question: str = "Does this image show: {prompt}? Answer yes or no."  # {field}s of the prompt row
+    answer: Literal["yes_no", "score_10"] = "yes_no"
+    api_key_env: str | None = None  # the environment variable holding the API key, if any
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    concurrency: Annotated[int, Field(ge=1, le=256)] = 8
+    max_tokens: Annotated[int, Field(ge=1, le=4096)] = 16
+
+
+@dataclass
+class ScorerConfig:
+    """``rl.rewards: {scorer: w}``: an image-classification model from a local folder (transformers)."""
+
+    path: Annotated[str, Field(min_length=1)]
+    label: str | None = None  # the label whose probability is the reward (None: a one-logit head)
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 16
 
 
 @dataclass
@@ -363,6 +388,8 @@ class TrainConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    judge: JudgeConfig | None = None
+    scorer: ScorerConfig | None = None
     ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0  # > 0: keep an EMA of the trained weights and save it
 
     def __post_init__(self) -> None:
@@ -382,7 +409,7 @@ class TrainConfig:
             raise ConfigError("data.drawn_edits needs data.edit_fraction > 0 (the share of steps that train edits)")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.stage in RL_STAGES:
+        if self.stage in RL_STAGES and self.dataset.source == "shapeworld":
             self.rl.check()
         if self.layout_align.weight and self.stage not in ("dit_pretrain", "dit_finetune"):
             raise ConfigError(f"layout_align is a loss of the DiT stages that train the DiT (dit_pretrain, "
@@ -398,6 +425,9 @@ class TrainConfig:
         if self.lora.rank and self.dataset.source == "shapeworld":
             raise ConfigError("lora: adapters are trained by the stages on your data (dataset.source images or "
                               "chat); the ShapeWorld thinker stages use thinker.lora_rank")
+        if self.dataset.source == "prompts" and any(":" in name for name in self.rl.rewards) \
+                and not self.rl.allow_external_rewards:
+            raise ConfigError("rl.rewards: an import path runs any code it names; set rl.allow_external_rewards: true")
         if self.parallel.strategy == "fsdp":
             if self.run.sample_every:
                 raise ConfigError("run.sample_every draws on one process, which a sharded (fsdp) model cannot: "
@@ -442,7 +472,7 @@ def _build(cls, data: dict[str, Any], where: str):
         nested = {"optim": OptimConfig, "run": RunConfig, "data": DataConfig, "thinker": ThinkerModelConfig,
                   "dit": DiTModelConfig, "ae": AutoencoderModelConfig, "rl": RLConfig,
                   "layout_align": LayoutAlignConfig, "dataset": DatasetConfig, "parallel": ParallelConfig,
-                  "lora": LoraConfig}.get(name) if cls is TrainConfig else None
+                  "lora": LoraConfig, "judge": JudgeConfig, "scorer": ScorerConfig}.get(name) if cls is TrainConfig else None
         if nested is not None:
             value = _build(nested, value or {}, f"{where}.{name}")
         elif name in TUPLES and isinstance(value, list):

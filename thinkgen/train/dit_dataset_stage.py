@@ -64,8 +64,6 @@ class DatasetDiTStage:
         compute = torch.bfloat16 if config.run.mixed_precision == "bf16" else torch.float32
         # frozen parts (thinker, VAE) in the compute dtype; what trains in fp32 (the master weights)
         self.pipe = pipe = ThinkGenPipeline.from_pretrained(config.init, torch_dtype=compute)
-        self.init = Path(config.init)
-        self.stored = stored_dtypes(self.init)
         self.bridge = pipe.bridge if pipe.conditioning.name in TRAINABLE_BRIDGE else None
         pipe.thinker.model.requires_grad_(False).eval()
         pipe.vae.requires_grad_(False).eval()
@@ -97,6 +95,11 @@ class DatasetDiTStage:
                     part.requires_grad_(True)
         else:
             transformer.requires_grad_(True)
+
+    def place(self, device: torch.device) -> None:
+        """The frozen thinker and VAE compute where the trained DiT does."""
+        self.pipe.thinker.model.to(device)
+        self.pipe.vae.to(device)
 
     # ------------------------------------------------------------------ batches
     def batch(self, step: int, start: int, size: int) -> dict:
@@ -135,30 +138,36 @@ class DatasetDiTStage:
 
     # ------------------------------------------------------------------ saving
     def finalize(self, directory: Path, ema: dict[str, torch.Tensor] | None) -> None:
-        """Write the result next to ``directory`` first and rename it into place, so an interrupted
-        save never leaves a half-written model: LoRA adapters (diffusers format; with ``lora.merge``
-        also the merged pipeline), or the pipeline in its own layout, in its stored dtypes."""
-        from .loop import load_ema
+        save_result(self.pipe, self.model, self.config, directory, ema)
 
-        load_ema(self.model, ema)
-        temporary = directory.parent / f".{directory.name}.tmp"
-        shutil.rmtree(temporary, ignore_errors=True)
-        temporary.mkdir(parents=True)
-        if self.config.lora.rank:
-            save_lora(self.pipe.transformer, temporary)
-            (temporary / ADAPTER_INFO).write_text(json.dumps({"base": str(self.init.resolve())}, indent=2) + "\n")
-            if self.config.lora.merge:
-                merged = ThinkGenPipeline.from_pretrained(self.init)
-                load_lora(merged.transformer, temporary)
-                merge_lora(merged.transformer)
-                merged.save_pretrained(temporary)
-        else:
-            self.pipe.save_pretrained(temporary)
-        if (temporary / MODEL_INDEX).exists():
-            for name, dtype in self.stored.items():
-                _cast_folder(temporary / name, dtype)
-        shutil.rmtree(directory, ignore_errors=True)
-        os.replace(temporary, directory)
+
+def save_result(pipe: ThinkGenPipeline, model: torch.nn.Module, config: TrainConfig, directory: Path,
+                ema: dict[str, torch.Tensor] | None) -> None:
+    """What a DiT stage writes, aside first and renamed into place, so an interrupted save never leaves
+    a half-written model: LoRA adapters (diffusers format; with ``lora.merge`` also the merged
+    pipeline), or the pipeline in the layout of ``config.init``, in the dtypes it stored."""
+    from .loop import load_ema
+
+    init = Path(config.init)
+    load_ema(model, ema)
+    temporary = directory.parent / f".{directory.name}.tmp"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    if config.lora.rank:
+        save_lora(pipe.transformer, temporary)
+        (temporary / ADAPTER_INFO).write_text(json.dumps({"base": str(init.resolve())}, indent=2) + "\n")
+        if config.lora.merge:
+            merged = ThinkGenPipeline.from_pretrained(init)
+            load_lora(merged.transformer, temporary)
+            merge_lora(merged.transformer)
+            merged.save_pretrained(temporary)
+    else:
+        pipe.save_pretrained(temporary)
+    if (temporary / MODEL_INDEX).exists():
+        for name, dtype in stored_dtypes(init).items():
+            _cast_folder(temporary / name, dtype)
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(temporary, directory)
 
 
 def _cast_folder(folder: Path, dtype: torch.dtype) -> None:

@@ -280,6 +280,8 @@ def _train(config: TrainConfig, stage: Stage, engine, resume: bool, progress: bo
     torch.manual_seed(config.run.seed)
 
     model = stage.model
+    if hasattr(stage, "place"):  # frozen parts (a thinker, a VAE) go where the engine computes
+        stage.place(engine.device)
     if config.run.gradient_checkpointing:
         enable_gradient_checkpointing(model)
 

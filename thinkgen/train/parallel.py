@@ -49,11 +49,12 @@ def block_classes(model: nn.Module) -> set[str]:
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
+    """Every tensor of a batch (nested in dicts, lists and tuples) on ``device``."""
     if torch.is_tensor(batch):
         return batch.to(device)
     if isinstance(batch, dict):
         return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, list | tuple) and batch and torch.is_tensor(batch[0]):
+    if isinstance(batch, list | tuple):
         return type(batch)(to_device(v, device) for v in batch)
     return batch
 

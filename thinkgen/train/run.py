@@ -12,6 +12,10 @@ from .loop import train
 
 
 def build_stage(config: TrainConfig):
+    if config.dataset.source == "prompts":
+        from .rl_prompts_stage import PromptFlowGRPOStage
+
+        return PromptFlowGRPOStage(config)
     if config.stage in RL_STAGES:
         from .rl_stage import RLStage
 

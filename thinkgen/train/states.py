@@ -89,8 +89,9 @@ class FrozenStates:
     Rows are computed one caption at a time when ``per_row`` (the result then depends on nothing
     but the caption: the same on any number of processes), else a batch at a time."""
 
-    def __init__(self, pipe, cache_folder: str | Path | None = None, per_row: bool = False) -> None:
-        self.pipe, self.per_row = pipe, per_row
+    def __init__(self, pipe, cache_folder: str | Path | None = None, per_row: bool = False, think: bool = False
+                 ) -> None:
+        self.pipe, self.per_row, self.think = pipe, per_row, think  # think: the thinker reasons first (greedy)
         self.raw_thinker = pipe.conditioning.name in TRAINABLE_BRIDGE
         self.cache = StateCache(cache_folder, fingerprint(pipe)) if cache_folder else None
         self.tokens_limit = pipe.limits.max_prompt_tokens
@@ -104,17 +105,17 @@ class FrozenStates:
     @torch.no_grad()
     def _compute(self, captions: list[str], images: list[list[Image.Image]] | None) -> list[torch.Tensor]:
         if self.raw_thinker:
-            out = self.pipe.thinker.encode(captions, think=False, images=images)
+            out = self.pipe.thinker.encode(captions, think=self.think, images=images, seed=0)
             states, mask = out.states, out.mask
         else:
-            condition = self.pipe.conditioning.encode(captions, think=False, images=images)
+            condition = self.pipe.conditioning.encode(captions, think=self.think, images=images, seed=0)
             states, mask = condition.text, condition.mask
         return [states[i][mask[i].bool()].float().cpu() for i in range(len(captions))]  # (T_i, D) each
 
     def rows(self, captions: list[str], images: list[list[Image.Image]] | None = None) -> list[torch.Tensor]:
         sees = self.pipe.thinker.processor is not None and images is not None
         images = images if sees else None
-        keys = [hashlib.sha256(f"{c}\0{_image_digest(images[i] if images else None)}".encode()).hexdigest()
+        keys = [hashlib.sha256(f"{c}\0{_image_digest(images[i] if images else None)}\0{self.think}".encode()).hexdigest()
                 for i, c in enumerate(captions)]
         found = [self.cache.get(k) if self.cache else None for k in keys]
         missing = [i for i, row in enumerate(found) if row is None]

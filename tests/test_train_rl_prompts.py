@@ -1,0 +1,116 @@
+"""DiT Flow-GRPO on your prompts, at real scale's conventions: a tiny ThinkGen-release folder trains
+under FSDP2 on 2 CPU processes as on 1, scored by a vision-language judge behind an OpenAI-compatible
+endpoint on loopback; a local scorer model (transformers) and the registry's rewards plug in the same way."""
+
+import base64
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from thinkgen.data import DataError
+from thinkgen.data.prompts import PromptRow, PromptRows
+from thinkgen.reward_models import JudgeReward, ScorerReward
+
+from .test_train_dataset import config, folders, launch, relative_gap, transformer_weights  # noqa: F401
+
+
+class Judge(BaseHTTPRequestHandler):
+    """An OpenAI-compatible chat endpoint that answers "yes" for bright images, and keeps the requests."""
+
+    requests: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 - the http.server name
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+        url = body["messages"][0]["content"][0]["image_url"]["url"]
+        image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+        answer = "Yes." if np.asarray(image, dtype=np.float32).mean() > 127 else "No, it is dark."
+        reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def judge_url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Judge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def test_the_judge_asks_each_image_with_the_row_fields(judge_url, monkeypatch):
+    monkeypatch.setenv("JUDGE_KEY", "secret")
+    judge = JudgeReward(judge_url, "a-vlm", "Is it {prompt}, as {answer}?", api_key_env="JUDGE_KEY", concurrency=2)
+    Judge.requests.clear()
+    images = [Image.new("RGB", (8, 8), (250, 250, 250)), Image.new("RGB", (8, 8), (5, 5, 5))]
+    rows = [PromptRow("a white square", {"answer": "white"}), PromptRow("a black square", {"answer": "black"})]
+    assert judge(rows, images, ["", ""]) == [1.0, 0.0]
+    asked = sorted(r["body"]["messages"][0]["content"][1]["text"] for r in Judge.requests)
+    assert asked == ["Is it a black square, as black?", "Is it a white square, as white?"]
+    assert {r["path"] for r in Judge.requests} == {"/v1/chat/completions"}
+    assert {r["auth"] for r in Judge.requests} == {"Bearer secret"} and Judge.requests[0]["body"]["model"] == "a-vlm"
+    assert JudgeReward(judge_url, "m", "q", answer="score_10").score("I give it 7/10") == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="judge at http://127.0.0.1:9/v1/chat/completions"):
+        JudgeReward("http://127.0.0.1:9/v1", "m", "{prompt}", timeout_s=2)(rows[:1], images[:1], [""])
+
+
+def test_a_local_scorer_model_scores_through_transformers(tmp_path):
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(0)
+    model = ViTForImageClassification(ViTConfig(image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1,
+                                                num_attention_heads=2, intermediate_size=32, num_labels=2,
+                                                id2label={0: "bad", 1: "good"}, label2id={"bad": 0, "good": 1}))
+    model.save_pretrained(tmp_path / "scorer")
+    ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(tmp_path / "scorer")
+    scorer = ScorerReward(str(tmp_path / "scorer"), label="good", batch_size=1)
+    images = [Image.new("RGB", (20, 20), (200, 10, 10)), Image.new("RGB", (20, 20), (10, 10, 200))]
+    scores = scorer([None, None], images, ["", ""])
+    inputs = ViTImageProcessor(size={"height": 16, "width": 16})(images=images, return_tensors="pt")
+    expected = model.eval()(**inputs).logits.softmax(-1)[:, 1]
+    torch.testing.assert_close(torch.tensor(scores), expected.detach(), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="scorer.label must name one of"):
+        ScorerReward(str(tmp_path / "scorer"), label="nice")
+
+
+def test_prompt_files_and_their_bad_rows(tmp_path):
+    (tmp_path / "p.txt").write_text("a cat\n\n a dog \n")
+    assert [r.prompt for r in PromptRows(tmp_path / "p.txt")] == ["a cat", "a dog"]
+    (tmp_path / "p.jsonl").write_text('{"prompt": "a cat", "answer": "cat"}\n{"prompt": "", "answer": "x"}\n')
+    with pytest.raises(DataError, match="p.jsonl row 2: no 'prompt'"):
+        PromptRows(tmp_path / "p.jsonl")
+
+
+def test_flow_grpo_on_prompts_under_fsdp_with_an_http_judge(folders, tmp_path, judge_url):  # noqa: F811
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p, "answer": a}) + "\n" for p, a in
+                               [("a bright sky", "sky"), ("a dark cave", "cave"), ("snow", "snow"), ("night", "night")]))
+    runs = {}
+    Judge.requests.clear()
+    for processes, port in ((1, 0), (2, 29661)):
+        cfg = config(folders, "release", tmp_path / f"p{processes}")
+        cfg.update(stage="dit_flow_grpo", judge={"url": judge_url, "model": "judge", "question": "{prompt}: {answer}?"},
+                   rl={"rewards": {"judge": 1.0, "brightness": 0.5}, "images_per_prompt": 4, "train_steps": 3,
+                       "think": False})
+        cfg["dataset"] = {"source": "prompts", "path": str(prompts), "resolution": 32}
+        cfg["run"].update(steps=3, batch_size=2, save_every=2)
+        launch(cfg, tmp_path / f"p{processes}.yaml", processes, port)
+        runs[processes] = tmp_path / f"p{processes}" / "final"
+    assert len(Judge.requests) == 2 * 3 * 2 * 4  # two runs x 3 steps x 2 prompts x 4 images, each image asked once
+    ours = transformer_weights(runs[1])
+    assert relative_gap(transformer_weights(runs[2]), ours) < 1e-6
+    assert relative_gap(ours, transformer_weights(folders / "release")) > 1e-7  # it trained
+    log = [json.loads(line) for line in (runs[1].parent / "rollouts.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in log] == [0, 1, 2] and all("reward_part/judge" in row for row in log)
