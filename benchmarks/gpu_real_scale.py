@@ -9,7 +9,9 @@ needed. Prints one table:
 * one 1024x1024 sampling step of Qwen-Image's 20B MMDiT (true CFG: two transformer calls) and of
   ThinkGen's 3.98B DiT (CFG: two calls);
 * peak accelerator memory of a whole 1024x1024 generation of each system (encode, 2 steps, VAE
-  decode), with everything resident and with ``enable_model_cpu_offload``.
+  decode), with everything resident and with ``enable_model_cpu_offload``;
+* one training step per shipped real training config (``configs/real/train``), layers cut to fit
+  one GPU (``gpu_train_steps.py``).
 
     python benchmarks/gpu_real_scale.py                 # on a GPU, about 5 minutes
     python benchmarks/gpu_real_scale.py --tiny --device cpu   # smoke run at tiny sizes (unit suite)
@@ -218,6 +220,14 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str]]:
             pipe.enable_model_cpu_offload(device)
             report(f"{label}: peak memory of a {size}x{size} generation, model offload",
                    f"{peak_generation(pipe, device, size):9.2f} GiB")
+    del systems, parts, release  # the training steps need the memory
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_train_steps import rows as train_rows
+
+    for name, value in train_rows(device, args.tiny):
+        report(name, value)
     return rows
 
 

@@ -59,6 +59,9 @@ class OptimConfig:
     schedule: Literal["cosine", "constant"] = "cosine"  # constant: after warm-up
     min_lr_ratio: Fraction = 0.1  # cosine decays to lr * min_lr_ratio
     grad_clip: Annotated[float, Field(gt=0)] = 1.0
+    # AdamW's fused kernel; None: fused under parallel.strategy fsdp (its sharded parameters make
+    # torch's per-parameter loop ~7x slower: benchmarks/bench_fsdp.py), torch's default under ddp
+    fused: bool | None = None
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 A stage supplies a ``model`` (an ``nn.Module`` whose ``forward(batch)`` returns the loss; frozen
 parts have ``requires_grad=False``), ``batch(step, start, size)`` (the examples ``start ..
-start + size`` of global step ``step``, a pure function of the seed and the step, so every
+start + size`` of global step ``step``, or a list of equal-weight micro-batches of them, a pure function of the seed and the step, so every
 process can build its own shard and a resumed run sees the same data), ``finalize(dir, ema)``
 and optionally ``samples(step, dir)``.
 
@@ -292,8 +292,9 @@ def _train(config: TrainConfig, stage: Stage, engine, resume: bool, progress: bo
             {"params": [p for p in model.parameters() if p.requires_grad], "lr": config.optim.lr}]
         if not any(group["params"] for group in groups):
             raise ValueError(f"stage {config.stage} has nothing to train")
+        fused = engine.sharded if config.optim.fused is None else config.optim.fused
         return torch.optim.AdamW(groups, lr=config.optim.lr, betas=config.optim.betas,
-                                 weight_decay=config.optim.weight_decay)
+                                 weight_decay=config.optim.weight_decay, **({"fused": True} if fused else {}))
 
     if not engine.sharded:  # plain checkpoints are read before wrapping, into the plain model
         optimizer = make_optimizer()
@@ -324,8 +325,14 @@ def _train(config: TrainConfig, stage: Stage, engine, resume: bool, progress: bo
             interrupt.check()  # a Ctrl-C during the last step takes effect here, with the state at `step`
             batch = engine.to_device(stage.batch(step, rank * shard, shard))
             wrapped.train()
-            loss = forward(batch)
-            engine.backward(loss)
+            # a stage may give a list of equal-weight micro-batches (gradient accumulation: one
+            # graph in memory at a time); the step's loss is their mean
+            micro = batch if isinstance(batch, list) else [batch]
+            loss = 0.0
+            for part in micro:
+                part_loss = forward(part) / len(micro)
+                engine.backward(part_loss)
+                loss = loss + part_loss.detach()
             grad_norm = engine.clip_grad_norm(parameters, config.optim.grad_clip)
             optimizer.step()
             scheduler.step()

@@ -15,7 +15,8 @@ each GPU's share is counted as the engine holds it:
   one whole block with gradient checkpointing; a language model's logits (fp32, twice) on top.
 
 Tokens per sample: image tokens of the largest bucket (``dataset.resolution``) plus ``data.max_length``
-text tokens for a DiT; ``data.max_length`` for a thinker. It is an estimate: allocator slack, CUDA
+text tokens for a DiT; ``data.max_length`` for a thinker. Flow-GRPO's backward runs per micro-batch,
+a prompt's K images at one recorded step with CFG's negative branch: that many samples. It is an estimate: allocator slack, CUDA
 context and communication buffers (a few GiB on a GPU) come on top, hence ``headroom``.
 """
 
@@ -169,6 +170,9 @@ def _activations(model: nn.Module, vae: nn.Module | None, config: TrainConfig, g
     from ..generator import backend_for, patch_size, spatial_factor
 
     samples = config.run.batch_size // gpus
+    rl = config.rl
+    if config.stage == "dit_flow_grpo":  # one micro-batch at a time: a prompt's K images at one step,
+        samples = rl.images_per_prompt * (2 if rl.flow_cfg else 1)  # with CFG's negative branch
     width = _width(model)
     if vae is None:  # a thinker: text tokens, and the logits over the vocabulary
         tokens = config.data.max_length

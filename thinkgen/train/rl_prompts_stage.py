@@ -136,7 +136,10 @@ class PromptFlowGRPOStage:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "a") as f:
                 f.write(json.dumps({"step": step, **self.metrics}) + "\n")
-        return {"parts": parts}
+        # one micro-batch per prompt and recorded step (K images each): one graph in memory at a time
+        return [{"part": {**part, "steps": [i], "inputs": [x], "outputs": [y], "old_logprobs": [old]}}
+                for part in parts for i, x, y, old in zip(part["steps"], part["inputs"], part["outputs"],
+                                                          part["old_logprobs"], strict=True)]
 
     def rollout(self, states: list[torch.Tensor], step: int, start: int) -> list[dict[str, Any]]:
         """K SDE images per prompt, each prompt from its own seeds (so any split over processes agrees)."""
@@ -178,9 +181,10 @@ class PromptFlowGRPOStage:
 
     # ------------------------------------------------------------------ the loss (with gradients)
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The clipped Flow-GRPO loss of one micro-batch: a prompt's K images at one recorded step."""
         rl = self.config.rl
         total, count, clipped = 0.0, 0, []
-        for part in batch["parts"]:
+        for part in [batch["part"]]:
             K = part["advantages"].shape[0]
             velocity, _ = self._velocity(part["states"], part["mask"], K)
             sigmas = part["sigmas"]
@@ -193,7 +197,7 @@ class PromptFlowGRPOStage:
                                              rl.clip_range, rl.advantage_clip)
                 total, count = total + loss * K, count + K
                 clipped.append(stats.clip_fraction)
-        self.metrics["dit/clip_fraction"] = sum(clipped) / len(clipped)
+        self.metrics["dit/clip_fraction"] = sum(clipped) / len(clipped)  # of the last micro-batch
         return total / count
 
     # ------------------------------------------------------------------ the result
