@@ -79,6 +79,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--inner", choices=sorted(CASES))
     parser.add_argument("--folder", type=Path)
+    parser.add_argument("--dit-width", type=int, default=0, help="a wider DiT than the test fixture's (0: as is)")
+    parser.add_argument("--dit-layers", type=int, default=2)
     args = parser.parse_args()
     if args.inner:
         return inner(args.inner, args.folder, args.steps, args.warmup)
@@ -91,7 +93,18 @@ def main() -> None:
     print(harness.environment(1), "| 2 processes (torchrun, gloo), 1 thread each")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        tiny_thinkgen_release().save_pretrained(folder / "release")
+        release = tiny_thinkgen_release()
+        if args.dit_width:  # the same classes, a DiT of more weight per block (collectives cost less in share)
+            from thinkgen.models import ThinkGenTransformer2DModel
+
+            heads = args.dit_width // 64
+            release.transformer = ThinkGenTransformer2DModel(
+                patch_size=2, in_channels=4, hidden_size=args.dit_width, num_layers=args.dit_layers,
+                num_refiner_layers=1, num_attention_heads=heads, num_kv_heads=heads, multiple_of=64,
+                axes_dim_rope=(16, 24, 24), text_feat_dim=64, num_prepadding=3, prepad_dim=128)
+        release.save_pretrained(folder / "release")
+        size = sum(p.numel() for p in release.transformer.parameters())
+        print(f"DiT: {type(release.transformer).__name__}, {size / 1e6:.2f}M parameters")
         write_images(folder / "images")
         env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
         rows: dict[str, list[float]] = {case: [] for case in CASES}
