@@ -8,7 +8,8 @@ forward + backward + AdamW on random inputs of the config's shapes (image tokens
 share of 8), under bf16 autocast when ``run.mixed_precision: bf16``. Reports the time of the second
 step, the share of the model's blocks kept, and the peak accelerator memory.
 
-Called by ``gpu_real_scale.py``; ``--tiny`` replaces each ``init`` by a tiny folder of the same layout.
+Called by ``gpu_real_scale.py``; ``--tiny`` replaces each ``init`` by a tiny folder of the same layout
+and the shapes by a smoke run's (:data:`TINY`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def build_cut(folder: Path, name: str, layers: int, device: str) -> tuple[torch.
     return model.float().train(), total
 
 
+TINY = {"dataset.resolution": 32, "data.max_length": 16, "run.batch_size": 8}  # a smoke run's shapes
+
+
 def step_time(config_path: Path, device: str, layers: int, init: Path | None = None) -> str:
     from thinkgen.generator import backend_for, latent_channels, patch_size, spatial_factor
     from thinkgen.loading import read_index
@@ -70,7 +74,7 @@ def step_time(config_path: Path, device: str, layers: int, init: Path | None = N
     from thinkgen.train import config as C
     from thinkgen.train.loop import enable_gradient_checkpointing
 
-    overrides = {"init": str(init)} if init is not None else {}
+    overrides = {"init": str(init), **TINY} if init is not None else {}
     cfg = C.load(config_path, overrides)
     folder = Path(cfg.init)
     index = read_index(folder)

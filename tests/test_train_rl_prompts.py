@@ -110,7 +110,9 @@ def test_flow_grpo_on_prompts_under_fsdp_with_an_http_judge(folders, tmp_path, j
         runs[processes] = tmp_path / f"p{processes}" / "final"
     assert len(Judge.requests) == 2 * 3 * 2 * 4  # two runs x 3 steps x 2 prompts x 4 images, each image asked once
     ours = transformer_weights(runs[1])
-    assert relative_gap(transformer_weights(runs[2]), ours) < 1e-6
+    # the loss backs up once per recorded step (micro-batches, for memory), so the gradient is a sum of
+    # three backward passes, added in another order on 2 processes: measured 1.3e-6 (one backward: < 1e-6)
+    assert relative_gap(transformer_weights(runs[2]), ours) < 2e-6
     assert relative_gap(ours, transformer_weights(folders / "release")) > 1e-7  # it trained
     log = [json.loads(line) for line in (runs[1].parent / "rollouts.jsonl").read_text().splitlines()]
     assert [row["step"] for row in log] == [0, 1, 2] and all("reward_part/judge" in row for row in log)

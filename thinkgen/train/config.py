@@ -59,9 +59,11 @@ class OptimConfig:
     schedule: Literal["cosine", "constant"] = "cosine"  # constant: after warm-up
     min_lr_ratio: Fraction = 0.1  # cosine decays to lr * min_lr_ratio
     grad_clip: Annotated[float, Field(gt=0)] = 1.0
-    # AdamW's fused kernel; None: fused under parallel.strategy fsdp (its sharded parameters make
-    # torch's per-parameter loop ~7x slower: benchmarks/bench_fsdp.py), torch's default under ddp
-    fused: bool | None = None
+    # AdamW's implementation: "foreach" (one kernel per operation over every tensor), "fused" (one
+    # kernel for the whole update: fastest, but it rounds by an element's place in its shard, so the
+    # weights then depend on the number of processes) or "loop"; None: foreach under fsdp (sharded
+    # parameters make the loop ~4x slower: docs/training.md), torch's own choice under ddp
+    implementation: Literal["foreach", "fused", "loop"] | None = None
 
 
 @dataclass
@@ -449,7 +451,8 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-TUPLES = {"betas", "rounds"}  # YAML has lists; strict validation wants the tuples the fields declare
+TUPLES = {"betas", "rounds"}
+OPTIONAL_SECTIONS = {"judge", "scorer"}  # absent (None) unless a config writes them  # YAML has lists; strict validation wants the tuples the fields declare
 
 
 def _one_line(error: ValidationError, where: str) -> str:
@@ -476,7 +479,7 @@ def _build(cls, data: dict[str, Any], where: str):
                   "dit": DiTModelConfig, "ae": AutoencoderModelConfig, "rl": RLConfig,
                   "layout_align": LayoutAlignConfig, "dataset": DatasetConfig, "parallel": ParallelConfig,
                   "lora": LoraConfig, "judge": JudgeConfig, "scorer": ScorerConfig}.get(name) if cls is TrainConfig else None
-        if nested is not None:
+        if nested is not None and not (value is None and name in OPTIONAL_SECTIONS):
             value = _build(nested, value or {}, f"{where}.{name}")
         elif name in TUPLES and isinstance(value, list):
             value = tuple(value) if name == "betas" else [tuple(v) if isinstance(v, list) else v for v in value]

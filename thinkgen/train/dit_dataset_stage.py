@@ -58,43 +58,44 @@ def stored_dtypes(folder: Path, names: tuple[str, ...] = ("transformer", "bridge
             for k, v in dtypes.items()}
 
 
+def load_for_training(config: TrainConfig) -> tuple[ThinkGenPipeline, torch.nn.Module | None]:
+    """The pipeline of ``config.init`` ready for a DiT stage: the frozen thinker and VAE in the compute
+    dtype, the DiT (and the ``thinkgen`` bridge, returned, else None) in fp32, the master weights;
+    with ``lora`` the DiT frozen but for its adapters, its base weights in the compute dtype."""
+    compute = torch.bfloat16 if config.run.mixed_precision == "bf16" else torch.float32
+    pipe = ThinkGenPipeline.from_pretrained(config.init, torch_dtype=compute)
+    bridge = pipe.bridge if pipe.conditioning.name in TRAINABLE_BRIDGE else None
+    pipe.thinker.model.requires_grad_(False).eval()
+    pipe.vae.requires_grad_(False).eval()
+    pipe.transformer.float().requires_grad_(True)
+    if bridge is not None:
+        bridge.float().requires_grad_(True)
+    if config.lora.rank:
+        add_lora(pipe.transformer, config.lora.rank, config.lora.alpha, config.lora.targets, seed=config.run.seed)
+        for parameter in pipe.transformer.parameters():  # no fp32 master copy of what does not train
+            if not parameter.requires_grad:
+                parameter.data = parameter.data.to(compute)
+    return pipe, bridge
+
+
 class DatasetDiTStage:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        compute = torch.bfloat16 if config.run.mixed_precision == "bf16" else torch.float32
-        # frozen parts (thinker, VAE) in the compute dtype; what trains in fp32 (the master weights)
-        self.pipe = pipe = ThinkGenPipeline.from_pretrained(config.init, torch_dtype=compute)
-        self.bridge = pipe.bridge if pipe.conditioning.name in TRAINABLE_BRIDGE else None
-        pipe.thinker.model.requires_grad_(False).eval()
-        pipe.vae.requires_grad_(False).eval()
-        pipe.transformer.float()
-        if self.bridge is not None:
-            self.bridge.float().requires_grad_(True)
-        self._choose_trainable()
+        pipe, self.bridge = load_for_training(config)
+        self.pipe = pipe
+        if config.stage == "dit_connector" and not config.lora.rank:  # only the text input trains
+            pipe.transformer.requires_grad_(False)
+            if self.bridge is None:  # the DiT's own text input
+                for name in TEXT_INPUT[type(pipe.transformer).__name__]:
+                    part = (pipe.transformer.get_parameter(name) if name == "prepad_embed"
+                            else pipe.transformer.get_submodule(name))
+                    part.requires_grad_(True)
         self.data = CaptionedImages(config.dataset.path, config.dataset.caption_column,
                                     config.dataset.max_image_pixels)
         sizes = bucket_sizes(config.dataset.resolution, pipe.multiple, config.dataset.buckets)
         self.batches = BucketBatches(self.data, sizes, config.run.seed)
         self.states = FrozenStates(pipe, config.dataset.state_cache)
         self.model = FlowModule(self.bridge, pipe.transformer, pipe.token_grid(sizes[0][0], sizes[0][1]))
-
-    def _choose_trainable(self) -> None:
-        cfg, transformer = self.config, self.pipe.transformer
-        if cfg.lora.rank:
-            add_lora(transformer, cfg.lora.rank, cfg.lora.alpha, cfg.lora.targets, seed=cfg.run.seed)
-            # the frozen base weights need no fp32 master copy: they stay in the compute dtype
-            compute = torch.bfloat16 if cfg.run.mixed_precision == "bf16" else torch.float32
-            for parameter in transformer.parameters():
-                if not parameter.requires_grad:
-                    parameter.data = parameter.data.to(compute)
-        elif cfg.stage == "dit_connector":
-            transformer.requires_grad_(False)
-            if self.bridge is None:  # the DiT's own text input trains
-                for name in TEXT_INPUT[type(transformer).__name__]:
-                    part = transformer.get_parameter(name) if name == "prepad_embed" else transformer.get_submodule(name)
-                    part.requires_grad_(True)
-        else:
-            transformer.requires_grad_(True)
 
     def place(self, device: torch.device) -> None:
         """The frozen thinker and VAE compute where the trained DiT does."""

@@ -292,9 +292,10 @@ def _train(config: TrainConfig, stage: Stage, engine, resume: bool, progress: bo
             {"params": [p for p in model.parameters() if p.requires_grad], "lr": config.optim.lr}]
         if not any(group["params"] for group in groups):
             raise ValueError(f"stage {config.stage} has nothing to train")
-        fused = engine.sharded if config.optim.fused is None else config.optim.fused
+        kind = config.optim.implementation or ("foreach" if engine.sharded else None)
+        options = {"foreach": {"foreach": True}, "fused": {"fused": True}, "loop": {"foreach": False}}.get(kind, {})
         return torch.optim.AdamW(groups, lr=config.optim.lr, betas=config.optim.betas,
-                                 weight_decay=config.optim.weight_decay, **({"fused": True} if fused else {}))
+                                 weight_decay=config.optim.weight_decay, **options)
 
     if not engine.sharded:  # plain checkpoints are read before wrapping, into the plain model
         optimizer = make_optimizer()

@@ -16,7 +16,7 @@ each GPU's share is counted as the engine holds it:
 
 Tokens per sample: image tokens of the largest bucket (``dataset.resolution``) plus ``data.max_length``
 text tokens for a DiT; ``data.max_length`` for a thinker. Flow-GRPO's backward runs per micro-batch,
-a prompt's K images at one recorded step with CFG's negative branch: that many samples. It is an estimate: allocator slack, CUDA
+a process's prompts' K images each at one recorded step with CFG's negative branch: that many samples. It is an estimate: allocator slack, CUDA
 context and communication buffers (a few GiB on a GPU) come on top, hence ``headroom``.
 """
 
@@ -171,8 +171,8 @@ def _activations(model: nn.Module, vae: nn.Module | None, config: TrainConfig, g
 
     samples = config.run.batch_size // gpus
     rl = config.rl
-    if config.stage == "dit_flow_grpo":  # one micro-batch at a time: a prompt's K images at one step,
-        samples = rl.images_per_prompt * (2 if rl.flow_cfg else 1)  # with CFG's negative branch
+    if config.stage == "dit_flow_grpo":  # one micro-batch at a time: the process's prompts, K images
+        samples *= rl.images_per_prompt * (2 if rl.flow_cfg else 1)  # each, at one step, with CFG's negative
     width = _width(model)
     if vae is None:  # a thinker: text tokens, and the logits over the vocabulary
         tokens = config.data.max_length

@@ -19,6 +19,16 @@ def _seed(*parts: Any) -> int:
     return random.Random(repr(parts)).randrange(2**31)
 
 
+def sde_window(rl, rng: random.Random) -> range | None:
+    """Flow-GRPO-Fast: the ``rl.sde_window`` consecutive stochastic steps, placed at random
+    (``rl.sde_window_range``), or None (every step stochastic)."""
+    if not rl.sde_window:
+        return None
+    low, high = rl.sde_window_range or (0, max(0, rl.train_steps - rl.sde_window))
+    first = rng.randint(low, high)
+    return range(first, min(rl.train_steps, first + rl.sde_window))
+
+
 class FlowGRPOPart:
     """SDE rollouts of the policy DiT and their clipped Flow-GRPO loss."""
 
@@ -33,11 +43,7 @@ class FlowGRPOPart:
         for resolution, rows in self._by_resolution(items).items():
             grid = pipe.token_grid(resolution, resolution)
             sigmas = pipe.sigmas(rl.train_steps, grid)
-            steps = None
-            if rl.sde_window:  # Flow-GRPO-Fast: a short stochastic window at a random place
-                low, high = rl.sde_window_range or (0, max(0, rl.train_steps - rl.sde_window))
-                first = rng.randint(low, high)
-                steps = range(first, min(rl.train_steps, first + rl.sde_window))
+            steps = sde_window(rl, rng)
             reference = self._reference([items[r] for r in rows], resolution)
             velocity = self._velocity(states[rows], mask[rows], grid, reference, self._cfg_dit(), null)
             # share_noise: a prompt's images differ only by the SDE steps, the ones that are trained,

@@ -25,15 +25,14 @@ import torch
 from torch import nn
 
 from ..data.prompts import PromptRows
-from ..lora import add_lora
-from ..pipeline import ThinkGenPipeline, to_pil
+from ..pipeline import to_pil
 from ..rewards import WeightedReward
 from ..rl.flow_grpo import flow_grpo_loss, gaussian_logprob, sde_sample, sde_step
 from ..rl.grpo import group_advantages
 from .config import ConfigError, TrainConfig
-from .dit_dataset_stage import save_result
-from .rl_dit import _seed
-from .states import TRAINABLE_BRIDGE, FrozenStates
+from .dit_dataset_stage import load_for_training, save_result
+from .rl_dit import _seed, sde_window
+from .states import FrozenStates
 
 
 class PolicyModule(nn.Module):
@@ -60,19 +59,8 @@ class PromptFlowGRPOStage:
             raise ConfigError("rl.scale_rewards: batch is not available on your prompts (a process sees its own "
                               "prompts only): use group or none")
         self.config = config
-        compute = torch.bfloat16 if config.run.mixed_precision == "bf16" else torch.float32
-        self.pipe = pipe = ThinkGenPipeline.from_pretrained(config.init, torch_dtype=compute)
-        self.bridge = pipe.bridge if pipe.conditioning.name in TRAINABLE_BRIDGE else None
-        pipe.thinker.model.requires_grad_(False).eval()
-        pipe.vae.requires_grad_(False).eval()
-        pipe.transformer.float().requires_grad_(True)
-        if self.bridge is not None:
-            self.bridge.float().requires_grad_(True)
-        if config.lora.rank:
-            add_lora(pipe.transformer, config.lora.rank, config.lora.alpha, config.lora.targets, seed=config.run.seed)
-            for parameter in pipe.transformer.parameters():
-                if not parameter.requires_grad:
-                    parameter.data = parameter.data.to(compute)
+        pipe, self.bridge = load_for_training(config)
+        self.pipe = pipe
         self.prompts = PromptRows(config.dataset.path)
         self.states = FrozenStates(pipe, config.dataset.state_cache, per_row=True, think=rl.think)
         models = {name: dataclasses.asdict(section) if section is not None else None
@@ -136,10 +124,13 @@ class PromptFlowGRPOStage:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "a") as f:
                 f.write(json.dumps({"step": step, **self.metrics}) + "\n")
-        # one micro-batch per prompt and recorded step (K images each): one graph in memory at a time
-        return [{"part": {**part, "steps": [i], "inputs": [x], "outputs": [y], "old_logprobs": [old]}}
-                for part in parts for i, x, y, old in zip(part["steps"], part["inputs"], part["outputs"],
-                                                          part["old_logprobs"], strict=True)]
+        # one micro-batch per recorded step, every prompt of this process in it: one step's graphs in
+        # memory at a time, and the same number of micro-batches on any number of processes (so the
+        # gradient sums associate as on one process)
+        return [{"parts": [{**part, "steps": [part["steps"][j]], "inputs": [part["inputs"][j]],
+                            "outputs": [part["outputs"][j]], "old_logprobs": [part["old_logprobs"][j]]}
+                           for part in parts]}
+                for j in range(len(parts[0]["steps"]))]
 
     def rollout(self, states: list[torch.Tensor], step: int, start: int) -> list[dict[str, Any]]:
         """K SDE images per prompt, each prompt from its own seeds (so any split over processes agrees)."""
@@ -152,11 +143,7 @@ class PromptFlowGRPOStage:
             state, mask = row[None], torch.ones(1, row.shape[0], dtype=torch.long)
             velocity, grid = self._velocity(state, mask, K)
             sigmas = pipe.sigmas(rl.train_steps, grid)
-            steps = None
-            if rl.sde_window:  # Flow-GRPO-Fast: a short stochastic window at a random place
-                low, high = rl.sde_window_range or (0, max(0, rl.train_steps - rl.sde_window))
-                first = prng.randint(low, high)
-                steps = range(first, min(rl.train_steps, first + rl.sde_window))
+            steps = sde_window(rl, prng)
             noise = pipe.initial_noise([_seed(seed, "noise", step, index, 0 if rl.share_noise else k)
                                         for k in range(K)], res, res)
             generator = torch.Generator().manual_seed(_seed(seed, "sde", step, index))
@@ -181,10 +168,11 @@ class PromptFlowGRPOStage:
 
     # ------------------------------------------------------------------ the loss (with gradients)
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        """The clipped Flow-GRPO loss of one micro-batch: a prompt's K images at one recorded step."""
+        """The clipped Flow-GRPO loss of one micro-batch: this process's prompts, K images each, at one
+        recorded step (the mean over its images)."""
         rl = self.config.rl
         total, count, clipped = 0.0, 0, []
-        for part in [batch["part"]]:
+        for part in batch["parts"]:
             K = part["advantages"].shape[0]
             velocity, _ = self._velocity(part["states"], part["mask"], K)
             sigmas = part["sigmas"]
