@@ -7,7 +7,7 @@ thinker (one process, FSDP2 engine, fp32, global batch 4), the plan for 1 GPU is
 the tensor memory at the peak of one training step, as torch's ``MemTracker``
 (``torch.distributed._tools.mem_tracker``) counts it: every tensor's storage, by category
 (weights, gradients, optimizer states, activations, temporaries), the frozen models included. The
-step is the third one (AdamW's states exist from the first); AdamW is fused, as under FSDP. The plan counts text tokens as
+step is the third one (AdamW's states exist from the first); AdamW runs foreach, as under FSDP. The plan counts text tokens as
 ``data.max_length``; it is set here to the longest text of the measured batch, so both count the
 same tokens. Issue 42's goal: the plan within 10 % of the measured peak.
 """
@@ -36,7 +36,7 @@ def measure(config, steps: int = 3) -> tuple[int, int, dict[str, int]]:
     engine = ShardedEngine("no")
     model = stage.model
     wrapped, optimizer = engine.prepare(model, lambda: torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True))
+        [p for p in model.parameters() if p.requires_grad], lr=1e-4, foreach=True))
     params = [p for g in optimizer.param_groups for p in g["params"]]
     pipe = getattr(stage, "pipe", None)
     frozen = [pipe.thinker.model, pipe.vae] if pipe is not None else []  # resident during a DiT step

@@ -70,11 +70,14 @@ class ShardedEngine:
             raise ValueError("parallel.strategy fsdp trains in fp32 or bf16 (run.mixed_precision: no | bf16)")
         self.mixed_precision = mixed_precision
         self.owns_group = not dist.is_initialized()
+        self.set_environment: list[str] = []  # what close() takes back out of os.environ
         cuda = torch.cuda.is_available()
         if self.owns_group:
             if "RANK" not in os.environ:  # one process, not launched by torchrun: a group of one
-                os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", WORLD_SIZE="1",
-                                  LOCAL_RANK="0")
+                group = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0",
+                         "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
+                os.environ.update(group)
+                self.set_environment = list(group)
             dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(minutes=30))
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         local = int(os.environ.get("LOCAL_RANK", 0))
@@ -184,6 +187,8 @@ class ShardedEngine:
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+        for name in self.set_environment:
+            os.environ.pop(name, None)
 
 
 class ReplicatedEngine:
