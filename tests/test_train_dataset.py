@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from thinkgen import ThinkGenPipeline
 from thinkgen.data import BucketBatches, CaptionedImages, DataError, bucket_sizes, nearest_bucket
 from thinkgen.tiny import tiny_qwen_image, tiny_thinkgen_release
+from thinkgen.train import config as C
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
@@ -141,6 +142,17 @@ def test_bad_data_is_one_error_line_from_the_cli(folders, tmp_path):
     assert done.stderr.strip().splitlines()[-1] == (
         f"thinkgen: error: {images / 'metadata.jsonl'} row 2: no 'caption' (a non-empty text)")
     assert not (tmp_path / "out" / "final").exists()
+
+
+def test_missing_data_and_an_unusable_cache_are_config_errors(folders, tmp_path):
+
+    cfg = config(folders, "t2g", tmp_path / "out", dataset={"path": str(tmp_path / "nowhere")})
+    with pytest.raises(C.ConfigError, match="dataset.path not found"):
+        C.check_paths(C.from_dict(cfg))
+    (tmp_path / "file").write_text("")
+    cfg = config(folders, "t2g", tmp_path / "out", dataset={"state_cache": str(tmp_path / "file" / "cache")})
+    with pytest.raises(C.ConfigError, match="dataset.state_cache .* cannot be made"):
+        C.check_paths(C.from_dict(cfg))
 
 
 # ----------------------------------------------------------------------------- sharded training

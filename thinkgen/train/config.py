@@ -576,6 +576,14 @@ def check_paths(config: TrainConfig) -> None:
         folder = config.dit.autoencoder if name == "dit.autoencoder" else getattr(config, name)
         if folder is not None and not Path(folder).is_dir():
             raise ConfigError(f"{name} folder not found: {folder}")
+    if config.dataset.source != "shapeworld" and not Path(config.dataset.path).exists():
+        raise ConfigError(f"dataset.path not found: {config.dataset.path}")
+    if config.dataset.state_cache is not None:
+        cache = Path(config.dataset.state_cache)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"dataset.state_cache {cache} cannot be made: {error.strerror or error}") from None
 
 
 def save(config: TrainConfig, path: str | Path) -> None:
