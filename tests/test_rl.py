@@ -16,12 +16,13 @@ import yaml
 from PIL import Image
 
 from thinkgen import flow, tiny_pipeline
+from thinkgen.loading import stored_dtype
 from thinkgen.rewards import REWARDS, WeightedReward, get_reward, register_reward
 from thinkgen.rl.flow_grpo import flow_grpo_loss, gaussian_logprob, sde_sample, sde_step
 from thinkgen.rl.grpo import completion_logprobs, group_advantages, grpo_loss
 from thinkgen.train import config as C
 from thinkgen.train.loop import train
-from thinkgen.train.rl_stage import prompt_for, stored_dtype
+from thinkgen.train.rl_stage import prompt_for
 from thinkgen.train.run import build_stage
 from thinkgen.world import suites
 from thinkgen.world.render import render

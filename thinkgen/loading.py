@@ -300,6 +300,20 @@ def _load_folder(directory: Path, torch_dtype: torch.dtype | None = None) -> dic
             "conditioning_settings": conditioning.get("settings")}
 
 
+SAFETENSORS_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "F64": torch.float64}
+
+
+def stored_dtype(folder: Path) -> torch.dtype:
+    """The dtype a component folder stores its weights in (its first tensor's, from the header alone)."""
+    from safetensors import safe_open
+
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), "pt") as weights:
+            for name in weights.keys():  # noqa: SIM118 - safe_open has no __iter__
+                return SAFETENSORS_DTYPES.get(weights.get_slice(name).get_dtype(), torch.float32)
+    return torch.float32
+
+
 def thinker_component(directory: Path, torch_dtype: torch.dtype | None = None) -> tuple[Any, Any, str]:
     """Only a folder's thinker (any layout): ``(model, tokenizer or processor, component name)``, the
     name being where it lives (``thinker``, T2G's ``text_encoder``, the ThinkGen release's ``mllm``)."""

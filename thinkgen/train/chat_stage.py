@@ -28,7 +28,7 @@ from torch import nn
 
 from ..data import DataError
 from ..data.chat import ChatRows
-from ..loading import thinker_component
+from ..loading import stored_dtype, thinker_component
 from ..thinker import render_chat
 from .config import TrainConfig
 
@@ -79,7 +79,7 @@ class ChatSFTStage:
             model.requires_grad_(True)
         self.model = TokenLoss(model.train())
         self.rows = ChatRows(config.dataset.path, config.dataset.max_image_pixels)
-        self._cache: dict[int, Encoded] = {}
+        self._cache: dict[int, tuple[list[int], list[int]]] = {}
 
     # ------------------------------------------------------------------ rows -> tokens
     def _ids(self, messages: list[dict], images: list[Image.Image], generation: bool) -> list[int]:
@@ -92,8 +92,9 @@ class ChatSFTStage:
     def encode(self, index: int) -> Encoded:
         """A row's tokens, labelled on its assistant turns; refused (naming the row) if it does not
         fit ``data.max_length`` or the chat template does not render turns as prefixes of each other."""
-        if index in self._cache:
-            return self._cache[index]
+        if index in self._cache:  # tokens only: the images are opened again, not kept in memory
+            ids, labels = self._cache[index]
+            return Encoded(ids, labels, self.rows.images(index))
         messages, images = self.rows.messages(index), self.rows.images(index)
         where = self.rows.where(index)
         if images and self.processor is None:
@@ -116,7 +117,7 @@ class ChatSFTStage:
         if len(ids) > self.config.data.max_length:
             raise DataError(f"{where}: {len(ids)} tokens, over data.max_length ({self.config.data.max_length})")
         if len(self._cache) < 100_000:  # bounded: a large file is re-encoded when drawn again
-            self._cache[index] = Encoded(ids, labels, images)
+            self._cache[index] = (ids, labels)
         return Encoded(ids, labels, images)
 
     def batch(self, step: int, start: int, size: int) -> dict[str, torch.Tensor]:
@@ -158,7 +159,7 @@ class ChatSFTStage:
         if model is None:  # adapters only: the thinker stays as it was
             shutil.copytree(self.init / self.component, temporary / self.component, copy_function=_link_or_copy)
         else:
-            dtype = _stored_dtype(self.init / self.component)  # saved as init stored it (bf16 stays bf16)
+            dtype = stored_dtype(self.init / self.component)  # saved as init stored it (bf16 stays bf16)
             state = {k: v.detach().to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
             model.save_pretrained(temporary / self.component, state_dict=state, safe_serialization=True)
         shutil.rmtree(directory, ignore_errors=True)
@@ -172,9 +173,3 @@ def _link_or_copy(source: str, target: str) -> str:
     except OSError:
         shutil.copy2(source, target)
     return target
-
-
-def _stored_dtype(folder: Path) -> torch.dtype:
-    from .dit_dataset_stage import stored_dtypes
-
-    return stored_dtypes(folder.parent, (folder.name,)).get(folder.name, torch.float32)

@@ -29,7 +29,7 @@ from PIL import Image
 from .. import flow
 from ..data import BucketBatches, CaptionedImages, bucket_sizes, to_pixels
 from ..generator import encode_images, latent_channels, patchify, spatial_factor
-from ..loading import MODEL_INDEX
+from ..loading import MODEL_INDEX, stored_dtype
 from ..lora import add_lora, load_lora, merge_lora, save_lora
 from ..pipeline import ThinkGenPipeline
 from .config import TrainConfig
@@ -40,22 +40,6 @@ from .states import TRAINABLE_BRIDGE, FrozenStates
 TEXT_INPUT = {"ThinkGenTransformer2DModel": ("prepad_embed", "time_caption_embed.caption_embedder"),
               "QwenImageTransformer2DModel": ("txt_norm", "txt_in")}
 ADAPTER_INFO = "adapter.json"
-
-
-def stored_dtypes(folder: Path, names: tuple[str, ...] = ("transformer", "bridge")) -> dict[str, torch.dtype]:
-    """The dtype each named component of a pipeline folder stores its weights in (its first tensor's)."""
-    from safetensors import safe_open
-
-    dtypes = {}
-    for name in names:
-        for file in sorted((folder / name).glob("*.safetensors")):
-            with safe_open(str(file), "pt") as f:
-                first = next(iter(f.keys()), None)
-                if first is not None:
-                    dtypes[name] = f.get_slice(first).get_dtype()
-                    break
-    return {k: getattr(torch, {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}.get(v, "float32"))
-            for k, v in dtypes.items()}
 
 
 def load_for_training(config: TrainConfig) -> tuple[ThinkGenPipeline, torch.nn.Module | None]:
@@ -165,8 +149,9 @@ def save_result(pipe: ThinkGenPipeline, model: torch.nn.Module, config: TrainCon
     else:
         pipe.save_pretrained(temporary)
     if (temporary / MODEL_INDEX).exists():
-        for name, dtype in stored_dtypes(init).items():
-            _cast_folder(temporary / name, dtype)
+        for name in ("transformer", "bridge"):
+            if (init / name).is_dir():
+                _cast_folder(temporary / name, stored_dtype(init / name))
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(temporary, directory)
 

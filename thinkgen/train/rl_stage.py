@@ -40,6 +40,7 @@ from torch import nn
 from ..flow import Velocity, euler_sample
 from ..generator import Reference, backend_for
 from ..hidden_states import capture_last_layers, stack_records
+from ..loading import stored_dtype
 from ..pipeline import ThinkGenPipeline, to_pil
 from ..reflection import judge_prompt
 from ..rewards import WeightedReward
@@ -53,17 +54,6 @@ from .loop import load_ema
 from .rl_dit import FlowGRPOPart, _seed
 
 DEFAULT_SPLITS = {"reasoning": "rl"}  # other suites: "train"
-
-
-def stored_dtype(folder: Path) -> torch.dtype:
-    """The dtype a component folder stores its weights in (its first tensor's)."""
-    from safetensors import safe_open
-
-    for file in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(file), "pt") as f:
-            for name in f.keys():
-                return f.get_tensor(name).dtype
-    return torch.float32
 
 
 def conditioning_states(records: list[list[torch.Tensor]], sequences: list[torch.Tensor], prompt_lengths: list[int],
