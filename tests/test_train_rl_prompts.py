@@ -116,3 +116,91 @@ def test_flow_grpo_on_prompts_under_fsdp_with_an_http_judge(folders, tmp_path, j
     assert relative_gap(ours, transformer_weights(folders / "release")) > 1e-7  # it trained
     log = [json.loads(line) for line in (runs[1].parent / "rollouts.jsonl").read_text().splitlines()]
     assert [row["step"] for row in log] == [0, 1, 2] and all("reward_part/judge" in row for row in log)
+
+
+def component_weights(folder, name: str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return {k: v for f in sorted((folder / name).glob("*.safetensors")) for k, v in load_file(f).items()}
+
+
+def prompt_file(tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_text("a bright sky\na dark cave\nsnow at noon\nnight\n")
+    return path
+
+
+RL = {"rewards": {"brightness": 1.0}, "num_generations": 2, "images_per_prompt": 2, "train_steps": 2, "render_steps": 2,
+      "max_completion_length": 8}
+
+
+@pytest.mark.parametrize("model, stage, thinker, port", [("t2g", "dual_grpo", "text_encoder", 29671),
+                                                         ("release", "thinker_grpo", "mllm", 29681)])
+def test_thinker_rl_on_prompts_under_fsdp_equals_one_process(folders, tmp_path, model, stage, thinker, port):  # noqa: F811
+    """T2G's Dual-GRPO and ThinkGen's stage 4 on a prompt file: 2 processes train what 1 trains, and the
+    result is the release's own layout (T2G's loads in diffusers' QwenImagePipeline)."""
+    from diffusers import QwenImagePipeline
+
+    from thinkgen import ThinkGenPipeline
+
+    runs = {}
+    for processes in (1, 2):
+        cfg = config(folders, model, tmp_path / f"p{processes}")
+        cfg.update(stage=stage, rl=RL, dataset={"source": "prompts", "path": str(prompt_file(tmp_path)), "resolution": 32})
+        cfg["run"].update(steps=2, batch_size=2, save_every=2)
+        launch(cfg, tmp_path / f"p{processes}.yaml", processes, port)
+        runs[processes] = tmp_path / f"p{processes}" / "final"
+    ours, base = component_weights(runs[1], thinker), component_weights(folders / model, thinker)
+    assert relative_gap(component_weights(runs[2], thinker), ours) < 1e-6
+    assert relative_gap(ours, base) > 1e-7  # the thinker trained
+    dit = transformer_weights(runs[1])
+    if stage == "dual_grpo":  # both trained, 2 processes as 1
+        assert relative_gap(transformer_weights(runs[2]), dit) < 2e-6
+        assert relative_gap(dit, transformer_weights(folders / model)) > 1e-7
+        theirs = QwenImagePipeline.from_pretrained(runs[1])
+        assert all(torch.equal(v, ours[k]) for k, v in theirs.text_encoder.state_dict().items() if k in ours)
+    else:  # the DiT only drew: its files are init's own, linked
+        assert all(f.samefile(folders / model / "transformer" / f.name) for f in (runs[1] / "transformer").iterdir())
+    assert ThinkGenPipeline.from_pretrained(runs[1]).conditioning.name == \
+        ("qwen-image" if model == "t2g" else "thinkgen-release")
+    log = [json.loads(line) for line in (runs[1].parent / "rollouts.jsonl").read_text().splitlines()]
+    assert [row["phase"] for row in log] == ["dual" if stage == "dual_grpo" else "thinker"] * 2
+
+
+def test_sampled_traces_are_a_function_of_the_seed(folders):  # noqa: F811
+    """Every strategy samples through its own template: the same seed, the same traces; their
+    sequences begin with the prompt tokens; the states are what the DiT side reads."""
+    from thinkgen import ThinkGenPipeline
+    from thinkgen.tiny import tiny_pipeline
+
+    for pipe in (ThinkGenPipeline.from_pretrained(folders / "t2g"), ThinkGenPipeline.from_pretrained(folders / "release"),
+                 tiny_pipeline(seed=0)):
+        a = pipe.conditioning.sample("a red circle", 3, 1.0, 0, 6, seed=5)
+        b = pipe.conditioning.sample("a red circle", 3, 1.0, 0, 6, seed=5)
+        c = pipe.conditioning.sample("a red circle", 3, 1.0, 0, 6, seed=6)
+        assert all(torch.equal(x, y) for x, y in zip(a.sequences, b.sequences, strict=True))
+        assert any(not torch.equal(x, y) for x, y in zip(a.sequences, c.sequences, strict=True))
+        assert len({tuple(s[: p].tolist()) for s, p in zip(a.sequences, a.prompt_lengths, strict=True)}) == 1
+        assert all(len(s) > p for s, p in zip(a.sequences, a.prompt_lengths, strict=True))
+        width = pipe.bridge.config.in_channels if pipe.conditioning.name == "thinkgen" else pipe.conditioning.text_channels
+        assert len(a.states) == 3 and all(s.ndim == 2 and s.shape[1] == width for s in a.states)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"rl": {"beta": 0.1}}, "rl.beta .* not available on your prompts"),
+    ({"lora": {"rank": 4}}, "trains every weight of the thinker"),
+    ({"dataset": {"state_cache": "cache"}}, "its states cannot be cached"),
+    ({"rl": {"sde_window_range": [0, 1]}}, "set rl.sde_window too"),
+    ({"rl": {"loss_type": "dr_grpo", "max_completion_length": None}}, "divides by rl.max_completion_length"),
+])
+def test_thinker_rl_on_prompts_refuses_what_it_cannot_do(folders, tmp_path, change, message):  # noqa: F811
+    from thinkgen.train.config import ConfigError, from_dict
+    from thinkgen.train.run import build_stage
+
+    cfg = config(folders, "t2g", tmp_path / "out")
+    cfg.update(stage="dual_grpo", rl=dict(RL), dataset={"source": "prompts", "path": str(prompt_file(tmp_path)),
+                                                        "resolution": 32})
+    for name, values in change.items():
+        cfg[name] = {**cfg.get(name, {}), **values}
+    with pytest.raises(ConfigError, match=message):
+        build_stage(from_dict(cfg))

@@ -31,6 +31,18 @@ class Condition:
     thought: ThinkerOutput | None = field(default=None, repr=False)
 
 
+@dataclass
+class Traces:
+    """``copies`` sampled reasonings of one prompt (:meth:`Conditioning.sample`), what RL trains a
+    thinker on: the token rows whose log-probabilities the policy gradient moves, and the states
+    that the DiT side reads for each (the bridge's input for ``thinkgen``, else the DiT's text)."""
+
+    sequences: list[torch.Tensor]  # (S_i,) prompt + completion token ids, unpadded
+    prompt_lengths: list[int]  # where each completion starts
+    states: list[torch.Tensor]  # (T_i, C) per trace
+    rewritten: list[str]
+
+
 class Conditioning:
     """Base class: a named way from prompts to DiT text states.
 
@@ -54,6 +66,13 @@ class Conditioning:
     def encode(self, prompts: list[str], think: bool = True, images: list[list[Any]] | None = None,
                seed: int | None = None) -> Condition:
         raise NotImplementedError
+
+    def sample(self, prompt: str, copies: int, temperature: float, top_k: int, max_new_tokens: int | None,
+               seed: int) -> Traces:
+        """``copies`` reasonings of ``prompt`` sampled at ``temperature`` (``top_k`` 0: the whole
+        vocabulary), from torch's generator seeded with ``seed``; ``max_new_tokens`` None keeps the
+        strategy's own budget. Text prompts only."""
+        raise NotImplementedError(f"the {self.name!r} conditioning cannot sample reasoning for RL")
 
     def negative(self, prompts: list[str] | None, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Text states and mask ``(batch, L, D), (batch, L)`` of the negative branch; ``prompts``

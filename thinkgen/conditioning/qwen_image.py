@@ -27,7 +27,7 @@ import torch
 
 from ..hidden_states import capture_last_layers, stack_records
 from ..thinker import render_chat
-from .base import Condition, Conditioning, pad_rows, seeded
+from .base import Condition, Conditioning, Traces, pad_rows, seeded
 
 # diffusers' QwenImagePipeline template and the number of leading tokens it drops
 TEMPLATE = ("<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, "
@@ -121,11 +121,32 @@ class QwenImageEncoding(Conditioning):
         return self.embed(prompts if prompts is not None else [self.default_negative] * batch)
 
     # ------------------------------------------------------------------ thinking
-    @torch.no_grad()
     def think(self, prompts: list[str]) -> tuple[list[str], list[torch.Tensor]]:
         """Greedy generation from ``instruction + prompt``, batched with left padding. Returns the
         generated texts and, per prompt, the captured last-layer states of the rewrite tokens
         (the tokens after the marker, through the end token)."""
+        texts, captured, _, _ = self._generate(prompts, {"do_sample": False}, self.max_new_tokens)
+        return texts, captured
+
+    def sample(self, prompt, copies, temperature, top_k, max_new_tokens, seed) -> Traces:
+        """Sampled traces; the DiT side reads what this strategy conditions on: the rewrite
+        re-encoded (``think_mode="rewrite"``) or its captured states (``"capture"``)."""
+        options = {"do_sample": True, "temperature": temperature, "top_k": top_k or None, "top_p": 1.0}
+        with seeded(seed, self.thinker.device):
+            texts, captured, sequences, starts = self._generate([prompt] * copies, options,
+                                                                max_new_tokens or self.max_new_tokens)
+        rewritten = [extract_rewrite(t, self.rewrite_marker)[1] for t in texts]
+        if self.think_mode == "rewrite":
+            text, mask = self.embed(rewritten)
+            captured = [text[i][mask[i].bool()] for i in range(copies)]
+        return Traces(sequences, starts, captured, rewritten)
+
+    @torch.no_grad()
+    def _generate(self, prompts: list[str], options: dict[str, Any], max_new_tokens: int
+                  ) -> tuple[list[str], list[torch.Tensor], list[torch.Tensor], list[int]]:
+        """Generation from ``instruction + prompt`` with ``options`` (greedy or sampling): the texts,
+        the rewrite tokens' captured last-layer states, and each row's unpadded tokens (prompt +
+        completion through its end token) with the prompt's length."""
         tokenizer, model = self.thinker.tokenizer, self.thinker.model
         chats = [render_chat(tokenizer, [{"role": "user", "content": self.instruction + p}]) for p in prompts]
         batch = tokenizer(chats, padding=True, padding_side="left", return_tensors="pt",
@@ -133,10 +154,10 @@ class QwenImageEncoding(Conditioning):
         width = batch.input_ids.shape[1]
         end_ids = self.thinker.end_ids
         with capture_last_layers(model, 1) as records:
-            sequences = model.generate(**batch, do_sample=False, max_new_tokens=self.max_new_tokens,
+            sequences = model.generate(**batch, **options, max_new_tokens=max_new_tokens,
                                        eos_token_id=end_ids, pad_token_id=self.thinker.pad_id)
         states = stack_records(records)  # (B, S - 1, D): every fed token
-        texts, captured = [], []
+        texts, captured, rows, starts = [], [], [], []
         for row in range(sequences.shape[0]):
             completion = sequences[row, width:].tolist()
             end = next((i for i, t in enumerate(completion) if t in end_ids), len(completion))
@@ -145,7 +166,10 @@ class QwenImageEncoding(Conditioning):
             start = self._rewrite_start(completion[:end])
             stop = min(width + end + 1, states.shape[1])  # the end token, when it was fed
             captured.append(states[row, width + start : stop])
-        return texts, captured
+            first = width - int(batch.attention_mask[row].sum())  # left padding
+            rows.append(sequences[row, first : width + end + 1].cpu())  # through the end token, if any
+            starts.append(width - first)
+        return texts, captured, rows, starts
 
     def _rewrite_start(self, completion: list[int]) -> int:
         """Index of the first rewrite token: the shortest prefix whose text holds the marker (and

@@ -45,8 +45,8 @@ from PIL import Image
 
 from ..generator import spatial_factor
 from ..hidden_states import capture_last_layers, stack_records
-from ..thinker import render_chat
-from .base import Condition, Conditioning, pad_rows, seeded
+from ..thinker import ThinkerOutput, render_chat
+from .base import Condition, Conditioning, Traces, pad_rows, seeded
 
 VISION_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"  # one per input image, as the release writes it
 
@@ -156,8 +156,20 @@ class ThinkGenRelease(Conditioning):
         with seeded(seed, self.thinker.device):
             return self._think(prompts, images)
 
+    def sample(self, prompt, copies, temperature, top_k, max_new_tokens, seed) -> Traces:
+        """Sampled traces (``temperature``, ``top_k`` instead of the generation config's); the DiT
+        side reads each trace's states after ``</think>``, as the release conditions."""
+        options = {"do_sample": True, "temperature": temperature, "top_k": top_k or None, "top_p": 1.0}
+        with seeded(seed, self.thinker.device):
+            condition = self._think([prompt] * copies, None, options, max_new_tokens)
+        rows = [condition.text[i][condition.mask[i].bool()] for i in range(copies)]
+        return Traces(condition.thought.sequences, condition.thought.prompt_lengths, rows, condition.rewritten)
+
     @torch.no_grad()
-    def _think(self, prompts: list[str], images: list[list[Any]] | None = None) -> Condition:
+    def _think(self, prompts: list[str], images: list[list[Any]] | None = None, options: dict[str, Any] | None = None,
+               max_new_tokens: int | None = None) -> Condition:
+        """Think-mode generation (as the generation config says, unless ``options``), and its states;
+        ``thought`` holds each row's tokens (prompt + generation) for RL."""
         tokenizer, model = self.thinker.tokenizer, self.thinker.model
         if images is None:
             batch = tokenizer([self.think_text(p) for p in prompts], padding=True, padding_side="left",
@@ -176,10 +188,10 @@ class ThinkGenRelease(Conditioning):
         width = batch.input_ids.shape[1]
         end_ids = self.thinker.end_ids
         with capture_last_layers(model, 2) as records:
-            sequences = model.generate(**batch, max_new_tokens=self.max_new_tokens, eos_token_id=end_ids,
-                                       pad_token_id=self.thinker.pad_id)
+            sequences = model.generate(**batch, **(options or {}), max_new_tokens=max_new_tokens or self.max_new_tokens,
+                                       eos_token_id=end_ids, pad_token_id=self.thinker.pad_id)
         states = stack_records(records)  # (B, S - 1, 2 D): every token but the last was fed
-        rows, reasoning, rewritten = [], [], []
+        rows, reasoning, rewritten, tokens, starts = [], [], [], [], []
         for row in range(sequences.shape[0]):
             completion = sequences[row, width:].tolist()
             end = next((i for i, t in enumerate(completion) if t in end_ids), len(completion) - 1)
@@ -188,11 +200,13 @@ class ThinkGenRelease(Conditioning):
             # the states cover every token but the last (it was never fed); the cut is found on the
             # full sequence, as the release does, falling back to 0 when </think> is missing or last
             rows.append(states[row, first + self._start(full) : first + len(full) - 1])
+            tokens.append(torch.tensor(full))
+            starts.append(width - first)
             close = completion.index(self.close_id) if self.close_id in completion[:end] else end
             reasoning.append(tokenizer.decode(completion[:close], skip_special_tokens=True).strip())
             rewritten.append(tokenizer.decode(completion[close + 1 : end], skip_special_tokens=True).strip())
         text, mask = pad_rows(rows, model.dtype)
-        return Condition(text, mask, reasoning, rewritten)
+        return Condition(text, mask, reasoning, rewritten, ThinkerOutput(text, mask, reasoning, rewritten, tokens, starts))
 
     def negative(self, prompts, batch):
         return self.direct(prompts if prompts is not None else [self.default_negative] * batch)

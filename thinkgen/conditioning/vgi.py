@@ -7,12 +7,13 @@ reads the rewrite's states without the reasoning in their context."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
 
-from ..thinker import ThinkerOutput
-from .base import Condition, Conditioning
+from ..thinker import Thinker, ThinkerOutput
+from .base import Condition, Conditioning, Traces
 
 
 class VGIRefine(Conditioning):
@@ -43,6 +44,24 @@ class VGIRefine(Conditioning):
         text, mask = self.refine(thought)
         return Condition(text, mask, thought.reasoning, thought.rewritten, thought)
 
+    def sample(self, prompt, copies, temperature, top_k, max_new_tokens, seed) -> Traces:
+        """Think-mode traces (the thinker's own budgets, each capped at ``max_new_tokens``); the states
+        are the thinker's, before the bridge (which trains with the DiT)."""
+        thought = self._sampler(temperature, top_k, max_new_tokens).encode([prompt] * copies, think=True, seed=seed)
+        return Traces(thought.sequences, thought.prompt_lengths, self._rows(thought), thought.rewritten)
+
+    def _sampler(self, temperature: float, top_k: int, max_new_tokens: int | None) -> Thinker:
+        config = self.thinker.config
+        budgets = {} if max_new_tokens is None else {
+            "max_think_tokens": min(config.max_think_tokens, max_new_tokens),
+            "max_rewrite_tokens": min(config.max_rewrite_tokens, max_new_tokens)}
+        sampling = replace(config, do_sample=True, temperature=temperature, top_k=top_k, top_p=1.0, **budgets)
+        return Thinker(self.thinker.model, self.thinker.tokenizer, self.thinker.processor, sampling)
+
+    @staticmethod
+    def _rows(thought: ThinkerOutput) -> list[torch.Tensor]:
+        return [thought.states[i][thought.mask[i].bool()] for i in range(thought.states.shape[0])]  # (T_i, C)
+
     def negative(self, prompts, batch):
         """The direct-mode encoding of the negative prompt; by default the empty prompt, so that
         training with caption dropout to ``""`` matches it."""
@@ -71,3 +90,9 @@ class VGIReencode(VGIRefine):
         reread = self.thinker.encode(thought.rewritten, think=False, images=images, seed=seed)
         text, mask = self.refine(reread)
         return Condition(text, mask, thought.reasoning, thought.rewritten, reread)
+
+    def sample(self, prompt, copies, temperature, top_k, max_new_tokens, seed) -> Traces:
+        """The sampled traces; the DiT side reads each rewrite re-encoded in direct mode."""
+        traces = super().sample(prompt, copies, temperature, top_k, max_new_tokens, seed)
+        traces.states = self._rows(self.thinker.encode(traces.rewritten, think=False))
+        return traces

@@ -43,7 +43,7 @@ STAGES = ("thinker_pretrain", "thinker_sft", "autoencoder", "dit_connector", "di
 COMPILABLE_STAGES = ("dit_connector", "dit_pretrain", "dit_finetune")
 # the stages each dataset.source feeds (ShapeWorld feeds every stage)
 SOURCE_STAGES = {"images": ("dit_connector", "dit_pretrain", "dit_finetune"), "chat": ("thinker_sft",),
-                 "prompts": ("dit_flow_grpo",)}
+                 "prompts": RL_STAGES}
 
 
 class ConfigError(ValueError):
@@ -321,6 +321,7 @@ class RLConfig:
     importance: Literal["token", "sequence"] = "token"
     loss_type: Literal["grpo", "dr_grpo", "dapo"] = "grpo"
     thinker_lr: Rate | None = None  # None: optim.lr
+    max_completion_length: Annotated[int, Field(ge=1, le=65536)] | None = None  # sampled tokens per trace on your prompts; None: the pipeline's budget
     render_steps: Annotated[int, Field(ge=1, le=1000)] = 10  # ODE steps when the frozen DiT draws thinker rollouts
     guidance_scale: Annotated[float, Field(ge=0, le=100)] | None = None  # None: the pipeline's default
     # DiT Flow-GRPO
@@ -343,17 +344,19 @@ class RLConfig:
     beta_thinker: Annotated[float, Field(ge=0)] = 0.5  # dual_grpo loss weights (T2G's beta1, beta2)
     beta_dit: Annotated[float, Field(ge=0)] = 0.5
 
-    def check(self) -> None:
+    def check(self, shapeworld: bool = True) -> None:
+        """``shapeworld``: the prompts are ShapeWorld's (``scenarios`` are checked)."""
         from ..world.suites import SUITES
 
-        for suite in self.scenarios:
+        for suite in self.scenarios if shapeworld else ():
             if suite not in SUITES:
                 raise ConfigError(f"rl.scenarios: unknown suite {suite!r}; suites are {SUITES}")
         external = [name for name in self.rewards if ":" in name]
         if external and not self.allow_external_rewards:
             raise ConfigError(f"rl.rewards: {external[0]!r} is an import path: it would import and run any code it "
                               "names; set rl.allow_external_rewards: true to allow reward functions from outside thinkgen")
-        if not self.scenarios or any(w < 0 for w in self.scenarios.values()) or not sum(self.scenarios.values()):
+        if shapeworld and (not self.scenarios or any(w < 0 for w in self.scenarios.values())
+                           or not sum(self.scenarios.values())):
             raise ConfigError("rl.scenarios needs at least one suite with a positive share")
         for name, allowed in (("scale_rewards", ("group", "batch", "none")), ("importance", ("token", "sequence")),
                               ("loss_type", ("grpo", "dr_grpo", "dapo"))):
@@ -414,8 +417,8 @@ class TrainConfig:
             raise ConfigError("data.drawn_edits needs data.edit_fraction > 0 (the share of steps that train edits)")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.stage in RL_STAGES and self.dataset.source == "shapeworld":
-            self.rl.check()
+        if self.stage in RL_STAGES:
+            self.rl.check(shapeworld=self.dataset.source == "shapeworld")
         if self.layout_align.weight and self.stage not in ("dit_pretrain", "dit_finetune"):
             raise ConfigError(f"layout_align is a loss of the DiT stages that train the DiT (dit_pretrain, "
                               f"dit_finetune), not of {self.stage}")

@@ -29,7 +29,7 @@ from PIL import Image
 from .. import flow
 from ..data import BucketBatches, CaptionedImages, bucket_sizes, to_pixels
 from ..generator import encode_images, latent_channels, patchify, spatial_factor
-from ..loading import MODEL_INDEX, stored_dtype
+from ..loading import MODEL_INDEX, MODULES, stored_dtype
 from ..lora import add_lora, load_lora, merge_lora, save_lora
 from ..pipeline import ThinkGenPipeline
 from .config import TrainConfig
@@ -40,6 +40,7 @@ from .states import TRAINABLE_BRIDGE, FrozenStates
 TEXT_INPUT = {"ThinkGenTransformer2DModel": ("prepad_embed", "time_caption_embed.caption_embedder"),
               "QwenImageTransformer2DModel": ("txt_norm", "txt_in")}
 ADAPTER_INFO = "adapter.json"
+THINKER_FOLDERS = ("thinker", "text_encoder", "mllm")  # where each layout keeps its thinker
 
 
 def load_for_training(config: TrainConfig) -> tuple[ThinkGenPipeline, torch.nn.Module | None]:
@@ -127,10 +128,13 @@ class DatasetDiTStage:
 
 
 def save_result(pipe: ThinkGenPipeline, model: torch.nn.Module, config: TrainConfig, directory: Path,
-                ema: dict[str, torch.Tensor] | None) -> None:
-    """What a DiT stage writes, aside first and renamed into place, so an interrupted save never leaves
+                ema: dict[str, torch.Tensor] | None, thinker: bool = False, dit: bool = True) -> None:
+    """What a stage writes, aside first and renamed into place, so an interrupted save never leaves
     a half-written model: LoRA adapters (diffusers format; with ``lora.merge`` also the merged
-    pipeline), or the pipeline in the layout of ``config.init``, in the dtypes it stored."""
+    pipeline), or the pipeline in the layout of ``config.init``. The components that trained
+    (``thinker``, ``dit``: the DiT and its bridge) are stored in the dtypes init stored them in; the
+    others are init's own files, linked (the frozen ones were held in the compute dtype)."""
+    from .chat_stage import _link_or_copy
     from .loop import load_ema
 
     init = Path(config.init)
@@ -149,9 +153,15 @@ def save_result(pipe: ThinkGenPipeline, model: torch.nn.Module, config: TrainCon
     else:
         pipe.save_pretrained(temporary)
     if (temporary / MODEL_INDEX).exists():
-        for name in ("transformer", "bridge"):
-            if (init / name).is_dir():
+        trained = set(THINKER_FOLDERS if thinker else ()) | set(("transformer", "bridge") if dit else ())
+        for name in MODULES:
+            if not ((init / name).is_dir() and (temporary / name).is_dir()):
+                continue
+            if name in trained:
                 _cast_folder(temporary / name, stored_dtype(init / name))
+            else:
+                shutil.rmtree(temporary / name)
+                shutil.copytree(init / name, temporary / name, copy_function=_link_or_copy)
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(temporary, directory)
 

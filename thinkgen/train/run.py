@@ -13,9 +13,9 @@ from .loop import train
 
 def build_stage(config: TrainConfig):
     if config.dataset.source == "prompts":
-        from .rl_prompts_stage import PromptFlowGRPOStage
+        from .rl_prompts_stage import PromptRLStage
 
-        return PromptFlowGRPOStage(config)
+        return PromptRLStage(config)
     if config.stage in RL_STAGES:
         from .rl_stage import RLStage
 
