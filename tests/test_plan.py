@@ -22,7 +22,7 @@ def test_sharding_divides_what_trains_and_keeps_frozen_models_whole():
     one, eight = plan(config, 8, 80), plan(C.load(REAL / "t2g_dit_finetune.yaml", {"parallel.strategy": "ddp"}), 8, 80)
     parameters = 20_430_401_088  # Qwen-Image's MMDiT, counted by `thinkgen info --memory configs/real/t2g`
     assert rows(one)["DiT weights"] == 4 * parameters // 8 and rows(eight)["DiT weights"] == 4 * parameters
-    assert rows(one)["AdamW states"] == 8 * parameters // 8
+    assert rows(one)["DiT AdamW states"] == 8 * parameters // 8
     assert rows(one)["text_encoder"] == rows(eight)["text_encoder"] == 2 * 8_292_166_656  # bf16, whole
     assert one.fits and not eight.fits
 
@@ -31,7 +31,7 @@ def test_lora_and_checkpointing_shrink_the_plan():
     base = C.load(REAL / "t2g_dit_lora.yaml")
     full = plan(C.load(REAL / "t2g_dit_lora.yaml", {"lora.rank": 0}), 1, 80)
     lora = plan(base, 1, 80)
-    assert rows(lora)["gradients"] < rows(full)["gradients"] / 100
+    assert rows(lora)["DiT gradients"] < rows(full)["DiT gradients"] / 100
     assert rows(lora)["DiT base weights"] == 2 * 20_430_401_088  # frozen: bf16, no fp32 copy
     no_checkpointing = plan(C.load(REAL / "t2g_dit_lora.yaml", {"run.gradient_checkpointing": False}), 1, 80)
     assert rows(no_checkpointing)["activations"] > 5 * rows(lora)["activations"]

@@ -204,3 +204,22 @@ def test_thinker_rl_on_prompts_refuses_what_it_cannot_do(folders, tmp_path, chan
         cfg[name] = {**cfg.get(name, {}), **values}
     with pytest.raises(ConfigError, match=message):
         build_stage(from_dict(cfg))
+
+
+def test_dual_grpo_with_dit_adapters_and_a_kl_saves_a_pipeline_and_its_adapters(folders, tmp_path):  # noqa: F811
+    """LoRA adapts the DiT (the thinker trains whole, pulled towards its start by rl.beta): the result
+    is the T2G pipeline with the trained text encoder, init's DiT linked, and the adapters beside it,
+    which diffusers' QwenImagePipeline reads."""
+    from diffusers import QwenImagePipeline
+
+    cfg = config(folders, "t2g", tmp_path / "out", lora={"rank": 4}, parallel={"strategy": "ddp"})
+    cfg.update(stage="dual_grpo", rl={**RL, "beta": 0.04},
+               dataset={"source": "prompts", "path": str(prompt_file(tmp_path)), "resolution": 32})
+    cfg["run"].update(steps=2, batch_size=2, save_every=2)
+    launch(cfg, tmp_path / "dual.yaml", 1, 0)
+    final = tmp_path / "out" / "final"
+    assert relative_gap(component_weights(final, "text_encoder"), component_weights(folders / "t2g", "text_encoder")) > 1e-7
+    assert all(f.samefile(folders / "t2g" / "transformer" / f.name) for f in (final / "transformer").iterdir())
+    theirs = QwenImagePipeline.from_pretrained(final)
+    theirs.load_lora_weights(final)
+    assert any("lora" in name for name, _ in theirs.transformer.named_parameters())

@@ -53,8 +53,10 @@ def load_for_training(config: TrainConfig) -> tuple[ThinkGenPipeline, torch.nn.M
     pipe.thinker.model.requires_grad_(False).eval()
     pipe.vae.requires_grad_(False).eval()
     pipe.transformer.float().requires_grad_(True)
-    if bridge is not None:
-        bridge.float().requires_grad_(True)
+    if bridge is not None:  # it trains with the DiT, except under LoRA (the adapters are all that is saved)
+        bridge.requires_grad_(not config.lora.rank)
+        if not config.lora.rank:
+            bridge.float()
     if config.lora.rank:
         add_lora(pipe.transformer, config.lora.rank, config.lora.alpha, config.lora.targets, seed=config.run.seed)
         for parameter in pipe.transformer.parameters():  # no fp32 master copy of what does not train
@@ -145,11 +147,15 @@ def save_result(pipe: ThinkGenPipeline, model: torch.nn.Module, config: TrainCon
     if config.lora.rank:
         save_lora(pipe.transformer, temporary)
         (temporary / ADAPTER_INFO).write_text(json.dumps({"base": str(init.resolve())}, indent=2) + "\n")
-        if config.lora.merge:
-            merged = ThinkGenPipeline.from_pretrained(init)
-            load_lora(merged.transformer, temporary)
-            merge_lora(merged.transformer)
-            merged.save_pretrained(temporary)
+        if config.lora.merge or thinker:  # a whole pipeline too: the adapters folded in, or a trained thinker
+            whole = ThinkGenPipeline.from_pretrained(init)
+            if config.lora.merge:
+                load_lora(whole.transformer, temporary)
+                merge_lora(whole.transformer)
+            if thinker:
+                whole.thinker.model.load_state_dict(pipe.thinker.model.state_dict())
+            whole.save_pretrained(temporary)
+            dit = config.lora.merge  # unmerged, the DiT is init's and its adapters sit beside it
     else:
         pipe.save_pretrained(temporary)
     if (temporary / MODEL_INDEX).exists():

@@ -103,49 +103,59 @@ def plan(config: TrainConfig, gpus: int, gpu_memory_gib: float) -> MemoryPlan:
     index = read_index(folder)
     components = [n for n in MODEL_COMPONENTS[layout_of(index)] if n in index]
     thinker_name = next(n for n in components if n in THINKER_NAMES)
-    trains_thinker = config.stage.startswith("thinker_")
-    trained = empty_model(folder, index, thinker_name if trains_thinker else "transformer")
-    # a thinker stage reads only the thinker; a DiT stage keeps the thinker and the VAE, frozen
-    frozen = [] if trains_thinker else [n for n in components if n not in ("transformer", "bridge")]
-    _choose(trained, config, trains_thinker)
+    both = config.stage in ("sep_grpo", "dual_grpo")
+    trains = {"thinker": config.stage.startswith("thinker_") or both, "DiT": config.is_dit or both}
     sharded = config.parallel.strategy == "fsdp"
     split = gpus if sharded else 1
     compute = 2 if config.run.mixed_precision == "bf16" else 4
     result = MemoryPlan(gpus, gpu_memory_gib)
-    learning = _count(trained, trainable=True)
-    bridge = 0 if trains_thinker or "bridge" not in components else _count(empty_model(folder, index, "bridge"))
-    learning += bridge  # VGI-refine's bridge trains with the DiT
-    kind = "thinker" if trains_thinker else "DiT"
-    frozen_inside = _count(trained, trainable=False)  # LoRA's base weights: kept in the compute dtype
-    if config.lora.rank:
-        result.rows.append((f"{kind} base weights (frozen)" + (" (sharded)" if sharded else ""),
-                            compute * frozen_inside // split))
-        frozen_inside = 0
-    result.rows.append((f"{kind} weights, fp32 master" + (" (sharded)" if sharded else ""),
-                        4 * (_count(trained, trainable=True) + frozen_inside + bridge) // split))
-    result.rows.append((f"gradients, fp32 ({learning / 1e6:,.1f}M trained)", 4 * learning // split))
-    result.rows.append(("AdamW states, fp32", 8 * learning // split))
-    if config.ema_decay:
-        result.rows.append(("EMA, fp32", 4 * learning // split))
-    blocks = _blocks(trained)
-    if sharded and blocks:
-        result.rows.append(("two gathered blocks", 2 * max(_count(b) for b in blocks) * compute))
-    for name in frozen:
-        model = empty_model(folder, index, name)
-        result.rows.append((f"{name} (frozen, whole)", _count(model) * compute))
-    vae = None if trains_thinker else empty_model(folder, index, "vae")
-    result.rows.append(("activations", _activations(trained, vae, config, gpus, compute, len(blocks))))
+    activations = []
+    for kind, name in (("thinker", thinker_name), ("DiT", "transformer")):
+        if not trains[kind]:
+            continue
+        trained = empty_model(folder, index, name)
+        lora = config.lora.rank and (kind == "DiT" or not config.stage.endswith("grpo"))  # RL: adapters on the DiT
+        _choose(trained, config, kind == "thinker", lora)
+        learning = _count(trained, trainable=True)
+        bridge = 0 if kind == "thinker" or "bridge" not in components or lora else _count(empty_model(folder, index, "bridge"))
+        learning += bridge  # VGI-refine's bridge trains with the DiT
+        frozen_inside = _count(trained, trainable=False)  # LoRA's base weights: kept in the compute dtype
+        if lora:
+            result.rows.append((f"{kind} base weights (frozen)" + (" (sharded)" if sharded else ""),
+                                compute * frozen_inside // split))
+            frozen_inside = 0
+        result.rows.append((f"{kind} weights, fp32 master" + (" (sharded)" if sharded else ""),
+                            4 * (_count(trained, trainable=True) + frozen_inside + bridge) // split))
+        result.rows.append((f"{kind} gradients, fp32 ({learning / 1e6:,.1f}M trained)", 4 * learning // split))
+        result.rows.append((f"{kind} AdamW states, fp32", 8 * learning // split))
+        if config.ema_decay:
+            result.rows.append((f"{kind} EMA, fp32", 4 * learning // split))
+        blocks = _blocks(trained)
+        if sharded and blocks:
+            result.rows.append((f"{kind}: two gathered blocks", 2 * max(_count(b) for b in blocks) * compute))
+        vae = empty_model(folder, index, "vae") if kind == "DiT" else None
+        activations.append(_activations(trained, vae, config, gpus, compute, len(blocks)))
+        if kind == "thinker" and config.stage.endswith("grpo") and config.rl.beta:
+            result.rows.append(("reference thinker for rl.beta (frozen, whole)", _count(trained) * compute))
+    # a thinker SFT reads only the thinker; every other stage keeps what does not train, frozen, whole
+    sft = config.stage.startswith("thinker_") and not config.stage.endswith("grpo")
+    trained_names = {thinker_name} if trains["thinker"] else set()
+    trained_names |= {"transformer", "bridge"} if trains["DiT"] else set()
+    for name in [] if sft else [n for n in components if n not in trained_names]:
+        result.rows.append((f"{name} (frozen, whole)", _count(empty_model(folder, index, name)) * compute))
+    # the thinker's and the DiT's losses back up in separate micro-batches: the larger one counts
+    result.rows.append(("activations", max(activations)))
     if not sharded and gpus > 1:
         result.notes.append("ddp keeps a whole copy of the model, gradients and AdamW states on every GPU")
     return result
 
 
-def _choose(model: nn.Module, config: TrainConfig, trains_thinker: bool) -> None:
+def _choose(model: nn.Module, config: TrainConfig, trains_thinker: bool, lora: bool) -> None:
     """What trains, as the stage chooses it (on the meta model)."""
     from ..lora import add_lora
     from .dit_dataset_stage import TEXT_INPUT
 
-    if config.lora.rank:
+    if lora:
         if trains_thinker:
             from peft import LoraConfig, inject_adapter_in_model
 
@@ -170,12 +180,15 @@ def _activations(model: nn.Module, vae: nn.Module | None, config: TrainConfig, g
     from ..generator import backend_for, patch_size, spatial_factor
 
     samples = config.run.batch_size // gpus
-    rl = config.rl
-    if config.stage == "dit_flow_grpo":  # one micro-batch at a time: the process's prompts, K images
-        samples *= rl.images_per_prompt * (2 if rl.flow_cfg else 1)  # each, at one step, with CFG's negative
+    rl, rl_stage = config.rl, config.stage.endswith("grpo")
+    if vae is not None and rl_stage:  # one micro-batch at a time: the process's prompts' K images (J K in
+        traces = rl.num_generations if config.stage == "dual_grpo" else 1  # dual), at one step, with CFG's negative
+        samples *= traces * rl.images_per_prompt * (2 if rl.flow_cfg else 1)
+    elif rl_stage:  # G traces per prompt: the prompt and up to max_completion_length sampled tokens
+        samples *= rl.num_generations
     width = _width(model)
     if vae is None:  # a thinker: text tokens, and the logits over the vocabulary
-        tokens = config.data.max_length
+        tokens = config.data.max_length + (rl.max_completion_length or 1024 if rl_stage else 0)
         vocab = getattr(model.config, "text_config", model.config).vocab_size
         logits = samples * tokens * vocab * 4 * 2  # fp32 logits and their log-softmax
     else:  # a DiT: the largest bucket's image tokens and the text tokens

@@ -27,6 +27,7 @@ at a time, so 2 processes give what 1 gives.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import random
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..conditioning.base import pad_rows
@@ -73,7 +75,7 @@ class PromptRLStage:
     def __init__(self, config: TrainConfig) -> None:
         rl = config.rl
         self.trains_thinker, self.trains_dit = config.stage in TRAINS_THINKER, config.stage in TRAINS_DIT
-        refused = {"rl.flow_beta": rl.flow_beta, "rl.beta": rl.beta, "rl.state_beta": rl.state_beta,
+        refused = {"rl.flow_beta": rl.flow_beta, "rl.state_beta": rl.state_beta,
                    "rl.direct_state_beta": rl.direct_state_beta}
         for name, value in refused.items():
             if value:
@@ -83,9 +85,9 @@ class PromptRLStage:
                               "prompts only): use group or none")
         if rl.num_iterations != 1:
             raise ConfigError("rl.num_iterations: one optimizer step per rollout batch on your prompts (set it to 1)")
-        if self.trains_thinker and config.lora.rank:
-            raise ConfigError(f"lora: {config.stage} on your prompts trains every weight of the thinker (set "
-                              "lora.rank: 0); LoRA trains the DiT in dit_flow_grpo and the thinker in thinker_sft")
+        if config.lora.rank and not self.trains_dit:
+            raise ConfigError(f"lora: in the RL stages adapters train the DiT, and {config.stage} trains the thinker "
+                              "(all its weights): set lora.rank: 0")
         if self.trains_thinker and rl.loss_type == "dr_grpo" and not rl.max_completion_length:
             raise ConfigError("rl.loss_type dr_grpo divides by rl.max_completion_length: set it")
         if self.trains_thinker and config.dataset.state_cache:
@@ -94,6 +96,9 @@ class PromptRLStage:
         pipe, self.bridge = load_for_training(config)
         self.pipe = pipe
         compute = pipe.thinker.model.dtype
+        # rl.beta: a KL to the thinker as it started, a frozen copy in the compute dtype
+        self.ref_thinker = (copy.deepcopy(pipe.thinker.model).requires_grad_(False).eval()
+                            if self.trains_thinker and rl.beta else None)
         if self.trains_thinker:  # fp32 master weights, as the DiT's
             pipe.thinker.model.float().requires_grad_(True)
         if not self.trains_dit:  # the DiT only draws: no master copy
@@ -122,6 +127,8 @@ class PromptRLStage:
 
     def place(self, device: torch.device) -> None:
         self.pipe.thinker.model.to(device)
+        if self.ref_thinker is not None:
+            self.ref_thinker.to(device)
         self.pipe.vae.to(device)
         self.pipe.transformer.to(device)
         if self.bridge is not None:
@@ -135,7 +142,7 @@ class PromptRLStage:
                            "lr": rl.thinker_lr or lr})
         if self.trains_dit:
             params = list(self.bridge.parameters()) if self.bridge is not None else []
-            params += [p for p in self.pipe.transformer.parameters() if p.requires_grad]
+            params = [p for p in params + list(self.pipe.transformer.parameters()) if p.requires_grad]
             groups.append({"params": params, "lr": rl.dit_lr or lr})
         return groups
 
@@ -146,8 +153,9 @@ class PromptRLStage:
         states, mask = states.to(device), mask.to(device)
         if self.bridge is None:
             return states, mask
-        if not self.trains_dit:  # a frozen bridge stays in the compute dtype
-            states = states.to(next(self.bridge.parameters()).dtype)
+        weight = next(self.bridge.parameters())
+        if not weight.requires_grad:  # a frozen bridge (LoRA, or the DiT not training) is in the compute dtype
+            states = states.to(weight.dtype)
         return self.bridge(states, mask)
 
     def _null_states_now(self) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -194,7 +202,7 @@ class PromptRLStage:
         """This process's rollouts of a step, as the micro-batches the loss backs up one at a time."""
         null_states = self._null_states_now()
         if phase == "thinker":
-            return [{"phase": phase, "thinker": self._thinker_rollout(rows, step, start, null_states)}]
+            return [{"thinker": self._thinker_rollout(rows, step, start, null_states), "weight": 1.0}]
         if phase == "dit":
             states = self.states.rows([row.prompt for row in rows])  # (T_i, D) each
             parts = [self._dit_part([s], step, start + p, null_states) for p, s in enumerate(states)]
@@ -206,11 +214,15 @@ class PromptRLStage:
             thinker, parts = self._dual_rollout(rows, step, start, null_states)
         # one micro-batch per recorded step, every part of this process in it: one step's graphs in
         # memory at a time, and the same number of micro-batches on any number of processes (so the
-        # gradient sums associate as on one process); a dual step's thinker loss rides on the first
-        micro = [{"phase": phase, "dit": [_at(part, j) for part in parts]} for j in range(len(parts[0]["steps"]))]
-        if phase == "dual":  # the loop averages micro-batches: the thinker's loss counts once, whole
-            micro[0]["thinker"] = {**thinker, "weight": float(len(micro))}
-        return micro
+        # gradient sums associate as on one process); a dual step's thinker loss is one more. The loop
+        # averages micro-batches, so each carries the weight that makes the step's loss
+        # beta_thinker x GRPO + beta_dit x (Flow-GRPO averaged over the recorded steps)
+        steps = len(parts[0]["steps"])
+        if phase == "dit":
+            return [{"dit": [_at(part, j) for part in parts], "weight": 1.0} for j in range(steps)]
+        rl, count = self.config.rl, steps + 1
+        return [{"thinker": thinker, "weight": count * rl.beta_thinker},
+                *({"dit": [_at(part, j) for part in parts], "weight": count / steps * rl.beta_dit} for j in range(steps))]
 
     def _traces(self, row: PromptRow, index: int, step: int):
         rl = self.config.rl
@@ -288,8 +300,22 @@ class PromptRLStage:
                       ) -> dict[str, Any]:
         lengths = [len(s) - p for s, p in zip(sequences, starts, strict=True)]
         self.metrics["completion_length"] = sum(lengths) / len(lengths)
-        groups = [self.config.rl.num_generations] * (len(sequences) // self.config.rl.num_generations)
-        return {"sequences": sequences, "prompt_lengths": starts, "advantages": advantages, "groups": groups}
+        part = {"sequences": sequences, "prompt_lengths": starts, "advantages": advantages}
+        if self.ref_thinker is not None:
+            part["ref_logprobs"], _ = self._logprobs(self.ref_thinker, part)
+        return part
+
+    def _logprobs(self, model: nn.Module, part: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Completion log-probs and mask, (B, T): each prompt's traces go through ``model`` as one batch,
+        so a trace's values do not depend on which prompts share its process."""
+        G, rl, pad = self.config.rl.num_generations, self.config.rl, self.pipe.thinker.pad_id
+        sequences, starts, pieces = part["sequences"], part["prompt_lengths"], []
+        for first in range(0, len(sequences), G):
+            pieces.append(completion_logprobs(model, sequences[first : first + G], starts[first : first + G], pad,
+                                              rl.temperature))
+        width = max(lp.shape[1] for lp, _ in pieces)
+        return (torch.cat([F.pad(lp, (0, width - lp.shape[1])) for lp, _ in pieces]),
+                torch.cat([F.pad(mask, (0, width - mask.shape[1])) for _, mask in pieces]))
 
     def _score(self, rows: list[PromptRow], images, rewrites: list[str]) -> torch.Tensor:
         total, parts = self.rewards(rows, images, rewrites)
@@ -305,35 +331,21 @@ class PromptRLStage:
 
     # ------------------------------------------------------------------ losses (with gradients)
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        rl = self.config.rl
-        dual = batch["phase"] == "dual"
-        total = torch.zeros((), device=self.pipe.transformer.device)
+        """One micro-batch's loss: a thinker part (GRPO) or DiT parts at one recorded step (Flow-GRPO)."""
         if "thinker" in batch:
-            weight = batch["thinker"].get("weight", 1.0) * (rl.beta_thinker if dual else 1.0)
-            total = total + weight * self.thinker_loss(batch["thinker"])
-        if "dit" in batch:
-            total = total + (rl.beta_dit if dual else 1.0) * self.dit_loss(batch["dit"])
-        return total
+            return batch["weight"] * self.thinker_loss(batch["thinker"])
+        return batch["weight"] * self.dit_loss(batch["dit"])
 
     def thinker_loss(self, part: dict[str, Any]) -> torch.Tensor:
         """GRPO on the traces' completion tokens (one optimizer step per rollout: the ratio is 1 and
-        the gradient is the policy gradient). Each prompt's traces go through the thinker as one batch,
-        so a trace's log-probabilities do not depend on which prompts share its process."""
-        rl, thinker = self.config.rl, self.pipe.thinker
-        sequences, starts, logprobs, masks, first = part["sequences"], part["prompt_lengths"], [], [], 0
-        for size in part["groups"]:
-            lp, mask = completion_logprobs(thinker.model, sequences[first : first + size], starts[first : first + size],
-                                           thinker.pad_id, rl.temperature)
-            logprobs.append(lp)
-            masks.append(mask)
-            first += size
-        width = max(lp.shape[1] for lp in logprobs)
-        logprobs = torch.cat([torch.nn.functional.pad(lp, (0, width - lp.shape[1])) for lp in logprobs])  # (B, T)
-        mask = torch.cat([torch.nn.functional.pad(m, (0, width - m.shape[1])) for m in masks])
+        the gradient is the policy gradient), with ``rl.beta`` x the k3 KL to the starting thinker."""
+        rl = self.config.rl
+        logprobs, mask = self._logprobs(self.pipe.thinker.model, part)
+        ref = part.get("ref_logprobs")
         loss, stats = grpo_loss(logprobs, logprobs.detach(), part["advantages"].to(logprobs.device), mask,
-                                rl.epsilon, rl.epsilon_high, None, 0.0, rl.importance, rl.loss_type,
-                                rl.max_completion_length)
-        self.metrics["thinker/clip_fraction"] = stats.clip_fraction
+                                rl.epsilon, rl.epsilon_high, None if ref is None else ref.to(logprobs.device), rl.beta,
+                                rl.importance, rl.loss_type, rl.max_completion_length)
+        self.metrics.update({"thinker/clip_fraction": stats.clip_fraction, "thinker/kl": stats.kl})
         return loss
 
     def dit_loss(self, parts: list[dict[str, Any]]) -> torch.Tensor:
