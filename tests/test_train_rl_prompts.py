@@ -186,20 +186,20 @@ def test_sampled_traces_are_a_function_of_the_seed(folders):  # noqa: F811
         assert len(a.states) == 3 and all(s.ndim == 2 and s.shape[1] == width for s in a.states)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"rl": {"beta": 0.1}}, "rl.beta .* not available on your prompts"),
-    ({"lora": {"rank": 4}}, "trains every weight of the thinker"),
-    ({"dataset": {"state_cache": "cache"}}, "its states cannot be cached"),
-    ({"rl": {"sde_window_range": [0, 1]}}, "set rl.sde_window too"),
-    ({"rl": {"loss_type": "dr_grpo", "max_completion_length": None}}, "divides by rl.max_completion_length"),
+@pytest.mark.parametrize("stage, change, message", [
+    ("dual_grpo", {"rl": {"flow_beta": 0.1}}, "rl.flow_beta .* not available on your prompts"),
+    ("thinker_grpo", {"lora": {"rank": 4}}, "adapters train the DiT, and thinker_grpo trains the thinker"),
+    ("dual_grpo", {"dataset": {"state_cache": "cache"}}, "its states cannot be cached"),
+    ("dual_grpo", {"rl": {"sde_window_range": [0, 1]}}, "set rl.sde_window too"),
+    ("dual_grpo", {"rl": {"loss_type": "dr_grpo", "max_completion_length": None}}, "divides by rl.max_completion_length"),
 ])
-def test_thinker_rl_on_prompts_refuses_what_it_cannot_do(folders, tmp_path, change, message):  # noqa: F811
+def test_thinker_rl_on_prompts_refuses_what_it_cannot_do(folders, tmp_path, stage, change, message):  # noqa: F811
     from thinkgen.train.config import ConfigError, from_dict
     from thinkgen.train.run import build_stage
 
     cfg = config(folders, "t2g", tmp_path / "out")
-    cfg.update(stage="dual_grpo", rl=dict(RL), dataset={"source": "prompts", "path": str(prompt_file(tmp_path)),
-                                                        "resolution": 32})
+    cfg.update(stage=stage, rl=dict(RL), dataset={"source": "prompts", "path": str(prompt_file(tmp_path)),
+                                                  "resolution": 32})
     for name, values in change.items():
         cfg[name] = {**cfg.get(name, {}), **values}
     with pytest.raises(ConfigError, match=message):

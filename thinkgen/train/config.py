@@ -232,7 +232,7 @@ class DatasetConfig:
     ``reference_file_name`` + an instruction as the caption, for editing), or a ``.jsonl`` /
     ``.parquet`` file whose image column holds paths (relative to the file) or encoded bytes; ``chat``
     reads a ``.jsonl`` of conversations (TRL's conversational format) for thinker SFT; ``prompts`` a
-    ``.txt`` (a prompt per line) or ``.jsonl`` (``prompt`` + fields a reward reads) for DiT Flow-GRPO."""
+    ``.txt`` (a prompt per line) or ``.jsonl`` (``prompt`` + fields a reward reads) for the RL stages."""
 
     source: Literal["shapeworld", "images", "chat", "prompts"] = "shapeworld"
     path: Annotated[str, Field(min_length=1)] | None = None
@@ -242,6 +242,9 @@ class DatasetConfig:
     resolution: Annotated[int, Field(ge=8, le=8192)] = 1024
     buckets: bool = True
     max_image_pixels: Annotated[int, Field(ge=64, le=2**31)] = 64_000_000  # refuse bigger (decompression bombs)
+    # images only: read the rows as a stream (no Arrow table prepared first), shuffled through a buffer
+    streaming: bool = False
+    shuffle_buffer: Annotated[int, Field(ge=1, le=10**8)] = 10_000
     # a folder of safetensors shards holding the frozen thinker's states, keyed by caption and thinker:
     # repeated epochs read them instead of running the thinker again (None = always recompute)
     state_cache: Annotated[str, Field(min_length=1)] | None = None
@@ -430,6 +433,9 @@ class TrainConfig:
                 raise ConfigError(f"dataset.source {self.dataset.source!r} feeds the stages {stages}, not {self.stage}")
             if not self.init:
                 raise ConfigError("a stage on your own data starts from a pipeline folder: set init")
+        if self.dataset.streaming and self.dataset.source != "images":
+            raise ConfigError(f"dataset.streaming reads captioned images (dataset.source: images), not "
+                              f"{self.dataset.source!r}")
         if self.lora.rank and self.dataset.source == "shapeworld":
             raise ConfigError("lora: adapters are trained by the stages on your data (dataset.source images or "
                               "chat); the ShapeWorld thinker stages use thinker.lora_rank")

@@ -28,6 +28,7 @@ from PIL import Image
 
 from .. import flow
 from ..data import BucketBatches, CaptionedImages, bucket_sizes, to_pixels
+from ..data.streamed import StreamedImages
 from ..generator import encode_images, latent_channels, patchify, spatial_factor
 from ..loading import MODEL_INDEX, MODULES, stored_dtype
 from ..lora import add_lora, load_lora, merge_lora, save_lora
@@ -77,10 +78,15 @@ class DatasetDiTStage:
                     part = (pipe.transformer.get_parameter(name) if name == "prepad_embed"
                             else pipe.transformer.get_submodule(name))
                     part.requires_grad_(True)
-        self.data = CaptionedImages(config.dataset.path, config.dataset.caption_column,
-                                    config.dataset.max_image_pixels)
-        sizes = bucket_sizes(config.dataset.resolution, pipe.multiple, config.dataset.buckets)
-        self.batches = BucketBatches(self.data, sizes, config.run.seed)
+        data = config.dataset
+        sizes = bucket_sizes(data.resolution, pipe.multiple, data.buckets)
+        if data.streaming:  # batches in the order the stream makes them
+            self.data = StreamedImages(data.path, sizes, config.run.batch_size, config.run.seed, data.caption_column,
+                                       data.max_image_pixels, data.shuffle_buffer)
+            self.batches = lambda step, size: self.data.batches(step)
+        else:  # random access: batches drawn by (seed, step)
+            self.data = CaptionedImages(data.path, data.caption_column, data.max_image_pixels)
+            self.batches = BucketBatches(self.data, sizes, config.run.seed)
         self.states = FrozenStates(pipe, config.dataset.state_cache)
         self.model = FlowModule(self.bridge, pipe.transformer, pipe.token_grid(sizes[0][0], sizes[0][1]))
 

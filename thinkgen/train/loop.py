@@ -375,7 +375,7 @@ def _train(config: TrainConfig, stage: Stage, engine, resume: bool, progress: bo
         raise
     finally:
         interrupt.restore()
-    bar.close()
+        bar.close()  # before any error line, which would otherwise land on the bar's line
     _save(*saving, step, ema)
     final = out / "final"
     if engine.sharded:  # every process takes part in gathering the weights; the first one writes
