@@ -8,7 +8,8 @@ folder; the result is saved back in the same layout (a finetuned T2G folder load
   prepadding and caption embedder; Qwen-Image's ``txt_norm`` and ``txt_in``);
 * ``dit_pretrain`` / ``dit_finetune``: the whole DiT (and the bridge), or LoRA adapters (``lora``).
 
-Each step reads its rows (:class:`thinkgen.data.BucketBatches`: one aspect-ratio bucket per step),
+Each step reads its rows (:class:`thinkgen.data.BucketBatches`: one aspect-ratio bucket per step;
+with ``dataset.streaming`` the batches a shuffled stream makes, :mod:`thinkgen.data.streamed`),
 runs the frozen thinker on their captions (:class:`FrozenStates`, optionally cached on disk),
 encodes the images with the frozen VAE, and trains the rectified-flow loss. Nothing is computed up
 front, so memory is that of a batch whatever the dataset's size. Every batch is a pure function of
