@@ -30,6 +30,7 @@ browser:
 
 test: $(VENV)/.installed browser
 	$(VENV)/bin/ruff check thinkgen tests benchmarks
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir $(VENV)/site
 	$(PY) -m pytest -q
 
 serve: $(VENV)/.installed
