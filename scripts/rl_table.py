@@ -31,7 +31,7 @@ CANDIDATES = [("SFT only", "results/shapeworld_sft/{suite}-think", "results/shap
               ("Dual-GRPO", "results/rl/dual_grpo/{suite}", "results/rl/dual_grpo/{suite}-direct")]
 
 
-# the rows measured again after the Flow-GRPO step fix (scripts/remeasure_sep_grpo.sh): the
+# the rows measured again after the Flow-GRPO step fix (experiments/scripts/remeasure_sep_grpo.sh): the
 # results from before the fix moved to results/rl_before_step_fix/
 REMEASURED = [("SepGRPO: 300-step stage 4 + Flow-GRPO v1", "sep_grpo_v1"),
               ("SepGRPO: + Flow-GRPO early window", "sep_grpo_early"),

@@ -1,6 +1,6 @@
 """Hostile and careless input, in-process through the CLI's ``main``: every mistake ends with exit
 code 2, one ``error:`` line, no traceback, and no file written. One case (at least) per cause
-found by the review of issue 12; ``scripts/fuzz_cli.py`` runs hundreds more as real processes."""
+found by the review of issue 12; ``experiments/scripts/fuzz_cli.py`` runs hundreds more as real processes."""
 
 import json
 import shutil

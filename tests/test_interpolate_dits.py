@@ -1,4 +1,4 @@
-"""scripts/interpolate_dits.py: the DiT and bridge of two pipelines averaged, the rest kept; pipelines
+"""experiments/scripts/interpolate_dits.py: the DiT and bridge of two pipelines averaged, the rest kept; pipelines
 with different thinkers refused with one error line."""
 
 import subprocess
@@ -9,7 +9,7 @@ import torch
 
 from thinkgen import ThinkGenPipeline, tiny_pipeline
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "interpolate_dits.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "scripts" / "interpolate_dits.py"
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

@@ -1,11 +1,11 @@
-"""scripts/reading_check_table.py: a finished one-round reflection eval, re-ended as a round with
+"""experiments/scripts/reading_check_table.py: a finished one-round reflection eval, re-ended as a round with
 `--reading-check` would end it, with one error line for anything else."""
 
 import importlib.util
 import json
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reading_check_table.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "scripts" / "reading_check_table.py"
 spec = importlib.util.spec_from_file_location("reading_check_table", SCRIPT)
 reading_check_table = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(reading_check_table)

@@ -1,4 +1,4 @@
-"""scripts/scaling_table.py: the log-linear trend of score against DiT steps, and the table read from
+"""experiments/scripts/scaling_table.py: the log-linear trend of score against DiT steps, and the table read from
 eval folders (unfinished or missing ones left out and named)."""
 
 import importlib.util
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "scaling_table.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "scripts" / "scaling_table.py"
 spec = importlib.util.spec_from_file_location("scaling_table", SCRIPT)
 scaling_table = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(scaling_table)

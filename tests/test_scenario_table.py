@@ -1,4 +1,4 @@
-"""scripts/scenario_table.py: per-scenario gains of an RL run, paired by test item, from finished
+"""experiments/scripts/scenario_table.py: per-scenario gains of an RL run, paired by test item, from finished
 eval folders only, with one error line for bad input."""
 
 import importlib.util
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "scenario_table.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "scripts" / "scenario_table.py"
 spec = importlib.util.spec_from_file_location("scenario_table", SCRIPT)
 scenario_table = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(scenario_table)

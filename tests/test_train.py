@@ -589,7 +589,7 @@ def test_thinker_that_sees_trains_on_images_and_loads_as_a_vlm(tmp_path):
     sft = thinker_config(tmp_path / "sft", "thinker_sft", init=str(final))
     sft.run.steps = 2
     sft.data.edit_examples = sft.data.reflection_examples = 30
-    drawn = tmp_path / "drawn"  # a model's own drawings, judged (scripts/draw_reflection_data.py)
+    drawn = tmp_path / "drawn"  # a model's own drawings, judged (experiments/scripts/draw_reflection_data.py)
     (drawn / "images").mkdir(parents=True)
     Image.fromarray(render(build("reflection", 1)[0].source, 32)).save(drawn / "images" / "0.png")
     (drawn / "rows.jsonl").write_text(json.dumps({"image": "images/0.png", "prompt": "a photo of a red circle",

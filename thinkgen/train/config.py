@@ -179,7 +179,7 @@ class DataConfig:
     # DiT stages: share of steps that train editing (the editing suite's train split: the source
     # image as reference tokens, the edit instruction as the text, the edited scene as the target)
     edit_fraction: Fraction = 0.0
-    # DiT stages: folders of a model's own drawings judged by the parser (scripts/draw_reflection_data.py);
+    # DiT stages: folders of a model's own drawings judged by the parser (experiments/scripts/draw_reflection_data.py);
     # each drawing that needs a fix joins the edits: the drawing as reference, the fix as the text, the
     # parsed drawing with the fix applied as the target (world.corpora.drawn_edit_examples)
     drawn_edits: str | list[str] | None = None
@@ -217,7 +217,7 @@ class DataConfig:
     describe_examples: Annotated[int, Field(ge=0, le=10**7)] = 0  # scene -> canonical caption
     edit_examples: Annotated[int, Field(ge=0, le=10**7)] = 0  # source image + request -> edit
     reflection_examples: Annotated[int, Field(ge=0, le=10**7)] = 0  # image + prompt -> fix or "right"
-    # folders of a model's own drawings judged by the parser (scripts/draw_reflection_data.py):
+    # folders of a model's own drawings judged by the parser (experiments/scripts/draw_reflection_data.py):
     # each drawing + its prompt -> the fix, or "right"; repeated this many times
     drawn_reflection: str | list[str] | None = None
     drawn_reflection_repeats: Annotated[int, Field(ge=1, le=10**4)] = 1

@@ -184,11 +184,11 @@ def drawn_reflection_row(prompt: str, target: Target, parsed: ParsedScene) -> di
 
 
 def drawn_reflection_rows(folder: str | Path) -> list[dict]:
-    """The rows of a folder of judged drawings (``scripts/draw_reflection_data.py``): each has
+    """The rows of a folder of judged drawings (``experiments/scripts/draw_reflection_data.py``): each has
     ``image`` (a path in the folder), ``prompt``, ``asked``, ``shown`` and ``verdict``."""
     path = Path(folder) / DRAWN_REFLECTION_ROWS
     if not path.is_file():
-        raise FileNotFoundError(f"{folder}: no {DRAWN_REFLECTION_ROWS} (write it with scripts/draw_reflection_data.py)")
+        raise FileNotFoundError(f"{folder}: no {DRAWN_REFLECTION_ROWS} (write it with experiments/scripts/draw_reflection_data.py)")
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     for i, row in enumerate(rows):
         missing = {"image", "prompt", "asked", "shown", "verdict"} - set(row)
