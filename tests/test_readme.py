@@ -1,5 +1,5 @@
-"""The README's code runs as written. Its ``python`` and ``bash`` blocks run in order in one scratch
-folder (the repository's ``configs`` and ``thinkgen`` linked in, so paths read as from a clone);
+"""The README's and the guides' code runs as written. A page's ``python`` and ``bash`` blocks run in
+order in one scratch folder (the repository's ``configs`` and ``thinkgen`` linked in, so paths read as from a clone);
 a block after ``<!-- no-run: why -->`` (real weights, a GPU, hours, a server) is only parsed."""
 
 import os
@@ -27,12 +27,17 @@ def test_the_readme_is_short_and_its_blocks_are_found():
     assert len(found) == text.count("```python") + text.count("```bash")
 
 
-def test_every_readme_block_runs(tmp_path):
+PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs" / "guides").glob("*.md"))]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_block_runs(tmp_path, page):
+    """A page's blocks, in order, in one scratch folder."""
     for name in ("configs", "thinkgen"):
         (tmp_path / name).symlink_to(ROOT / name)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "OMP_WAIT_POLICY": "PASSIVE"}
-    for lang, code, why in blocks(ROOT / "README.md"):
+    for lang, code, why in blocks(ROOT / page):
         if why is not None:  # parsed, not run
             if lang == "python":
                 compile(code, "README.md", "exec")
@@ -42,7 +47,7 @@ def test_every_readme_block_runs(tmp_path):
             continue
         command = [sys.executable, "-c", code] if lang == "python" else ["bash", "-euo", "pipefail", "-c", code]
         done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, f"{lang} block failed:\n{code}\n{done.stderr[-3000:]}"
+        assert done.returncode == 0, f"{page}: {lang} block failed:\n{code}\n{done.stderr[-3000:]}"
 
 
 @pytest.mark.parametrize("page", ["index.md"])
