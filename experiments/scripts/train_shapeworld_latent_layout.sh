@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The latent recipe (scripts/train_shapeworld_latent.sh) with layout alignment on its DiT stages
-# (experiments/configs/shapeworld/latent_layout/: layout_align weight 0.5 on block 2, docs/dit_experiments.md
+# (configs/shapeworld/latent_layout/: layout_align weight 0.5 on block 2, docs/dit_experiments.md
 # session 24). The thinker stages 1-2 and the autoencoder are the latent recipe's own (same folders,
 # so they are trained once for both). Each export is scored when it is made, against the latent
 # recipe's: stage 4 (results/latent_layout/sft against results/latent/sft), stage 5
