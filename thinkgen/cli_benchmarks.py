@@ -104,62 +104,92 @@ def geneval(args: argparse.Namespace) -> int:
 
 
 def wise(args: argparse.Namespace) -> int:
-    from .eval import wise as wise_module
-
+    """``wise generate | judge | score``, or ``wise run``: the three in a row into one folder."""
     needed = {"score": ["judgments"], "generate": ["prompts", "out"],
-              "judge": ["prompts", "images", "endpoint", "judge_model", "out"]}[args.action]
+              "judge": ["prompts", "images", "endpoint", "judge_model", "out"],
+              "run": ["prompts", "endpoint", "judge_model", "out"]}[args.action]
     missing = [f"--{name.replace('_', '-')}" for name in needed if getattr(args, name) is None]
     if missing:
         raise UserError(f"wise {args.action} needs {' '.join(missing)}")
-
     if args.action == "score":
-        try:
-            judgments = wise_module.read_judgments(args.judgments, args.protocol)
-            result = wise_module.overall(judgments, allow_partial=args.allow_partial)
-        except (OSError, ValueError) as error:  # WiseFormatError, WiseIncompleteError
-            raise UserError(f"cannot score: {error}") from None
-        print(f"WISE {result['protocol']} protocol, {len(judgments.files)} file(s)")
-        for category, (judged, expected) in result["coverage"].items():
-            value = result["categories"].get(category)
-            shown = f"{value:.3f}" if value is not None else "  -  "
-            print(f"{category:<10} {shown}  ({judged}/{expected} judged)")
-        label = "overall" if result["complete"] else "partial"
-        coverage = "" if result["complete"] else f", coverage {result['judged'] / 1000:.1%}: re-weighted over the categories present"
-        print(f"{label:<10} {result['overall']:.3f}  ({result['judged']}/1000 prompts{coverage})")
+        return _wise_score(args.judgments, args.protocol, args.allow_partial)
+    prompts = _wise_prompts(args)
+    out = _writable_dir(args.out)
+    if args.action == "generate":
+        return _wise_generate(args, prompts, out)
+    if args.action == "judge":
+        _wise_judge(args, prompts, Path(args.images), out)
         return 0
+    images = _writable_dir(str(out / "images"))  # run: draw, judge, score, into one folder
+    _wise_generate(args, prompts, images)
+    target = _wise_judge(args, prompts, images, out)
+    return _wise_score([str(target)], None, args.allow_partial or bool(args.limit))
+
+
+def _wise_prompts(args: argparse.Namespace) -> list:
+    from .eval import wise as wise_module
+
     try:
         prompts = wise_module.read_prompts(args.prompts)
     except (OSError, wise_module.WiseFormatError) as error:
         raise UserError(f"cannot read WISE prompts: {error}") from None
-    if args.limit:
-        prompts = prompts[: args.limit]
-    out = _writable_dir(args.out)
+    return prompts[: args.limit] if args.limit else prompts
+
+
+def _wise_score(judgments: list[str], protocol: str | None, allow_partial: bool) -> int:
+    from .eval import wise as wise_module
+
+    try:
+        read = wise_module.read_judgments(judgments, protocol)
+        result = wise_module.overall(read, allow_partial=allow_partial)
+    except (OSError, ValueError) as error:  # WiseFormatError, WiseIncompleteError
+        raise UserError(f"cannot score: {error}") from None
+    print(f"WISE {result['protocol']} protocol, {len(read.files)} file(s)")
+    for category, (judged, expected) in result["coverage"].items():
+        value = result["categories"].get(category)
+        shown = f"{value:.3f}" if value is not None else "  -  "
+        print(f"{category:<10} {shown}  ({judged}/{expected} judged)")
+    label = "overall" if result["complete"] else "partial"
+    coverage = "" if result["complete"] else f", coverage {result['judged'] / 1000:.1%}: re-weighted over the categories present"
+    print(f"{label:<10} {result['overall']:.3f}  ({result['judged']}/1000 prompts{coverage})")
+    return 0
+
+
+def _wise_judge(args: argparse.Namespace, prompts: list, images: Path, out: Path) -> Path:
+    """Judge ``images`` into ``out/judgments.jsonl`` (resuming it); returns that file."""
+    from .eval import wise as wise_module
+
+    try:
+        protocol = wise_module.choose_protocol(wise_module.protocols_matching(prompts), args.protocol,
+                                               f"the prompts of {args.prompts}")
+        rubric = wise_module.read_rubric(args.rubric) if args.rubric else None
+        system = Path(args.rubric_system).read_text() if args.rubric_system else None
+    except (OSError, UnicodeDecodeError, wise_module.WiseFormatError) as error:
+        raise UserError(str(error)) from None
+    judge = wise_module.OpenAICompatibleJudge(args.endpoint, args.judge_model, os.environ.get("THINKGEN_JUDGE_KEY"),
+                                              protocol=protocol, rubric=rubric, system=system)
+    target = out / "judgments.jsonl"
+    try:
+        result = wise_module.judge_folder(judge, prompts, images, target, protocol)
+    except wise_module.WiseFormatError as error:
+        raise UserError(f"cannot resume from {target}: {error}") from None
+    except OSError as error:  # unreachable endpoint, refused connection, HTTP error
+        raise UserError(f"the judge at {args.endpoint} failed (judgments so far are kept in {target}): {error}") from None
+    print(f"{result['judged']} judgments ({protocol.name} protocol, {result['resumed']} from before) in {target}")
+    for what in ("absent", "failed"):
+        if result[what]:
+            print(f"{what}: {wise_module.id_ranges(result[what])}", file=sys.stderr)
     if args.action == "judge":
-        try:
-            protocol = wise_module.choose_protocol(wise_module.protocols_matching(prompts), args.protocol,
-                                                   f"the prompts of {args.prompts}")
-            rubric = wise_module.read_rubric(args.rubric) if args.rubric else None
-            system = Path(args.rubric_system).read_text() if args.rubric_system else None
-        except (OSError, UnicodeDecodeError, wise_module.WiseFormatError) as error:
-            raise UserError(str(error)) from None
-        judge = wise_module.OpenAICompatibleJudge(args.endpoint, args.judge_model, os.environ.get("THINKGEN_JUDGE_KEY"),
-                                                  protocol=protocol, rubric=rubric, system=system)
-        target = out / "judgments.jsonl"
-        try:
-            result = wise_module.judge_folder(judge, prompts, args.images, target, protocol)
-        except wise_module.WiseFormatError as error:
-            raise UserError(f"cannot resume from {target}: {error}") from None
-        except OSError as error:  # unreachable endpoint, refused connection, HTTP error
-            raise UserError(f"the judge at {args.endpoint} failed (judgments so far are kept in {target}): {error}") from None
-        print(f"{result['judged']} judgments ({protocol.name} protocol, {result['resumed']} from before) in {target}")
-        for what in ("absent", "failed"):
-            if result[what]:
-                print(f"{what}: {wise_module.id_ranges(result[what])}", file=sys.stderr)
         print(f"score them with: thinkgen wise score --judgments {target} [more files] --protocol {protocol.name}")
-        return 0
-    pipe = _load(args.model)
+    return target
+
+
+def _wise_generate(args: argparse.Namespace, prompts: list, out: Path) -> int:
     from tqdm.auto import tqdm
 
+    from .eval import wise as wise_module
+
+    pipe = _load(args.model)
     for start in tqdm(range(0, len(prompts), args.batch), desc="wise"):
         batch = prompts[start : start + args.batch]
         try:
@@ -216,8 +246,8 @@ def add_benchmark_commands(commands) -> None:
     ge.add_argument("--out", type=validate.path, required=True)
     ge.set_defaults(run=geneval)
 
-    ws = commands.add_parser("wise", help="WISE: draw <prompt_id>.png, judge, or compute WiScore")
-    ws.add_argument("action", choices=["generate", "judge", "score"])
+    ws = commands.add_parser("wise", help="WISE: draw <prompt_id>.png, judge, compute WiScore, or run all three")
+    ws.add_argument("action", choices=["generate", "judge", "score", "run"])
     _sampling_options(ws)
     ws.add_argument("--prompts", help="WISE prompt JSON (generate, judge)")
     ws.add_argument("--images", help="folder of <prompt_id>.png (judge)")
@@ -228,7 +258,7 @@ def add_benchmark_commands(commands) -> None:
     ws.add_argument("--protocol", choices=["legacy", "verified"], default=None,
                     help="WISE protocol (default: detected from the files, refused when they fit both)")
     ws.add_argument("--allow-partial", action="store_true",
-                    help="score an incomplete set (re-weighted, with its coverage) instead of refusing (score)")
+                    help="score an incomplete set (re-weighted, with its coverage) instead of refusing (score, run)")
     ws.add_argument("--rubric", type=validate.path,
                     help="judge instruction text with {Prompt} and {Explanation}, e.g. the official one (judge)")
     ws.add_argument("--rubric-system", type=validate.path, help="system message sent before the rubric (judge)")
