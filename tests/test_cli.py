@@ -338,3 +338,12 @@ def test_train_mistakes_are_one_line_errors(capsys, tmp_path):
     assert_user_error(run(capsys, "train", config), "not found")
     config.write_text(f"stage: thinker_grpo\noutput_dir: {tmp_path / 'out'}\nrl: {{loss_type: ppo}}\n")
     assert_user_error(run(capsys, "train", config), "rl.loss_type")
+
+
+def test_generator_device_this_machine_lacks(capsys, model_dir, tmp_path):
+    assert_user_error(run(capsys, "generate", "a red circle", "--model", model_dir, "--steps", "2",
+                          "--generator-device", "cuda:99", "-o", tmp_path / "x.png"), "no such GPU here")
+    assert not (tmp_path / "x.png").exists()
+    code, _, _ = run(capsys, "generate", "a red circle", "--model", model_dir, "--steps", "2", "--no-think",
+                     "--generator-device", "cpu", "-o", tmp_path / "y.png")
+    assert code == 0 and (tmp_path / "y.png").exists()

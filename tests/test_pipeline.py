@@ -165,3 +165,21 @@ def test_reencode_conditioning_reads_the_rewrite_alone(tmp_path):
     assert loaded.conditioning.name == "thinkgen-reencode"
     a, b = images_of(pipe, prompts, think=True), images_of(loaded, prompts, think=True)
     assert torch.equal(a.images, b.images)
+
+
+def test_the_noise_is_drawn_where_generator_device_says(pipe):
+    """The CPU by default; naming it changes nothing; a device this machine lacks is one clear error
+    (on a GPU, ``generator_device="cuda"`` draws the releases' own noise for a seed)."""
+    from thinkgen.pipeline import noise_device
+
+    default = pipe("a red circle", think=False, seed=3, num_inference_steps=2, output_type="pt").images
+    named = pipe("a red circle", think=False, seed=3, num_inference_steps=2, output_type="pt",
+                 generator_device="cpu").images
+    assert torch.equal(default, named)
+    noise = pipe.initial_noise([5], 32, 32, torch.device("cpu"))
+    assert torch.equal(noise, pipe.initial_noise([5], 32, 32)) and not torch.equal(noise, pipe.initial_noise([6], 32, 32))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="generator_device cuda: no such GPU here"):
+            pipe("a red circle", think=False, num_inference_steps=2, generator_device="cuda")
+    with pytest.raises(ValueError, match="is not a device"):
+        noise_device("somewhere")

@@ -169,7 +169,7 @@ def _draw(args: argparse.Namespace, prompts: list[str], images: list | None = No
     except ValueError as error:
         raise UserError(str(error)) from None
     drawing = {"num_inference_steps": args.steps, "guidance_scale": args.cfg, "height": height, "width": width,
-               "negative_prompt": args.negative_prompt}
+               "negative_prompt": args.negative_prompt, "generator_device": args.generator_device}
     try:
         if reflect:
             judge = reflection_judge(args, pipe, _load_judge(judge_dir) if judge_dir else None, correct)
@@ -479,6 +479,9 @@ def _drawing_options(g: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
                    help="weights and compute (bf16 for real checkpoints on a GPU)")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    g.add_argument("--generator-device", default=None,
+                   help="where the initial noise is drawn (default cpu: a seed gives one picture everywhere; "
+                        "cuda: the releases' own scripts' noise for a seed)")
     g.add_argument("--offload", choices=["none", "model", "sequential"], default="none",
                    help="keep weights in CPU memory: model = one component on the device at a time, "
                         "sequential = one layer at a time (least memory)")

@@ -243,14 +243,17 @@ class ThinkGenPipeline:
                  num_images_per_prompt: int | list[int] = 1, output_type: str = "pil",
                  negative_prompt: str | list[str] | None = None,
                  progress: bool = False, seeds: list[int] | None = None,
-                 step_callback: Callable[[int, torch.Tensor], None] | None = None) -> ThinkGenOutput:
+                 step_callback: Callable[[int, torch.Tensor], None] | None = None,
+                 generator_device: str | torch.device | None = None) -> ThinkGenOutput:
         """Generate images; noise of image ``i`` comes from ``seed + i``, so results don't depend
         on the batch they were drawn in (up to float rounding). ``negative_prompt`` (one, or one
         per prompt) replaces the conditioning's default negative branch of CFG.
 
         A server batching several requests passes ``num_images_per_prompt`` per prompt, each image's
         own ``seeds``, and a ``step_callback(step, latents)`` run after every denoising step (it may
-        raise to stop the batch)."""
+        raise to stop the batch). ``generator_device`` is where the initial noise is drawn (default
+        the CPU: a seed gives one picture on every machine); ``"cuda"`` draws it where the releases'
+        own scripts do, which gives their pictures for their seeds on a GPU."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         height = self.defaults["height"] if height is None else height
         width = self.defaults["width"] if width is None else width
@@ -272,6 +275,7 @@ class ThinkGenPipeline:
             raise ValueError(f"got {len(negatives)} negative prompts for {len(prompts)} prompts")
         if not prompts:
             raise ValueError("no prompts given")
+        generator_device = noise_device(generator_device)
         self.limits.check_call(prompts + list(negatives or []), height, width, sum(repeats), steps, cfg)
         self.limits.check_seeds(seeds or [seed, seed + sum(repeats) - 1])  # image i uses its seed (or seed + i)
         tokenizer = self.thinker.tokenizer
@@ -299,7 +303,8 @@ class ThinkGenPipeline:
                 height, width = reference.grid[0] * factor, reference.grid[1] * factor
                 self.limits.check_call(prompts + list(negatives or []), height, width, sum(repeats), steps, cfg)
         grid = self.token_grid(height, width)
-        x = self.initial_noise(seeds or [seed + i for i in range(batch)], height, width)  # (B, N, C p p)
+        x = self.initial_noise(seeds or [seed + i for i in range(batch)], height, width,
+                               generator_device)  # (B, N, C p p)
 
         velocity = self.guided_velocity(text, text_mask, grid, reference, cfg, image_cfg, null=null)
         sigmas = self.sigmas(steps, grid)
@@ -323,17 +328,19 @@ class ThinkGenPipeline:
         factor = spatial_factor(self.vae) * self.patch
         return height // factor, width // factor
 
-    def initial_noise(self, seeds: list[int], height: int, width: int) -> torch.Tensor:
+    def initial_noise(self, seeds: list[int], height: int, width: int,
+                      generator_device: torch.device | None = None) -> torch.Tensor:
         """Patchified Gaussian noise, image ``i`` drawn from its own ``seeds[i]``: (B, N, C p p).
 
-        Drawn by diffusers' ``randn_tensor`` on the CPU, in the conditioning's latent dtype (bf16
-        noise is not fp32 noise rounded), so a seed gives what ``QwenImagePipeline`` gives for
-        ``generator=[torch.Generator().manual_seed(s) for s in seeds]``."""
+        Drawn by diffusers' ``randn_tensor`` on ``generator_device`` (default the CPU), in the
+        conditioning's latent dtype (bf16 noise is not fp32 noise rounded), so a seed gives what
+        ``QwenImagePipeline`` gives for ``generator=[torch.Generator(device).manual_seed(s) for s in seeds]``."""
         factor = spatial_factor(self.vae)
         shape = (1, latent_channels(self.vae), height // factor, width // factor)
         dtype = self.conditioning.latent_dtype()
-        noise = torch.cat([randn_tensor(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-                           for seed in seeds])  # (B, C, h, w)
+        device = generator_device or torch.device("cpu")
+        noise = torch.cat([randn_tensor(shape, generator=torch.Generator(device).manual_seed(seed), device=device,
+                                        dtype=dtype) for seed in seeds])  # (B, C, h, w)
         return patchify(noise, self.patch).to(self.device)
 
     def reference(self, images: list[Image.Image], height: int, width: int, seed: int = 0) -> Reference:
@@ -436,3 +443,18 @@ class ThinkGenPipeline:
             return combine(v_cond, v_negative, cfg)
 
         return velocity
+
+
+def noise_device(device: str | torch.device | None) -> torch.device | None:
+    """A ``generator_device`` checked: None (the CPU), or a device of this machine."""
+    if device is None:
+        return None
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"generator_device {device!r} is not a device") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"generator_device {device}: no such GPU here")
+    if device.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise ValueError(f"generator_device {device}: draw the noise on the CPU or a GPU")
+    return device
