@@ -213,6 +213,26 @@ def _save_image(image, path: Path) -> None:
     print(f"wrote {path}")
 
 
+def release_settings(args: argparse.Namespace) -> int:
+    """Record a release's own prompts, read from its code, in its model folder."""
+    from .loading import PipelineLoadError
+    from .release_settings import adopt
+
+    code = Path(args.from_code)
+    if not code.exists():
+        raise UserError(f"no such file or folder: {code}")
+    try:
+        found = adopt(Path(args.model), code)
+    except (ValueError, OSError, PipelineLoadError) as error:
+        raise UserError(str(error)) from None
+    for what, where in found.sources.items():
+        value = {**found.settings, **found.defaults}[what]
+        shown = value if len(value) <= 70 else value[:67] + "..."
+        print(f"{what} from {where}: {shown!r}")
+    print(f"recorded in {Path(args.model) / 'model_index.json'}: loading the folder now applies them")
+    return 0
+
+
 def info(args: argparse.Namespace) -> int:
     if args.memory:
         import torch
@@ -606,6 +626,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parameters and weight memory per component from the configs, without loading weights")
     i.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16", help="for --memory (default bf16)")
     i.set_defaults(run=info)
+
+    rs = commands.add_parser("release-settings", help="apply a release's own prompts, read from its code, to its folder")
+    rs.add_argument("model", help="the release's model folder (ThinkGen, or T2G / QwenImagePipeline)")
+    rs.add_argument("--from-code", required=True, help="a clone of the release's code repository (or one .py file)")
+    rs.set_defaults(run=release_settings)
 
     n = commands.add_parser("init", help="write a tiny random pipeline (for tests and experiments)")
     n.add_argument("directory")
