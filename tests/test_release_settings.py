@@ -12,8 +12,9 @@ from thinkgen.release_settings import read_release_code
 from thinkgen.tiny import tiny_qwen_image, tiny_thinkgen_release
 
 THINKGEN_CODE = {
-    "ThinkGen/pipelines/pipeline_thinkgen.py": 'import os\n\nclass ThinkGenCoTPipeline:\n    SYSPROMPT = ("You draw. "\n'
-                                               '                 "Say it in one sentence.")\n',
+    "ThinkGen/pipelines/pipeline_thinkgen.py": 'import os\n\nclass ThinkGenCoTPipeline:\n    def __init__(self):\n'
+                                               '        self.SYSPROMPT = ("You draw. "\n'
+                                               '                          "Say it in one sentence.")\n',
     "ThinkGen/model.py": 'class Chat:\n    def __init__(self, **kwargs):\n        self.d = {"negative_prompt": '
                          'kwargs.get("negative_prompt", "blurry, deformed")}\n',
     "broken.py": "def (:\n",  # a file that does not parse is passed over
@@ -36,7 +37,7 @@ def test_the_release_texts_are_read_from_its_code_and_applied_on_load(tmp_path, 
     QwenImagePipeline(**tiny_qwen_image()).save_pretrained(t2g)
     weights = {p: p.read_bytes() for p in release.rglob("*.safetensors")}
     assert main(["release-settings", str(release), "--from-code", str(write(tmp_path / "tg-code", THINKGEN_CODE))]) == 0
-    assert "system_prompt from ThinkGen/pipelines/pipeline_thinkgen.py:4" in capsys.readouterr().out
+    assert "system_prompt from ThinkGen/pipelines/pipeline_thinkgen.py:5" in capsys.readouterr().out
     pipe = ThinkGenPipeline.from_pretrained(release)
     assert pipe.conditioning.system_prompt == "You draw. Say it in one sentence."
     assert pipe.defaults["negative_prompt"] == "blurry, deformed"

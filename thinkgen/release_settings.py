@@ -2,7 +2,7 @@
 --from-code CODE``.
 
 Both releases keep texts in their Python code that their weights folders do not carry: ThinkGen's
-system prompt (the ``SYSPROMPT`` of its pipeline class) and default negative prompt (the default of
+system prompt (the ``SYSPROMPT`` its pipeline sets) and default negative prompt (the default of
 ``negative_prompt`` in its chat wrapper), T2G's instruction before the user's prompt (the
 ``SYSTEM_PROMPT`` of its ``inference.py``). thinkgen does not ship them (they are the releases'
 prose); this reads them from a clone of the release's repository — by parsing, never by running it
@@ -59,7 +59,10 @@ def read_release_code(conditioning: str, code: Path) -> Found:
             continue
         where = path.relative_to(code) if code.is_dir() else path.name
         for node in ast.walk(tree):
-            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            # NAME = "..." (a module or class constant) or self.NAME = "..." (set in __init__)
+            if isinstance(node, ast.Assign) and any((isinstance(t, ast.Name) and t.id == name)
+                                                    or (isinstance(t, ast.Attribute) and t.attr == name)
+                                                    for t in node.targets):
                 text = _text(node.value)
                 if text is not None and setting not in found.settings:
                     found.settings[setting] = text
