@@ -111,6 +111,17 @@ def compare_pipelines(release_class: type) -> None:
             b = ours([prompt], think=False, guidance_scale=4.0, negative_prompt="", seed=7, height=32, width=32,
                      num_inference_steps=4, output_type="pt").images
             print(f"{str(dtype).removeprefix('torch.'):<10}{(a.float() - b).abs().max().item():.3g}  ({prompt!r})")
+        # above max_pixels: the release draws at most max_pixels (sides floored to 16) and resizes back;
+        # thinkgen does so with release_resolution (here max_pixels 32 x 32, a 64 x 48 request)
+        ours.conditioning.max_pixels, ours.conditioning.release_resolution = 32 * 32, True
+        a = theirs(prompt="a red circle", height=64, width=48, max_pixels=32 * 32, num_inference_steps=4,
+                   text_guidance_scale=4.0, generator=torch.Generator().manual_seed(7), output_type="pt").images
+        b = ours(["a red circle"], think=False, guidance_scale=4.0, negative_prompt="", seed=7, height=64, width=48,
+                 num_inference_steps=4, output_type="pt").images
+        print(f"{str(dtype).removeprefix('torch.'):<10}{(a.float() - b).abs().max().item():.3g}  "
+              f"(release_resolution, 64 x 48 drawn at {ours.conditioning.draw_size(64, 48)}, {tuple(a.shape[-2:])} vs "
+              f"{tuple(b.shape[-2:])})")
+        ours.conditioning.max_pixels, ours.conditioning.release_resolution = 1024 * 1024, False
         # editing, direct: a source image of a size that must be resized (50 x 70 -> 48 x 68), the
         # edit drawn at the source's size; text CFG 4 alone (the negative branch without the image),
         # then with image CFG 2 (three calls). The release samples the VAE posterior from torch's

@@ -342,3 +342,29 @@ def test_edit_guidance_calls_three_branches_with_an_image_scale(release):
         release.backend = backend
     # image scale 1: [text + image, negative]; image scale 2: [text + image, negative, negative + image]
     assert seen == [True, False, True, False, True]
+
+
+def test_the_release_resolution_rule_draws_within_max_pixels_and_resizes_back():
+    """``release_resolution``: above ``max_pixels`` the release draws smaller (sides floored to 16) and
+    resizes the picture back bilinearly before the clamp; off (thinkgen's default) it draws the request."""
+
+    pipe = tiny_thinkgen_release()
+    pipe.conditioning.max_pixels = 32 * 32
+    seen = {}
+
+    def keep(step, latents):
+        seen["x"] = latents.clone()
+
+    native = pipe("a red circle", think=False, seed=1, height=64, width=64, num_inference_steps=2,
+                  output_type="pt", step_callback=keep).images
+    assert native.shape[-2:] == (64, 64) and seen["x"].shape[1] == pipe.token_grid(64, 64)[0] * pipe.token_grid(64, 64)[1]
+    pipe.conditioning.release_resolution = True
+    assert pipe.conditioning.draw_size(64, 64) == (32, 32) and pipe.conditioning.draw_size(32, 48) == (16, 32)
+    resized = pipe("a red circle", think=False, seed=1, height=64, width=64, num_inference_steps=2,
+                   output_type="pt", step_callback=keep).images
+    grid = pipe.token_grid(32, 32)
+    assert resized.shape[-2:] == (64, 64) and seen["x"].shape[1] == grid[0] * grid[1]
+    assert torch.equal(resized, pipe.decode(seen["x"], 32, 32, (64, 64)).cpu())
+    assert pipe.conditioning.settings()["release_resolution"] is True
+    with pytest.raises(ValueError, match="under 16 pixels"):
+        pipe.conditioning.draw_size(16, 16384)

@@ -76,8 +76,9 @@ def encode_images(vae: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return (z - shift) * vae.config.scaling_factor
 
 
-def decode_latents(vae: nn.Module, latents: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`encode_images`: latents ``(B, C, h, w)`` -> images in [-1, 1]."""
+def decode_latents(vae: nn.Module, latents: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+    """Inverse of :func:`encode_images`: latents ``(B, C, h, w)`` -> images in [-1, 1] (unclamped
+    with ``clamp=False``, for a resize that must see the decoder's own values)."""
     if isinstance(vae, PixelAutoencoder):
         images = vae.decode(latents)
     elif isinstance(vae, AutoencoderKLQwenImage):
@@ -89,7 +90,7 @@ def decode_latents(vae: nn.Module, latents: torch.Tensor) -> torch.Tensor:
     else:
         shift = vae.config.shift_factor or 0.0
         images = vae.decode(latents / vae.config.scaling_factor + shift).sample
-    return images.clamp(-1, 1)
+    return images.clamp(-1, 1) if clamp else images
 
 
 # ----------------------------------------------------------------------------- tokens

@@ -302,6 +302,9 @@ class ThinkGenPipeline:
                 factor = spatial_factor(self.vae) * self.patch
                 height, width = reference.grid[0] * factor, reference.grid[1] * factor
                 self.limits.check_call(prompts + list(negatives or []), height, width, sum(repeats), steps, cfg)
+        requested = (height, width)
+        if not (images is not None and self.conditioning.edit_at_reference_size):
+            height, width = self.conditioning.draw_size(height, width)  # a release may draw smaller, then resize
         grid = self.token_grid(height, width)
         x = self.initial_noise(seeds or [seed + i for i in range(batch)], height, width,
                                generator_device)  # (B, N, C p p)
@@ -310,7 +313,8 @@ class ThinkGenPipeline:
         sigmas = self.sigmas(steps, grid)
         x = flow.euler_sample(velocity, x, sigmas, progress=progress, step=self.euler_step(sigmas),
                               callback=step_callback)
-        pixels = self.decode(x, height, width)  # (B, 3, H, W) in [0, 1]
+        resize = requested if requested != (height, width) and images is None else None
+        pixels = self.decode(x, height, width, resize)  # (B, 3, H, W) in [0, 1]
         self._release_offloaded()
         reasoning = [r for r, n in zip(condition.reasoning, repeats, strict=True) for _ in range(n)]
         rewritten = [r for r, n in zip(condition.rewritten, repeats, strict=True) for _ in range(n)]
@@ -367,13 +371,16 @@ class ThinkGenPipeline:
         timesteps = self.scheduler.timesteps
         return lambda x, v, i: self.scheduler.step(v, timesteps[i], x, return_dict=False)[0]
 
-    def decode(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """Patchified latents (B, N, C p p) -> pixels (B, 3, H, W) in [0, 1] (float32).
+    def decode(self, x: torch.Tensor, height: int, width: int, resize: tuple[int, int] | None = None) -> torch.Tensor:
+        """Patchified latents (B, N, C p p) -> pixels (B, 3, H, W) in [0, 1] (float32); with ``resize``
+        (height, width), resized bilinearly before the clamp, as the ThinkGen release resizes.
 
         Denormalised in the VAE's dtype before the cast, as diffusers' image processor does."""
         factor = spatial_factor(self.vae)
         latents = unpatchify(x, height // factor, width // factor, self.patch)
-        pixels = decode_latents(self.vae, latents.to(self.device, self.vae.dtype))
+        pixels = decode_latents(self.vae, latents.to(self.device, self.vae.dtype), clamp=resize is None)
+        if resize is not None:  # the release resizes the decoder's values, then clamps
+            pixels = torch.nn.functional.interpolate(pixels, size=resize, mode="bilinear")
         return (pixels / 2 + 0.5).clamp(0, 1).float()
 
     def guided_velocity(self, text: torch.Tensor, text_mask: torch.Tensor, grid: tuple[int, int],

@@ -86,6 +86,11 @@ class Conditioning:
         pixels = torch.stack([_pil_to_tensor(image, height, width) for image in images])  # (B, 3, H, W)
         return encode_images(vae, pixels.to(vae.device, vae.dtype))
 
+    def draw_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size a picture asked at ``height x width`` is drawn at (then resized to the request):
+        the request itself, unless a strategy reproduces a release that draws smaller."""
+        return height, width
+
     def latent_dtype(self) -> torch.dtype:
         """The dtype the noise is drawn in and the latents are kept in between steps."""
         return torch.float32

@@ -63,7 +63,7 @@ class ThinkGenRelease(Conditioning):
     def __init__(self, thinker, bridge=None, system_prompt: str = DEFAULT_SYSTEM_PROMPT,
                  max_sequence_length: int = 1024, max_new_tokens: int = 4096, default_negative: str = "",
                  think_close: str = "</think>", max_pixels: int = 1024 * 1024, max_side_length: int = 1024,
-                 thinker_max_pixels: int = 262144) -> None:
+                 thinker_max_pixels: int = 262144, release_resolution: bool = False) -> None:
         if bridge is not None:
             raise ValueError("the 'thinkgen-release' conditioning has no bridge: prepadding and caption "
                              "embedder are part of ThinkGen's DiT")
@@ -72,6 +72,9 @@ class ThinkGenRelease(Conditioning):
         self.max_new_tokens, self.default_negative, self.think_close = max_new_tokens, default_negative, think_close
         self.max_pixels, self.max_side_length = max_pixels, max_side_length
         self.thinker_max_pixels = thinker_max_pixels
+        if not isinstance(release_resolution, bool):
+            raise ValueError(f"release_resolution must be true or false, got {release_resolution!r}")
+        self.release_resolution = release_resolution
         ids = thinker.tokenizer.encode(think_close, add_special_tokens=False)
         if len(ids) != 1:
             raise ValueError(f"the 'thinkgen-release' conditioning needs a single token for {think_close!r}")
@@ -81,7 +84,21 @@ class ThinkGenRelease(Conditioning):
         return {"system_prompt": self.system_prompt, "max_sequence_length": self.max_sequence_length,
                 "max_new_tokens": self.max_new_tokens, "default_negative": self.default_negative,
                 "think_close": self.think_close, "max_pixels": self.max_pixels,
-                "max_side_length": self.max_side_length, "thinker_max_pixels": self.thinker_max_pixels}
+                "max_side_length": self.max_side_length, "thinker_max_pixels": self.thinker_max_pixels,
+                "release_resolution": self.release_resolution}
+
+    def draw_size(self, height: int, width: int) -> tuple[int, int]:
+        """With ``release_resolution``, the release's rule for a picture without a single reference:
+        scaled down (never up) to at most ``max_pixels``, each side floored to a multiple of 16, then
+        drawn; the pipeline resizes the picture back to the request (bilinear, before the clamp).
+        Otherwise thinkgen draws at the requested size itself."""
+        if not self.release_resolution:
+            return height, width
+        ratio = min((self.max_pixels / (height * width)) ** 0.5, 1.0)
+        drawn = int(height * ratio) // 16 * 16, int(width * ratio) // 16 * 16
+        if min(drawn) == 0:
+            raise ValueError(f"{width}x{height} scaled to max_pixels {self.max_pixels} leaves a side under 16 pixels")
+        return drawn
 
     @property
     def text_channels(self) -> int:
