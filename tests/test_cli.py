@@ -214,6 +214,7 @@ def test_default_model_and_demo(capsys, model_dir, tmp_path, monkeypatch):
     code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo.png")
     assert code == 0 and "embedded ShapeWorld model" in out and "direct (no thinking)" in out
     assert out.count("the parser reads: ") == 2 and "the answer is 3 yellow squares" in out
+    assert out.count("over 8 seeds (0-7), this mode draws it right ") == 2
     assert (tmp_path / "demo-0.png").exists() and (tmp_path / "demo-1.png").exists()
     monkeypatch.setattr(thinkgen.cli, "EMBEDDED", tmp_path / "none")
     code, out, _ = run(capsys, "demo", "-o", tmp_path / "r.png")

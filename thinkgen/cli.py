@@ -286,6 +286,7 @@ def init(args: argparse.Namespace) -> int:
 
 DEMO_PROMPT = "as many squares as a tricycle has wheels, in the colour of a ripe banana"
 DEMO_ANSWER = [("yellow", "square")] * 3
+DEMO_SEEDS = 8  # the demo counts how often each mode draws its prompt right over this many seeds
 DEMO_EDIT = "add a red circle"  # what the demo asks of its own drawing, when the thinker sees
 
 
@@ -305,6 +306,13 @@ def _reading(image, judge: bool) -> str:
     counts = Counter(found)
     text = ", ".join(f"{n} {color} {shape}{'s' if n > 1 else ''}" for (color, shape), n in counts.items()) or "nothing"
     return text + (f" ({'right' if found == DEMO_ANSWER else 'wrong'}: the answer is 3 yellow squares)" if judge else "")
+
+
+def _hit_rate(pipe, prompt: str, think: bool, seed: int) -> int:
+    """How many of ``DEMO_SEEDS`` drawings of the demo prompt the parser reads as its answer (each
+    seed thinks and draws anew)."""
+    return sum(demo_objects(pipe([prompt], think=think, seed=seed + i).images[0]) == DEMO_ANSWER
+               for i in range(DEMO_SEEDS))
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -333,6 +341,10 @@ def demo(args: argparse.Namespace) -> int:
         out.images[0].resize((128, 128), 0).save(path)
         print(f"wrote {path}")
         print(f"the parser reads: {_reading(out.images[0], judge)}")
+        if judge:  # one drawing proves little: how often this mode draws the prompt right
+            right = _hit_rate(pipe, prompt, think, args.seed)
+            print(f"over {DEMO_SEEDS} seeds ({args.seed}-{args.seed + DEMO_SEEDS - 1}), this mode draws it right "
+                  f"{right} time{'s' if right != 1 else ''}")
         if think:
             drawn = out.images[0]  # what the edit and the reflection round start from
     thought = out.thinker
