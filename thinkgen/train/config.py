@@ -264,8 +264,10 @@ class ParallelConfig:
 
 @dataclass
 class LoraConfig:
-    """Train low-rank adapters (peft) instead of all weights of the DiT (and, in thinker stages, the
-    thinker). Saved in diffusers' LoRA format next to the pipeline; ``merge`` folds them in instead."""
+    """Train low-rank adapters (peft) instead of all weights: of the DiT in the DiT stages and the RL
+    stages (where a trained thinker trains whole), of the thinker in thinker SFT. DiT adapters are
+    saved in diffusers' LoRA format next to the pipeline, thinker adapters in peft's; ``merge`` also
+    writes the merged pipeline."""
 
     rank: Annotated[int, Field(ge=0, le=4096)] = 0  # 0 = off
     alpha: Annotated[float, Field(gt=0, le=65536)] | None = None  # None = rank
