@@ -112,6 +112,33 @@ def _decoded(image: Image.Image, where: str) -> Image.Image:
         raise DataError(f"{where}: unreadable image: {error}") from None
 
 
+def locate_table(path: str | Path, caption_column: str) -> tuple[Path, Path, str]:
+    """A dataset path -> (its table file, the folder image paths are relative to, the ``datasets``
+    builder that reads it); a path that is none of the three layouts is one :class:`DataError`."""
+    path = Path(path)
+    if path.is_dir():
+        table, base = path / "metadata.jsonl", path
+        if not table.is_file():
+            raise DataError(f"{path}: an image folder needs metadata.jsonl (file_name + {caption_column} per line)")
+    elif path.is_file():
+        table, base = path, path.parent
+    else:
+        raise DataError(f"dataset not found: {path}")
+    builder = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}.get(table.suffix)
+    if builder is None:
+        raise DataError(f"{table}: a dataset is a folder with metadata.jsonl, a .jsonl or a .parquet file")
+    return table, base, builder
+
+
+def row_image(row: dict[str, Any], columns: tuple[str, ...], base: Path, where: str, max_pixels: int
+              ) -> Image.Image | None:
+    """The decoded image a row names in the first of ``columns`` it has (None if it has none)."""
+    value = _first(row, columns)
+    if value is None:
+        return None
+    return _decoded(open_image(value, base, where, max_pixels), where)
+
+
 class CaptionedImages:
     """The rows of a captioned-image dataset: ``caption(i)``, ``image(i)``, ``reference(i)`` and the
     bucket each falls in. ``where(i)`` names the file and row for messages."""
@@ -119,18 +146,7 @@ class CaptionedImages:
     def __init__(self, path: str | Path, caption_column: str = "caption", max_pixels: int = 64_000_000) -> None:
         import datasets
 
-        path = Path(path)
-        if path.is_dir():
-            table, self.base = path / "metadata.jsonl", path
-            if not table.is_file():
-                raise DataError(f"{path}: an image folder needs metadata.jsonl (file_name + {caption_column} per line)")
-        elif path.is_file():
-            table, self.base = path, path.parent
-        else:
-            raise DataError(f"dataset not found: {path}")
-        builder = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}.get(table.suffix)
-        if builder is None:
-            raise DataError(f"{table}: a dataset is a folder with metadata.jsonl, a .jsonl or a .parquet file")
+        table, self.base, builder = locate_table(path, caption_column)
         self.name = str(table)
         datasets.disable_progress_bars()
         try:
@@ -162,17 +178,11 @@ class CaptionedImages:
         return self.rows[index][self.caption_column]
 
     def image(self, index: int) -> Image.Image:
-        row = self.rows[index]
-        return _decoded(open_image(_first(row, IMAGE_COLUMNS), self.base, self.where(index), self.max_pixels),
-                        self.where(index))
+        return row_image(self.rows[index], IMAGE_COLUMNS, self.base, self.where(index), self.max_pixels)
 
     def reference(self, index: int) -> Image.Image | None:
-        row = self.rows[index]
-        value = _first(row, REFERENCE_COLUMNS)
-        if value is None:
-            return None
-        where = f"{self.where(index)} (reference)"
-        return _decoded(open_image(value, self.base, where, self.max_pixels), where)
+        return row_image(self.rows[index], REFERENCE_COLUMNS, self.base, f"{self.where(index)} (reference)",
+                         self.max_pixels)
 
     def sizes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Heights, widths and whether each row is an edit, from the first pass."""

@@ -27,11 +27,10 @@ from .images import (
     IMAGE_COLUMNS,
     REFERENCE_COLUMNS,
     DataError,
-    _decoded,
-    _first,
     _Probe,
+    locate_table,
     nearest_bucket,
-    open_image,
+    row_image,
 )
 
 
@@ -49,19 +48,8 @@ class StreamedImages:
 
     def __init__(self, path: str | Path, sizes: list[tuple[int, int]], batch_size: int, seed: int,
                  caption_column: str = "caption", max_pixels: int = 64_000_000, shuffle_buffer: int = 10_000) -> None:
-        path = Path(path)
-        if path.is_dir():
-            table, self.base = path / "metadata.jsonl", path
-            if not table.is_file():
-                raise DataError(f"{path}: an image folder needs metadata.jsonl (file_name + {caption_column} per line)")
-        elif path.is_file():
-            table, self.base = path, path.parent
-        else:
-            raise DataError(f"dataset not found: {path}")
-        self.builder = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}.get(table.suffix)
-        if self.builder is None:
-            raise DataError(f"{table}: a dataset is a folder with metadata.jsonl, a .jsonl or a .parquet file")
-        self.table, self.name = table, str(table)
+        self.table, self.base, self.builder = locate_table(path, caption_column)
+        self.name = str(self.table)
         self.sizes, self.batch_size, self.seed, self.shuffle_buffer = sizes, batch_size, seed, shuffle_buffer
         self.caption_column, self.max_pixels = caption_column, max_pixels
         self.probe = _Probe(self.name, str(self.base), caption_column, max_pixels)
@@ -126,12 +114,7 @@ class StreamedImages:
         return row.fields[self.caption_column]
 
     def image(self, row: StreamRow) -> Image.Image:
-        where = self.where(row)
-        return _decoded(open_image(_first(row.fields, IMAGE_COLUMNS), self.base, where, self.max_pixels), where)
+        return row_image(row.fields, IMAGE_COLUMNS, self.base, self.where(row), self.max_pixels)
 
     def reference(self, row: StreamRow) -> Image.Image | None:
-        value = _first(row.fields, REFERENCE_COLUMNS)
-        if value is None:
-            return None
-        where = f"{self.where(row)} (reference)"
-        return _decoded(open_image(value, self.base, where, self.max_pixels), where)
+        return row_image(row.fields, REFERENCE_COLUMNS, self.base, f"{self.where(row)} (reference)", self.max_pixels)
