@@ -178,8 +178,7 @@ def test_the_noise_is_drawn_where_generator_device_says(pipe):
     assert torch.equal(default, named)
     noise = pipe.initial_noise([5], 32, 32, torch.device("cpu"))
     assert torch.equal(noise, pipe.initial_noise([5], 32, 32)) and not torch.equal(noise, pipe.initial_noise([6], 32, 32))
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="generator_device cuda: no such GPU here"):
-            pipe("a red circle", think=False, num_inference_steps=2, generator_device="cuda")
+    with pytest.raises(ValueError, match="generator_device cuda:99: no such GPU here"):
+        pipe("a red circle", think=False, num_inference_steps=2, generator_device="cuda:99")
     with pytest.raises(ValueError, match="is not a device"):
         noise_device("somewhere")

@@ -1,12 +1,11 @@
-"""DiT Flow-GRPO on your prompts, at real scale's conventions: a tiny ThinkGen-release folder trains
-under FSDP2 on 2 CPU processes as on 1, scored by a vision-language judge behind an OpenAI-compatible
-endpoint on loopback; a local scorer model (transformers) and the registry's rewards plug in the same way."""
+"""The RL stages on your prompts, at real scale's conventions: DiT Flow-GRPO, thinker GRPO and
+Dual-GRPO from tiny ThinkGen-release and T2G folders train under FSDP2 on 2 CPU processes as on 1,
+scored by a vision-language judge behind an OpenAI-compatible endpoint on loopback; a local scorer
+model (transformers) and the registry's rewards plug in the same way."""
 
 import base64
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -17,51 +16,35 @@ from thinkgen.data import DataError
 from thinkgen.data.prompts import PromptRow, PromptRows
 from thinkgen.reward_models import JudgeReward, ScorerReward
 
+from .loopback import ChatServer
 from .test_train_dataset import config, folders, launch, relative_gap, transformer_weights  # noqa: F401
 
 
-class Judge(BaseHTTPRequestHandler):
-    """An OpenAI-compatible chat endpoint that answers "yes" for bright images, and keeps the requests."""
-
-    requests: list[dict] = []
-
-    def do_POST(self):  # noqa: N802 - the http.server name
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
-        url = body["messages"][0]["content"][0]["image_url"]["url"]
-        image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
-        answer = "Yes." if np.asarray(image, dtype=np.float32).mean() > 127 else "No, it is dark."
-        reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, *args):
-        pass
+def bright_is_yes(body: dict) -> str:
+    """The judge's answer: "yes" for a bright image."""
+    url = body["messages"][0]["content"][0]["image_url"]["url"]
+    image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    return "Yes." if np.asarray(image, dtype=np.float32).mean() > 127 else "No, it is dark."
 
 
 @pytest.fixture(scope="module")
-def judge_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Judge)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
+def judge_server():
+    with ChatServer(bright_is_yes) as server:
+        yield server
 
 
-def test_the_judge_asks_each_image_with_the_row_fields(judge_url, monkeypatch):
+def test_the_judge_asks_each_image_with_the_row_fields(judge_server, monkeypatch):
     monkeypatch.setenv("JUDGE_KEY", "secret")
-    judge = JudgeReward(judge_url, "a-vlm", "Is it {prompt}, as {answer}?", api_key_env="JUDGE_KEY", concurrency=2)
-    Judge.requests.clear()
+    judge = JudgeReward(judge_server.url, "a-vlm", "Is it {prompt}, as {answer}?", api_key_env="JUDGE_KEY", concurrency=2)
+    judge_server.requests.clear()
     images = [Image.new("RGB", (8, 8), (250, 250, 250)), Image.new("RGB", (8, 8), (5, 5, 5))]
     rows = [PromptRow("a white square", {"answer": "white"}), PromptRow("a black square", {"answer": "black"})]
     assert judge(rows, images, ["", ""]) == [1.0, 0.0]
-    asked = sorted(r["body"]["messages"][0]["content"][1]["text"] for r in Judge.requests)
+    asked = sorted(r["body"]["messages"][0]["content"][1]["text"] for r in judge_server.requests)
     assert asked == ["Is it a black square, as black?", "Is it a white square, as white?"]
-    assert {r["path"] for r in Judge.requests} == {"/v1/chat/completions"}
-    assert {r["auth"] for r in Judge.requests} == {"Bearer secret"} and Judge.requests[0]["body"]["model"] == "a-vlm"
-    assert JudgeReward(judge_url, "m", "q", answer="score_10").score("I give it 7/10") == pytest.approx(0.7)
+    assert {r["path"] for r in judge_server.requests} == {"/v1/chat/completions"}
+    assert {r["auth"] for r in judge_server.requests} == {"Bearer secret"} and judge_server.requests[0]["body"]["model"] == "a-vlm"
+    assert JudgeReward(judge_server.url, "m", "q", answer="score_10").score("I give it 7/10") == pytest.approx(0.7)
     with pytest.raises(ValueError, match="judge at http://127.0.0.1:9/v1/chat/completions"):
         JudgeReward("http://127.0.0.1:9/v1", "m", "{prompt}", timeout_s=2)(rows[:1], images[:1], [""])
 
@@ -93,22 +76,22 @@ def test_prompt_files_and_their_bad_rows(tmp_path):
         PromptRows(tmp_path / "p.jsonl")
 
 
-def test_flow_grpo_on_prompts_under_fsdp_with_an_http_judge(folders, tmp_path, judge_url):  # noqa: F811
+def test_flow_grpo_on_prompts_under_fsdp_with_an_http_judge(folders, tmp_path, judge_server):  # noqa: F811
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": p, "answer": a}) + "\n" for p, a in
                                [("a bright sky", "sky"), ("a dark cave", "cave"), ("snow", "snow"), ("night", "night")]))
     runs = {}
-    Judge.requests.clear()
+    judge_server.requests.clear()
     for processes, port in ((1, 0), (2, 29661)):
         cfg = config(folders, "release", tmp_path / f"p{processes}")
-        cfg.update(stage="dit_flow_grpo", judge={"url": judge_url, "model": "judge", "question": "{prompt}: {answer}?"},
+        cfg.update(stage="dit_flow_grpo", judge={"url": judge_server.url, "model": "judge", "question": "{prompt}: {answer}?"},
                    rl={"rewards": {"judge": 1.0, "brightness": 0.5}, "images_per_prompt": 4, "train_steps": 3,
                        "think": False})
         cfg["dataset"] = {"source": "prompts", "path": str(prompts), "resolution": 32}
         cfg["run"].update(steps=3, batch_size=2, save_every=2)
         launch(cfg, tmp_path / f"p{processes}.yaml", processes, port)
         runs[processes] = tmp_path / f"p{processes}" / "final"
-    assert len(Judge.requests) == 2 * 3 * 2 * 4  # two runs x 3 steps x 2 prompts x 4 images, each image asked once
+    assert len(judge_server.requests) == 2 * 3 * 2 * 4  # two runs x 3 steps x 2 prompts x 4 images, each image asked once
     ours = transformer_weights(runs[1])
     # the loss backs up once per recorded step (micro-batches, for memory), so the gradient is a sum of
     # three backward passes, added in another order on 2 processes: measured 1.3e-6 (one backward: < 1e-6)

@@ -252,39 +252,21 @@ def test_a_malformed_endpoint_reply_is_an_unreadable_reply(tmp_path, monkeypatch
 
 def test_wise_run_draws_judges_and_scores_in_one_command(tmp_path, capsys):
     """`thinkgen wise run`: a model's pictures, judged by an OpenAI-compatible endpoint (here on loopback,
-    answering "Score: 1" for bright images), scored as the official scripts score them."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
+    answering "Score: 1" to each image), scored as the official scripts score them."""
     import thinkgen
 
-    class Judge(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - the http.server name
-            self.rfile.read(int(self.headers["Content-Length"]))
-            reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": "Score: 1"}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
+    from .loopback import ChatServer
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Judge)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with ChatServer(lambda body: "Score: 1") as server:
         thinkgen.tiny().save_pretrained(tmp_path / "tiny")
         prompts = tmp_path / "wise.json"
         prompts.write_text(json.dumps([{"prompt_id": i, "Prompt": f"thing {i}", "Explanation": "e",
                                         "Category": "Cultural knowledge", "Subcategory": "s"} for i in (1, 2, 3)]))
         code = main(["wise", "run", "--model", str(tmp_path / "tiny"), "--prompts", str(prompts), "--endpoint",
-                     f"http://127.0.0.1:{server.server_address[1]}/v1", "--judge-model", "m", "--protocol", "verified",
-                     "--steps", "2", "--allow-partial", "--out", str(tmp_path / "wise")])
-    finally:
-        server.shutdown()
+                     server.url, "--judge-model", "m", "--protocol", "verified", "--steps", "2", "--allow-partial",
+                     "--out", str(tmp_path / "wise")])
     out = capsys.readouterr().out
-    assert code == 0
+    assert code == 0 and len(server.requests) == 3  # each image asked once
     assert sorted(p.name for p in (tmp_path / "wise" / "images").iterdir()) == ["1.png", "2.png", "3.png"]
     rows = [json.loads(line) for line in (tmp_path / "wise" / "judgments.jsonl").read_text().splitlines()]
     assert [(r["prompt_id"], r["score"]) for r in rows] == [(1, 1.0), (2, 1.0), (3, 1.0)]
