@@ -8,7 +8,8 @@ difference in fp32 and bf16, with and without reference images. Then it runs the
 ``ThinkGenCoTPipeline`` and thinkgen's pipeline (``thinkgen-release`` conditioning) on the same
 tiny Qwen3-VL, DiT and VAE, with the release's system prompt, and compares the pictures (direct
 mode, text CFG 4 with the release's empty negative prompt, 4 steps), edits of one source image
-(text CFG 4, image CFG 1 and 2), and a prompt and an edit in think mode.
+(text CFG 4, image CFG 1 and 2), an edit of two source images, and a prompt and edits of one and
+two source images in think mode.
 
     pip install einops --target /tmp/extra
     PYTHONPATH=/tmp/extra python scripts/compare_thinkgen_release.py --release /path/to/ThinkGen
@@ -137,14 +138,25 @@ def compare_pipelines(release_class: type) -> None:
                      output_type="pt").images
             print(f"{str(dtype).removeprefix('torch.'):<10}{(a.float() - b).abs().max().item():.3g}  "
                   f"(edit, image CFG {image_cfg:g}, {tuple(a.shape[-2:])} vs {tuple(b.shape[-2:])})")
+        # editing from two source images of different sizes: drawn at the requested size (64 x 48),
+        # each source resized and sampled in turn; image CFG 2 (three calls)
+        second = Image.fromarray(np.random.default_rng(4).integers(0, 256, (40, 24, 3), dtype=np.uint8))
+        torch.manual_seed(7)
+        a = theirs(prompt="put the circle on the square", input_images=[source, second], height=64, width=48,
+                   num_inference_steps=4, text_guidance_scale=4.0, image_guidance_scale=2.0,
+                   generator=torch.Generator().manual_seed(7), output_type="pt").images
+        b = ours(["put the circle on the square"], think=False, images=[[source, second]], guidance_scale=4.0,
+                 image_guidance_scale=2.0, negative_prompt="", seed=7, height=64, width=48, num_inference_steps=4,
+                 output_type="pt").images
+        print(f"{str(dtype).removeprefix('torch.'):<10}{(a.float() - b).abs().max().item():.3g}  "
+              f"(edit of two sources, image CFG 2, {tuple(a.shape[-2:])} vs {tuple(b.shape[-2:])})")
         # think mode, a prompt and an edit (the thinker sees the source): generation's sequence_bias,
         # which both pipelines' generate() read from the model, makes the random thinker write
         # </think> after its first token, so the states are cut after it as with a real thinker
         close = processor.tokenizer.convert_tokens_to_ids("</think>")
         mllm.generation_config.sequence_bias = {
-            (first_token(ours, mllm, processor, None), close): 100.0,
-            (first_token(ours, mllm, processor, source), close): 100.0}
-        for images in (None, [source]):
+            (first_token(ours, mllm, processor, images), close): 100.0 for images in ([], [source], [source, second])}
+        for images in (None, [source], [source, second]):
             torch.manual_seed(7)
             a = theirs(prompt="make the circle blue", input_images=images, height=32, width=32, num_inference_steps=2,
                        text_guidance_scale=4.0, image_guidance_scale=2.0, generator=torch.Generator().manual_seed(7),
@@ -153,19 +165,20 @@ def compare_pipelines(release_class: type) -> None:
                      guidance_scale=4.0, image_guidance_scale=2.0, negative_prompt="", seed=7, height=32, width=32,
                      num_inference_steps=2, output_type="pt")
             assert "</think>" in a.prompt_cot[0]
+            kind = f"edit of {len(images)} source{'s' * (len(images) > 1)}" if images else "prompt"
             print(f"{str(dtype).removeprefix('torch.'):<10}{(a.images.float() - b.images).abs().max().item():.3g}  "
-                  f"(think, {'edit' if images else 'prompt'}; rewrite of {len(b.rewritten[0])} characters)")
+                  f"(think, {kind}; rewrite of {len(b.rewritten[0])} characters)")
 
 
-def first_token(ours, mllm, processor, image) -> int:
-    """The random thinker's first token in think mode (greedy), for a prompt or an edit."""
+def first_token(ours, mllm, processor, images) -> int:
+    """The random thinker's first token in think mode (greedy), for a prompt or an edit of ``images``."""
     conditioning = ours.conditioning
-    if image is None:
+    if not images:
         batch = processor.tokenizer([conditioning.think_text("make the circle blue")], return_tensors="pt")
     else:
-        batch = processor(text=[conditioning.think_text("make the circle blue", 1)], images=[image], return_tensors="pt",
-                          size={"longest_edge": conditioning.thinker_max_pixels,
-                                "shortest_edge": processor.image_processor.size["shortest_edge"]})
+        batch = processor(text=[conditioning.think_text("make the circle blue", len(images))], images=images,
+                          return_tensors="pt", size={"longest_edge": conditioning.thinker_max_pixels,
+                                                     "shortest_edge": processor.image_processor.size["shortest_edge"]})
     return int(mllm.generate(**batch, max_new_tokens=1)[0, -1])
 
 

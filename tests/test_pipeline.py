@@ -74,6 +74,8 @@ def test_reference_image_path(pipe):
     assert edited.shape == plain.shape and not torch.allclose(edited, plain)
     two_way = images_of(pipe, ["make it blue"], images=[[source]], image_guidance_scale=1.0).images
     assert not torch.allclose(edited, two_way)  # the image-CFG branch changes the result
+    with pytest.raises(ValueError, match="at most 1 source image per prompt, got 2"):
+        pipe(["make it blue"], images=[[source, source]])  # only the ThinkGen release's DiT takes several
 
 
 def test_bad_arguments(pipe):

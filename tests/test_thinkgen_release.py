@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 from accelerate import init_empty_weights
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from thinkgen import PipelineLoadError, ThinkGenPipeline
@@ -301,7 +302,8 @@ def test_edit_is_drawn_at_the_source_size_from_a_posterior_sample(release):
     first = release.conditioning.reference_latents(release.vae, [source_image(0)], 32, 32, seed=3)
     again = release.conditioning.reference_latents(release.vae, [source_image(0)], 32, 32, seed=3)
     other = release.conditioning.reference_latents(release.vae, [source_image(0)], 32, 32, seed=4)
-    assert first.shape == (1, 4, 34, 24) and torch.equal(first, again) and not torch.equal(first, other)
+    assert len(first) == 1 and first[0].shape == (4, 34, 24)
+    assert torch.equal(first[0], again[0]) and not torch.equal(first[0], other[0])
     # large sources are scaled down to max_pixels, never up
     release.conditioning.max_pixels = 32 * 32
     try:
@@ -309,8 +311,6 @@ def test_edit_is_drawn_at_the_source_size_from_a_posterior_sample(release):
     finally:
         release.conditioning.max_pixels = 1024 * 1024
     assert release.conditioning.reference_size(10, 12, 16) == (0, 0)
-    with pytest.raises(ValueError, match="one source image per prompt"):
-        edit([source_image(0), source_image(1)])
     with pytest.raises(ValueError, match="too small"):
         edit(source_image(0, 3, 3))
     limits = release.limits  # the pipeline's limits apply to the size the edit takes from its source
@@ -320,6 +320,75 @@ def test_edit_is_drawn_at_the_source_size_from_a_posterior_sample(release):
             edit(source_image(0))
     finally:
         release.limits = limits
+
+
+def test_edit_from_several_source_images(release):
+    """The release's DiT takes several source images per prompt: each reaches it, in order, at its
+    own size; the edit is drawn at the requested size (not a source's); the posterior samples come
+    prompt by prompt, image by image, from the call's seed."""
+    seen = []
+    forward = release.transformer.forward
+
+    def spy(*args, **kwargs):
+        seen.append(args[4])  # the per-sample lists of reference latents (or None)
+        return forward(*args, **kwargs)
+
+    def edit(groups, **kwargs):
+        return release(["make it blue"] * len(groups), think=False, images=groups, seed=3, height=32, width=32,
+                       output_type="pt", num_inference_steps=2, **kwargs).images
+
+    a, b, c = source_image(0), source_image(1, 40, 24), source_image(2, 40, 24)
+    release.transformer.forward = spy
+    try:
+        two = edit([[a, b]])
+    finally:
+        release.transformer.forward = forward
+    assert two.shape[-2:] == (32, 32)  # the requested size, not the first source's 68 x 48
+    refs = next(r for r in seen if r is not None)
+    assert [tuple(z.shape[-2:]) for z in refs[0]] == [(34, 24), (20, 12)]  # both, in order, each its own size
+    latents = release.conditioning.reference_latents(release.vae, [a, b], 32, 32, seed=3)
+    assert torch.equal(refs[0][0], latents[0]) and torch.equal(refs[0][1], latents[1])
+    assert torch.equal(two, edit([[a, b]]))
+    assert not torch.equal(two, edit([[a, c]]))  # the second source matters
+    assert not torch.equal(two, edit([[b, a]]))  # and the order (each slot has its own index embedding)
+    # two prompts of two sources each: the first prompt's edit is the one above (up to the rounding
+    # of a batch of two), the second prompt's samples follow the first's
+    pair = edit([[a, b], [a, c]])
+    assert torch.allclose(pair[0], two[0], atol=1e-5) and not torch.allclose(pair[1], two[0], atol=1e-2)
+    with pytest.raises(ValueError, match="same number of source images"):
+        edit([[a, b], [a]])
+    with pytest.raises(ValueError, match="source image 2 of each prompt must have one size"):
+        edit([[a, b], [a, source_image(2)]])
+    most = release.transformer.config.max_reference_images
+    with pytest.raises(ValueError, match=f"at most {most} source images per prompt, got {most + 1}"):
+        edit([[a] * (most + 1)])
+
+
+def test_cli_edits_from_several_source_images(release, tmp_path, capsys):
+    """`thinkgen edit A "..." --and-image B`: both sources reach the release's DiT, so the second
+    changes the picture; a model that takes one source is one error line."""
+    import numpy as np
+
+    from thinkgen.cli import main
+
+    release.save_pretrained(tmp_path / "release")
+    for seed in range(3):
+        source_image(seed, 40, 24).save(tmp_path / f"{seed}.png")
+    drawn = []
+    for second in ("1.png", "2.png"):
+        target = tmp_path / f"with-{second}"
+        assert main(["edit", str(tmp_path / "0.png"), "put it on the square", "--and-image", str(tmp_path / second),
+                     "--model", str(tmp_path / "release"), "--no-think", "--steps", "2", "--height", "32",
+                     "--width", "32", "-o", str(target)]) == 0
+        drawn.append(np.asarray(Image.open(target)))
+    assert drawn[0].shape == (32, 32, 3) and not np.array_equal(*drawn)
+    assert main(["init", str(tmp_path / "tiny")]) == 0
+    capsys.readouterr()
+    assert main(["edit", str(tmp_path / "0.png"), "x", "--and-image", str(tmp_path / "1.png"),
+                 "--model", str(tmp_path / "tiny"), "-o", str(tmp_path / "no.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["thinkgen: error: this model takes at most 1 source image per prompt, got 2"]
+    assert not (tmp_path / "no.png").exists()
 
 
 def test_edit_guidance_calls_three_branches_with_an_image_scale(release):

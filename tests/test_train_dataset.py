@@ -364,3 +364,62 @@ def test_a_bad_row_of_a_stream_is_one_error_line(folders, tmp_path):
     errors = [line for line in done.stderr.splitlines() if line.startswith("thinkgen: error:")]
     assert done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr
     assert "metadata.jsonl row 7" in errors[0] and not (tmp_path / "out" / "final").exists()
+
+
+# ----------------------------------------------------------------------------- edit rows
+def write_edits(folder: Path, counts: list[int]) -> Path:
+    """Edit rows: row i's target is image i, its sources the next ``counts[i]`` images (a path, or a
+    list of paths for several)."""
+    write_images(folder, count=len(counts) + max(counts))
+    rows = []
+    for i, count in enumerate(counts):
+        sources = [f"{i + k + 1}.png" for k in range(count)]
+        rows.append({"file_name": f"{i}.png", "caption": f"edit number {i}",
+                     "reference_file_name": sources[0] if count == 1 else sources})
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_edit_rows_with_several_source_images_train_the_release_dit(folders, tmp_path):
+    """Rows with one and with two source images fall in separate buckets; a two-source batch gives the
+    release's DiT both sources of every sample (each resized to the target's size) and a finite
+    loss with gradients; a model that takes one source refuses such a row in one line."""
+    from thinkgen.train.dit_dataset_stage import DatasetDiTStage
+
+    edits = write_edits(tmp_path / "edits", [1, 2] * 4)
+    data = CaptionedImages(edits)
+    assert data.sizes()[2].tolist() == [1, 2] * 4
+    assert [im.size for im in data.references(1)] == [(24, 48), (40, 40)]  # images 2 and 3, in order
+    batches = BucketBatches(data, bucket_sizes(32, 8), seed=0)
+    assert all(len({int(data.sizes()[2][r]) for r in batches(step, 4)[1]}) == 1 for step in range(10))
+
+    two = write_edits(tmp_path / "two", [2] * 4)
+    cfg = config(folders, "release", tmp_path / "out", dataset={"path": str(two), "buckets": False},
+                 parallel={"strategy": "ddp"})
+    stage = DatasetDiTStage(C.from_dict(cfg))
+    batch = stage.batch(0, 0, 4)
+    assert batch["reference"].shape[:2] == (4, 2) and batch["reference"].shape[2:] == batch["x0"].shape[1:]
+    seen = []
+    forward = stage.pipe.transformer.forward
+
+    def spy(*args, **kwargs):
+        seen.append(args[4])
+        return forward(*args, **kwargs)
+
+    stage.pipe.transformer.forward = spy
+    loss = stage.model(batch)
+    loss.backward()
+    assert torch.isfinite(loss) and len(seen[0]) == 4 and all(len(refs) == 2 for refs in seen[0])
+    assert stage.pipe.transformer.image_index_embedding.grad[1].abs().sum() > 0  # the second source's slot
+    with pytest.raises(DataError, match="row 1 \\(reference 2\\): image file not found"):
+        rows = [json.loads(line) for line in (two / "metadata.jsonl").read_text().splitlines()]
+        rows[0]["reference_file_name"][1] = "nowhere.png"
+        (tmp_path / "bad").mkdir()
+        for f in two.glob("*.png"):
+            shutil.copy(f, tmp_path / "bad" / f.name)
+        (tmp_path / "bad" / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        CaptionedImages(tmp_path / "bad")
+    one = DatasetDiTStage(C.from_dict(config(folders, "t2g", tmp_path / "t2g", dataset={"path": str(two)},
+                                             parallel={"strategy": "ddp"})))
+    with pytest.raises(DataError, match="row \\d+: 2 reference images; this model takes at most 1 per edit"):
+        one.batch(0, 0, 4)

@@ -128,7 +128,8 @@ def edit(args: argparse.Namespace) -> int:
     instruction = args.instruction.strip()
     if not instruction:
         raise UserError("the instruction is empty")
-    return _draw(args, [instruction], [[_open_image(args.image)]])
+    sources = [_open_image(path) for path in [args.image, *args.more_images]]
+    return _draw(args, [instruction], [sources])
 
 
 def _open_image(path: str):
@@ -630,6 +631,9 @@ def build_parser() -> argparse.ArgumentParser:
     _drawing_options(e)
     e.add_argument("--image-cfg", type=CFG, default=None,
                    help="image guidance scale of three-way CFG (default: the model's); --cfg is the text scale")
+    e.add_argument("--and-image", dest="more_images", action="append", default=[], type=validate.path,
+                   metavar="IMAGE", help="a further source image, after the first (repeatable; the ThinkGen "
+                   "release takes up to 5, e.g. 'put the cat of image 2 on the sofa of image 1')")
     e.set_defaults(run=edit)
 
     i = commands.add_parser("info", help="print a pipeline's components and parameter counts")

@@ -114,10 +114,23 @@ def unpatchify(tokens: torch.Tensor, h: int, w: int, p: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- backends
 @dataclass
 class Reference:
-    """Reference-image tokens for editing: they join the image stream, their outputs are dropped."""
+    """Reference-image tokens for editing: they join the image stream, their outputs are dropped.
+
+    ``tokens`` and ``grid`` are every sample's first source image; ``more`` holds its further ones,
+    in order, each a :class:`Reference` of its own size (the ThinkGen release edits from several
+    images per prompt). Every sample of a batch has the same number of source images."""
 
     tokens: torch.Tensor  # (B, N_ref, C p p)
     grid: tuple[int, int]  # token grid (rows, cols)
+    more: tuple[Reference, ...] = ()
+
+    def images(self) -> list[Reference]:
+        """One :class:`Reference` per source image (the first, then ``more``)."""
+        return [Reference(self.tokens, self.grid), *self.more]
+
+    def map(self, fn) -> Reference:
+        """The same references with ``fn`` applied to every image's tokens (repeat, index, move)."""
+        return Reference(fn(self.tokens), self.grid, tuple(ref.map(fn) for ref in self.more))
 
 
 class QwenImageBackend:
@@ -139,9 +152,10 @@ class QwenImageBackend:
                  reference: Reference | None = None) -> torch.Tensor:
         n = tokens.shape[1]
         shapes = [(1, *grid)]
-        if reference is not None:
-            tokens = torch.cat([tokens, reference.tokens.to(tokens.dtype)], dim=1)  # (B, N + N_ref, D)
-            shapes.append((1, *reference.grid))
+        if reference is not None:  # every source image after the noisy one, as Qwen-Image-Edit-Plus orders them
+            refs = reference.images()
+            tokens = torch.cat([tokens, *(ref.tokens.to(tokens.dtype) for ref in refs)], dim=1)  # (B, N + N_ref, D)
+            shapes += [(1, *ref.grid) for ref in refs]
         dtype = self.transformer.dtype
         # QwenImagePipeline's timestep: the scheduler's t = 1000 sigma (fp32), cast to the latents'
         # dtype, divided by 1000 there (the model multiplies by 1000 again); an all-ones mask is
@@ -184,9 +198,10 @@ class ThinkGenBackend:
         p, dtype = self.p, self.transformer.dtype
         latents = unpatchify(tokens, grid[0] * p, grid[1] * p, p)  # (B, C, h, w)
         refs = None
-        if reference is not None:
-            ref_latents = unpatchify(reference.tokens, reference.grid[0] * p, reference.grid[1] * p, p)
-            refs = [[r.to(dtype)] for r in ref_latents]
+        if reference is not None:  # per sample, the list of its source latents (C, h, w)
+            per_image = [unpatchify(ref.tokens, ref.grid[0] * p, ref.grid[1] * p, p).to(dtype)
+                         for ref in reference.images()]  # each (B, C, h_k, w_k)
+            refs = [[latents[b] for latents in per_image] for b in range(tokens.shape[0])]
         out = self.transformer(latents.to(dtype), (1 - sigma).to(tokens.dtype), text.to(dtype), text_mask, refs)
         return patchify(-out, p).to(tokens.dtype)  # (B, N, C p p): noise - data
 

@@ -294,16 +294,19 @@ class ThinkGenPipeline:
         batch = text.shape[0]
 
         reference = None
+        # the release's rule: an edit of one source image is drawn at the source's size; with
+        # several, at the requested size (drawn as a picture without references is)
+        at_reference_size = (images is not None and self.conditioning.edit_at_reference_size
+                             and len(images[0]) == 1)
         if images is not None:
-            reference = self.reference([group[0] for group in images], height, width, seed)
-            reference = Reference(reference.tokens.repeat_interleave(repeat.to(reference.tokens.device), 0),
-                                  reference.grid)
-            if self.conditioning.edit_at_reference_size:  # the edit is drawn at the source's size
+            reference = self.reference(images, height, width, seed)
+            reference = reference.map(lambda t: t.repeat_interleave(repeat.to(t.device), 0))
+            if at_reference_size:
                 factor = spatial_factor(self.vae) * self.patch
                 height, width = reference.grid[0] * factor, reference.grid[1] * factor
                 self.limits.check_call(prompts + list(negatives or []), height, width, sum(repeats), steps, cfg)
         requested = (height, width)
-        if not (images is not None and self.conditioning.edit_at_reference_size):
+        if not at_reference_size:
             height, width = self.conditioning.draw_size(height, width)  # a release may draw smaller, then resize
         grid = self.token_grid(height, width)
         x = self.initial_noise(seeds or [seed + i for i in range(batch)], height, width,
@@ -313,7 +316,7 @@ class ThinkGenPipeline:
         sigmas = self.sigmas(steps, grid)
         x = flow.euler_sample(velocity, x, sigmas, progress=progress, step=self.euler_step(sigmas),
                               callback=step_callback)
-        resize = requested if requested != (height, width) and images is None else None
+        resize = requested if requested != (height, width) and not at_reference_size else None
         pixels = self.decode(x, height, width, resize)  # (B, 3, H, W) in [0, 1]
         self._release_offloaded()
         reasoning = [r for r, n in zip(condition.reasoning, repeats, strict=True) for _ in range(n)]
@@ -347,13 +350,44 @@ class ThinkGenPipeline:
                                         dtype=dtype) for seed in seeds])  # (B, C, h, w)
         return patchify(noise, self.patch).to(self.device)
 
-    def reference(self, images: list[Image.Image], height: int, width: int, seed: int = 0) -> Reference:
-        """Reference images (one per sample) as DiT tokens, for editing: prepared as the
-        conditioning says (by default resized to the output size; ``seed`` for a strategy that
-        samples the autoencoder's posterior)."""
-        latents = self.conditioning.reference_latents(self.vae, images, height, width, seed)  # (B, C, h, w)
-        grid = latents.shape[-2] // self.patch, latents.shape[-1] // self.patch
-        return Reference(patchify(latents.float(), self.patch), grid)
+    def reference(self, images: list[Image.Image] | list[list[Image.Image]], height: int, width: int,
+                  seed: int = 0) -> Reference:
+        """Source images as DiT tokens, for editing: one image per sample, or a list of them per
+        sample (as many for every sample). Prepared as the conditioning says (by default resized to
+        the output size; ``seed`` for a strategy that samples the autoencoder's posterior, which
+        draws them sample by sample, image by image, as the ThinkGen release does)."""
+        groups = [list(group) if isinstance(group, (list, tuple)) else [group] for group in images]
+        self.check_references(groups)
+        flat = [image for group in groups for image in group]
+        latents = self.conditioning.reference_latents(self.vae, flat, height, width, seed)  # each (C, h, w)
+        count = len(groups[0])
+        per_image = []
+        for k in range(count):  # the k-th source image of every sample, in one tensor
+            slot = list(latents[k::count])
+            if len({tuple(z.shape) for z in slot}) > 1:
+                raise ValueError(f"source image {k + 1} of each prompt must have one size across the batch after "
+                                 f"resizing (got latent sizes {sorted({tuple(z.shape[-2:]) for z in slot})})")
+            stacked = torch.stack(slot).float()  # (B, C, h, w)
+            grid = stacked.shape[-2] // self.patch, stacked.shape[-1] // self.patch
+            per_image.append(Reference(patchify(stacked, self.patch), grid))
+        return Reference(per_image[0].tokens, per_image[0].grid, tuple(per_image[1:]))
+
+    def check_references(self, groups: list[list[Image.Image]]) -> None:
+        """Every prompt has as many source images, at least one, and as many as the model takes."""
+        counts = {len(group) for group in groups}
+        if len(counts) > 1 or 0 in counts:
+            raise ValueError(f"every prompt of one call needs the same number of source images (got {sorted(counts)})")
+        count, most = counts.pop(), self.max_source_images
+        if count > most:
+            raise ValueError(f"this model takes at most {most} source image{'s' * (most > 1)} per prompt, got {count}")
+
+    @property
+    def max_source_images(self) -> int:
+        """How many source images an edit may bring per prompt: the DiT's ``max_reference_images``
+        where the conditioning takes several (the ThinkGen release), else one."""
+        if not self.conditioning.several_references:
+            return 1
+        return getattr(self.transformer.config, "max_reference_images", 1)
 
     def sigmas(self, steps: int, grid: tuple[int, int]) -> torch.Tensor:
         """``steps + 1`` sigmas from the saved scheduler itself for this many image tokens (it is
@@ -408,14 +442,14 @@ class ThinkGenPipeline:
 
         def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
             if branches == 3:  # editing: [cond, uncond + reference] see the image, uncond does not
-                with_ref = Reference(reference.tokens.repeat(2, 1, 1), reference.grid)
+                with_ref = reference.map(lambda t: t.repeat(2, 1, 1))
                 pick = torch.cat([torch.arange(batch), torch.arange(2 * batch, 3 * batch)])
                 v_cond, v_image = backend(x.repeat(2, 1, 1), sigma.repeat(2), all_text[pick],
                                           all_mask[pick], grid, with_ref).chunk(2)
                 v_uncond = backend(x, sigma, all_text[batch : 2 * batch],
                                    all_mask[batch : 2 * batch], grid)
                 return flow.guide(v_cond, v_uncond, cfg, v_image, image_cfg)
-            ref = None if reference is None else Reference(reference.tokens.repeat(branches, 1, 1), reference.grid)
+            ref = None if reference is None else reference.map(lambda t: t.repeat(branches, 1, 1))
             v = backend(x.repeat(branches, 1, 1), sigma.repeat(branches), all_text, all_mask,
                         grid, ref)  # (k B, N, C p p)
             if branches == 1:

@@ -54,7 +54,8 @@ class Conditioning:
     name: ClassVar[str]
     guidance: ClassVar[str] = "batched"  # "batched" | "true-cfg" | "separate" (two calls, plain CFG)
     own_schedule: ClassVar[bool] = False  # True: schedule() and euler_step() replace the diffusers scheduler
-    edit_at_reference_size: ClassVar[bool] = False  # True: an edit is drawn at its reference latents' size
+    edit_at_reference_size: ClassVar[bool] = False  # True: an edit of one source image is drawn at its size
+    several_references: ClassVar[bool] = False  # True: a prompt may bring several source images
 
     def __init__(self, thinker: Thinker, bridge: torch.nn.Module | None = None, **settings: Any) -> None:
         self.thinker, self.bridge = thinker, bridge
@@ -80,11 +81,11 @@ class Conditioning:
         raise NotImplementedError
 
     def reference_latents(self, vae: torch.nn.Module, images: list[Image.Image], height: int, width: int,
-                          seed: int) -> torch.Tensor:
-        """Editing's source images (one per sample) as normalised latents ``(B, C, h, w)``: by default
+                          seed: int) -> list[torch.Tensor]:
+        """Editing's source images as normalised latents, one ``(C, h, w)`` each, in order: by default
         resized to the output size (bicubic) and encoded to the posterior's mode (``seed`` unused)."""
         pixels = torch.stack([_pil_to_tensor(image, height, width) for image in images])  # (B, 3, H, W)
-        return encode_images(vae, pixels.to(vae.device, vae.dtype))
+        return list(encode_images(vae, pixels.to(vae.device, vae.dtype)))
 
     def draw_size(self, height: int, width: int) -> tuple[int, int]:
         """The size a picture asked at ``height x width`` is drawn at (then resized to the request):

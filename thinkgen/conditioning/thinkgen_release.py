@@ -23,12 +23,14 @@ whose prepadding states and caption embedder sit *inside* the DiT (no separate b
 * **Editing** (``images``): the user turn starts with ``<|vision_start|><|image_pad|><|vision_end|>``
   per image; in direct mode the text alone is encoded (the placeholders are plain tokens, as the
   release feeds its language model no pixels there); in think mode the processor expands them
-  and the thinker sees the images (at most ``thinker_max_pixels``). The source image is resized as
+  and the thinker sees the images (at most ``thinker_max_pixels``). Each source image is resized as
   the release's image processor does (down to ``max_pixels`` and ``max_side_length``, floored to
-  twice the VAE's factor, Lanczos; diffusers' ``VaeImageProcessor``), encoded to a *sample* of the
-  VAE's posterior (drawn from the call's ``seed``), and the edit is drawn at the source's size. The
-  negative branch does not see the source; with an image scale above 1 a third call (negative text
-  + source) makes the three-way form (the pipeline's separate-call guidance).
+  twice the VAE's factor, Lanczos; diffusers' ``VaeImageProcessor``) and encoded to a *sample* of
+  the VAE's posterior (drawn from the call's ``seed``, image after image). An edit of one source
+  image is drawn at the source's size; with several (up to the DiT's ``max_reference_images``),
+  at the requested size, as a picture without references is. The negative branch does not see the
+  sources; with an image scale above 1 a third call (negative text + sources) makes the three-way
+  form (the pipeline's separate-call guidance).
 
 The release's system prompt is not shipped here: set ``system_prompt`` to the ``SYSPROMPT`` of the
 release's pipeline code to reproduce it exactly (thinkgen's default is a neutral text).
@@ -59,6 +61,7 @@ class ThinkGenRelease(Conditioning):
     guidance = "separate"
     own_schedule = True
     edit_at_reference_size = True  # the release's align_res, on by default there
+    several_references = True  # its DiT takes up to max_reference_images source images per prompt
 
     def __init__(self, thinker, bridge=None, system_prompt: str = DEFAULT_SYSTEM_PROMPT,
                  max_sequence_length: int = 1024, max_new_tokens: int = 4096, default_negative: str = "",
@@ -164,9 +167,6 @@ class ThinkGenRelease(Conditioning):
 
     def encode(self, prompts, think=True, images=None, seed=None) -> Condition:
         images = images if images is not None and any(images) else None
-        if images is not None and max(len(group) for group in images) > 1:
-            # the release's DiT takes several references per prompt; thinkgen's pipeline passes one
-            raise ValueError("editing with the ThinkGen release conventions takes one source image per prompt")
         if not think:
             text, mask = self.direct(prompts, images)
             return Condition(text, mask, [""] * len(prompts), list(prompts))
@@ -238,10 +238,12 @@ class ThinkGenRelease(Conditioning):
         return int(height * ratio) // multiple * multiple, int(width * ratio) // multiple * multiple
 
     @torch.no_grad()
-    def reference_latents(self, vae, images: list[Image.Image], height: int, width: int, seed: int) -> torch.Tensor:
+    def reference_latents(self, vae, images: list[Image.Image], height: int, width: int, seed: int
+                          ) -> list[torch.Tensor]:
         """Each source image resized as the release does, then a sample of the VAE's posterior, shifted
-        and scaled: ``(B, C, h, w)`` in the VAE's dtype. The samples come one image after the other
-        from one generator seeded with ``seed`` (the release draws them from torch's global generator)."""
+        and scaled: one ``(C, h, w)`` each, in the VAE's dtype, sizes as the images give. The samples
+        come one image after the other from one generator seeded with ``seed`` (the release draws
+        them from torch's global generator, prompt by prompt, image by image)."""
         multiple = 2 * spatial_factor(vae)  # the release rounds to twice the VAE's factor (its patch size)
         processor = VaeImageProcessor(vae_scale_factor=multiple, resample="lanczos")
         generator = torch.Generator().manual_seed(seed)
@@ -257,7 +259,4 @@ class ThinkGenRelease(Conditioning):
             if vae.config.shift_factor is not None:
                 z = z - vae.config.shift_factor
             latents.append((z * vae.config.scaling_factor).to(vae.dtype)[0])  # (C, h, w)
-        if len({tuple(z.shape) for z in latents}) > 1:
-            raise ValueError("the source images of one batch must have the same size after resizing "
-                             f"(got {sorted({tuple(z.shape[-2:]) for z in latents})} latent sizes)")
-        return torch.stack(latents)
+        return latents

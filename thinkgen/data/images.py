@@ -4,7 +4,8 @@ Three layouts, all local files:
 
 * a folder with ``metadata.jsonl`` — the ``imagefolder`` convention: one JSON object per line
   with ``file_name`` (a path relative to the folder) and ``caption``; for editing,
-  ``reference_file_name`` names the source image and the caption is the instruction;
+  ``reference_file_name`` names the source image (or a list of them, for a model that edits from
+  several) and the caption is the instruction;
 * a ``.jsonl`` file with the same fields (``image`` may stand for ``file_name``), paths relative
   to the file;
 * a ``.parquet`` file whose ``image`` column holds encoded bytes (``datasets``' Image feature, as
@@ -61,6 +62,14 @@ def _first(row: dict[str, Any], columns: tuple[str, ...]) -> Any:
     return next((row[c] for c in columns if row.get(c) is not None), None)
 
 
+def reference_values(row: dict[str, Any]) -> list[Any]:
+    """A row's source images (paths or encoded images), in order: none, one, or a list."""
+    value = _first(row, REFERENCE_COLUMNS)
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 class _Probe:
     """The first pass over the rows (``datasets.map``): every row has a caption and a readable image
     of bounded size; its height and width are noted. A class, so that ``datasets`` can fingerprint it."""
@@ -74,10 +83,16 @@ class _Probe:
         if not isinstance(caption, str) or not caption.strip():
             raise DataError(f"{where}: no {self.caption!r} (a non-empty text)")
         image = open_image(_first(row, IMAGE_COLUMNS), Path(self.base), where, self.max_pixels)
-        reference = _first(row, REFERENCE_COLUMNS)
-        if reference is not None:
-            open_image(reference, Path(self.base), f"{where} (reference)", self.max_pixels)
-        return {"_height": image.height, "_width": image.width, "_edit": reference is not None}
+        references = reference_values(row)
+        if _first(row, REFERENCE_COLUMNS) is not None and not references:
+            raise DataError(f"{where}: an empty list of reference images")
+        for k, reference in enumerate(references):
+            open_image(reference, Path(self.base), _reference_where(where, k, len(references)), self.max_pixels)
+        return {"_height": image.height, "_width": image.width, "_references": len(references)}
+
+
+def _reference_where(where: str, k: int, count: int) -> str:
+    return f"{where} (reference)" if count == 1 else f"{where} (reference {k + 1})"
 
 
 def open_image(value: Any, base: Path, where: str, max_pixels: int) -> Image.Image:
@@ -139,8 +154,15 @@ def row_image(row: dict[str, Any], columns: tuple[str, ...], base: Path, where: 
     return _decoded(open_image(value, base, where, max_pixels), where)
 
 
+def row_references(row: dict[str, Any], base: Path, where: str, max_pixels: int) -> list[Image.Image]:
+    """A row's source images, decoded, in order (empty for a plain captioned image)."""
+    values = reference_values(row)
+    return [_decoded(open_image(value, base, _reference_where(where, k, len(values)), max_pixels),
+                     _reference_where(where, k, len(values))) for k, value in enumerate(values)]
+
+
 class CaptionedImages:
-    """The rows of a captioned-image dataset: ``caption(i)``, ``image(i)``, ``reference(i)`` and the
+    """The rows of a captioned-image dataset: ``caption(i)``, ``image(i)``, ``references(i)`` and the
     bucket each falls in. ``where(i)`` names the file and row for messages."""
 
     def __init__(self, path: str | Path, caption_column: str = "caption", max_pixels: int = 64_000_000) -> None:
@@ -180,33 +202,33 @@ class CaptionedImages:
     def image(self, index: int) -> Image.Image:
         return row_image(self.rows[index], IMAGE_COLUMNS, self.base, self.where(index), self.max_pixels)
 
-    def reference(self, index: int) -> Image.Image | None:
-        return row_image(self.rows[index], REFERENCE_COLUMNS, self.base, f"{self.where(index)} (reference)",
-                         self.max_pixels)
+    def references(self, index: int) -> list[Image.Image]:
+        return row_references(self.rows[index], self.base, self.where(index), self.max_pixels)
 
     def sizes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Heights, widths and whether each row is an edit, from the first pass."""
-        return (np.asarray(self.rows["_height"]), np.asarray(self.rows["_width"]), np.asarray(self.rows["_edit"]))
+        """Heights, widths and each row's number of source images (0: not an edit), from the first pass."""
+        return (np.asarray(self.rows["_height"]), np.asarray(self.rows["_width"]),
+                np.asarray(self.rows["_references"]))
 
 
 class BucketBatches:
     """Which rows make each global batch: a pure function of ``(seed, step)``, so every process builds
     its own share and a resumed run (on any number of processes) draws the same examples.
 
-    A step draws one bucket (with probability proportional to its rows; edits and plain images are
-    separate buckets, since an edit batch carries reference tokens), then ``batch_size`` rows of it
-    uniformly, with replacement."""
+    A step draws one bucket (with probability proportional to its rows; plain images and edits of
+    each number of source images are separate buckets, since every sample of a batch carries as
+    many reference images), then ``batch_size`` rows of it uniformly, with replacement."""
 
     def __init__(self, data: CaptionedImages, sizes: list[tuple[int, int]], seed: int) -> None:
-        heights, widths, edits = data.sizes()
+        heights, widths, counts = data.sizes()
         self.sizes, self.seed = sizes, seed
         assigned = np.array([nearest_bucket(int(h), int(w), sizes) for h, w in zip(heights, widths, strict=True)])
-        self.groups: list[tuple[int, bool, np.ndarray]] = []  # (bucket, edit, rows)
+        self.groups: list[tuple[int, int, np.ndarray]] = []  # (bucket, source images, rows)
         for bucket in range(len(sizes)):
-            for edit in (False, True):
-                rows = np.flatnonzero((assigned == bucket) & (edits == edit))
+            for count in sorted(set(counts.tolist())):
+                rows = np.flatnonzero((assigned == bucket) & (counts == count))
                 if len(rows):
-                    self.groups.append((bucket, edit, rows))
+                    self.groups.append((bucket, count, rows))
 
     def __call__(self, step: int, batch_size: int) -> tuple[tuple[int, int], list[int]]:
         rng = random.Random(f"images-{self.seed}-{step}")

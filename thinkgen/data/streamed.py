@@ -25,12 +25,12 @@ from PIL import Image
 
 from .images import (
     IMAGE_COLUMNS,
-    REFERENCE_COLUMNS,
     DataError,
     _Probe,
     locate_table,
     nearest_bucket,
     row_image,
+    row_references,
 )
 
 
@@ -43,7 +43,7 @@ class StreamRow:
 
 
 class StreamedImages:
-    """``batches(step)`` -> ``((height, width), rows)``; ``caption``, ``image``, ``reference`` and
+    """``batches(step)`` -> ``((height, width), rows)``; ``caption``, ``image``, ``references`` and
     ``where`` of a :class:`StreamRow`, as :class:`~thinkgen.data.CaptionedImages` gives them of an index."""
 
     def __init__(self, path: str | Path, sizes: list[tuple[int, int]], batch_size: int, seed: int,
@@ -73,15 +73,15 @@ class StreamedImages:
         return (StreamRow(row.pop("_index"), row) for row in stream)
 
     def _batches(self) -> Iterator[tuple[tuple[int, int], list[StreamRow]]]:
-        queues: dict[tuple[int, bool], list[StreamRow]] = {}
+        queues: dict[tuple[int, int], list[StreamRow]] = {}  # (bucket, source images) -> rows
         epoch = 0
         while True:
             seen = 0
             try:
                 for row in self._rows(epoch):
                     seen += 1
-                    probed = self.probe(row.fields, row.index)  # checks the row; its size and whether it edits
-                    key = (nearest_bucket(probed["_height"], probed["_width"], self.sizes), probed["_edit"])
+                    probed = self.probe(row.fields, row.index)  # checks the row; its size and source images
+                    key = (nearest_bucket(probed["_height"], probed["_width"], self.sizes), probed["_references"])
                     queue = queues.setdefault(key, [])
                     queue.append(row)
                     if len(queue) == self.batch_size:
@@ -116,5 +116,5 @@ class StreamedImages:
     def image(self, row: StreamRow) -> Image.Image:
         return row_image(row.fields, IMAGE_COLUMNS, self.base, self.where(row), self.max_pixels)
 
-    def reference(self, row: StreamRow) -> Image.Image | None:
-        return row_image(row.fields, REFERENCE_COLUMNS, self.base, f"{self.where(row)} (reference)", self.max_pixels)
+    def references(self, row: StreamRow) -> list[Image.Image]:
+        return row_references(row.fields, self.base, self.where(row), self.max_pixels)

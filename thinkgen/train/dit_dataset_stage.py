@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from .. import flow
-from ..data import BucketBatches, CaptionedImages, bucket_sizes, to_pixels
+from ..data import BucketBatches, CaptionedImages, DataError, bucket_sizes, to_pixels
 from ..data.streamed import StreamedImages
 from ..generator import encode_images, latent_channels, patchify, spatial_factor
 from ..loading import MODEL_INDEX, MODULES, stored_dtype
@@ -112,17 +112,21 @@ class DatasetDiTStage:
             captions.append("" if drop else caption)
             sigmas.append(flow.sample_timesteps(1, cfg.data.timesteps, cfg.data.timestep_shift, generator=g))
             noises.append(torch.randn(*shape, generator=g))
-        references = [self.data.reference(row) for row in rows]
-        edit = references[0] is not None  # a bucket holds edits only or plain images only
-        # a thinker that sees reads an edit's instruction with its source image, as `thinkgen edit` does
-        seen = [[r] for r in references] if edit and self.pipe.thinker.processor is not None else None
+        references = [self.data.references(row) for row in rows]  # a bucket's rows bring as many
+        edit = bool(references[0])
+        if len(references[0]) > self.pipe.max_source_images:
+            raise DataError(f"{self.data.where(rows[0])}: {len(references[0])} reference images; this model takes "
+                            f"at most {self.pipe.max_source_images} per edit")
+        # a thinker that sees reads an edit's instruction with its source images, as `thinkgen edit` does
+        seen = references if edit and self.pipe.thinker.processor is not None else None
         states, mask = self.states(captions, seen)
         x0 = self._latents([self.data.image(row) for row in rows], height, width)
         patch = self.pipe.patch
         batch = {"states": states, "mask": mask, "sigma": torch.cat(sigmas), "x0": patchify(x0, patch),
                  "noise": patchify(torch.stack(noises), patch), "grid": self.pipe.token_grid(height, width)}
-        if edit:
-            batch["reference"] = patchify(self._latents(references, height, width), patch)
+        if edit:  # (B, K, N, C p p): each source image resized to the target's size, as `thinkgen edit` does
+            batch["reference"] = torch.stack([patchify(self._latents(list(slot), height, width), patch)
+                                              for slot in zip(*references, strict=True)], dim=1)
         return batch
 
     def _latents(self, images: list[Image.Image], height: int, width: int) -> torch.Tensor:

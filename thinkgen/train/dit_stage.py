@@ -239,7 +239,12 @@ class FlowModule(nn.Module):
         grid = batch.get("grid", self.grid)
         sigma = batch["sigma"]  # (B,)
         x = flow.add_noise(batch["x0"], batch["noise"], sigma)  # (B, N, C p p)
-        reference = Reference(batch["reference"], grid) if "reference" in batch else None  # editing
+        reference = None
+        if "reference" in batch:  # editing: (B, N, C p p), or (B, K, N, C p p) for K source images
+            sources = batch["reference"]
+            sources = sources.unsqueeze(1) if sources.dim() == 3 else sources
+            reference = Reference(sources[:, 0], grid, tuple(Reference(sources[:, k], grid)
+                                                             for k in range(1, sources.shape[1])))
         velocity = self.backend(x, sigma, text, text_mask, grid, reference)  # (B, N, C p p)
         return F.mse_loss(velocity.float(), (batch["noise"] - batch["x0"]).float())
 
