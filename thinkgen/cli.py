@@ -14,7 +14,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import validate
+# before torch loads (it reads these once): OpenMP threads that wait for work sleep instead of
+# spinning, so the command keeps its speed beside other busy processes (issue 44: 61 it/s idle,
+# 46 s per step under load with spinning threads). A value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from . import validate  # noqa: E402
 
 USER_ERROR = 2
 SEED = validate.bounded_int(0, validate.MAX_SEED - 65536)  # leave room for seed + i per image
@@ -419,13 +424,25 @@ def _writable_dir(path: str) -> Path:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from .serve import serve
+    import socket
 
+    from .serve import Policy, serve
+
+    if args.device == "meta":
+        raise UserError("--device meta holds no weights: serve on cpu or a GPU")
+    try:  # the address first: a port in use is one line now, not after the model has loaded
+        with socket.create_server((args.host, args.port)):
+            pass
+    except OSError as error:
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     pipe = _load(args.model, args.dtype, args.device)
     name = "thinkgen-shapeworld" if args.model is None else Path(args.model).name
-    print(f"thinkgen: serving {name} on http://{args.host}:{args.port} (OpenAI images API; page at /)")
+    api_key = args.api_key or os.environ.get("THINKGEN_API_KEY") or None
+    policy = Policy.for_model(pipe.defaults, args.host, args.port, args.max_pixels, api_key, tuple(args.allow_origin))
+    print(f"thinkgen: serving {name} on http://{args.host}:{args.port} (OpenAI images API; page at /)"
+          f"{'; API key required' if api_key else ''}; up to {policy.max_pixels:,} pixels per image")
     serve(pipe, args.host, args.port, model_name=name, capacity=args.queue, window_s=args.window_ms / 1000,
-          batching=not args.no_batching)
+          batching=not args.no_batching, policy=policy)
     return 0
 
 
@@ -677,6 +694,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--window-ms", type=validate.bounded_float(0, 10_000), default=20,
                    help="how long a batch waits for more requests")
     v.add_argument("--no-batching", action="store_true", help="one request per batch (for comparison)")
+    v.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on the API "
+                   "(default: $THINKGEN_API_KEY if set, else none)")
+    v.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a web origin whose pages may call the API, e.g. https://app.example (repeatable; "
+                   "'*' allows any origin and any Host name)")
+    v.add_argument("--max-pixels", type=validate.bounded_int(16, 2**28), default=None,
+                   help="largest image a request may ask for (default: 4 x the model's own size)")
     v.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     v.add_argument("--device", default="cpu")
     v.set_defaults(run=serve_command)

@@ -35,13 +35,16 @@ from fastapi.responses import (
 )
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import Headers
 
 from ..validate import MAX_SEED, check_prompt
 from .batcher import BATCH_BUCKETS, LATENCY_BUCKETS, Batcher, Job, QueueFull
+from .guard import Policy
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 1_000_000  # JSON requests
 MAX_UPLOAD = 16 * 1024 * 1024  # multipart, all files together
+MAX_UPLOAD_PIXELS = 40_000_000  # a source image, read from its header before it is decoded
 MAX_N = 8
 
 
@@ -63,18 +66,18 @@ class ImageRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     prompt: Annotated[str, Field(min_length=1)]
     model: str | None = None
-    n: Annotated[int, Field(ge=1, le=MAX_N)] = 1
+    n: Annotated[int, Field(ge=1, le=MAX_N)] | None = 1  # null: the default, as OpenAI takes it
     size: str | None = None
-    response_format: Literal["b64_json", "url"] = "b64_json"
-    output_format: Literal["png", "jpeg", "webp"] = "png"
+    response_format: Literal["b64_json", "url"] | None = "b64_json"
+    output_format: Literal["png", "jpeg", "webp"] | None = "png"
     quality: Literal["auto", "standard", "hd", "low", "medium", "high"] | None = None
     style: Literal["vivid", "natural"] | None = None
     background: Literal["auto", "opaque"] | None = None
     moderation: Literal["auto", "low"] | None = None
     output_compression: Annotated[int, Field(ge=0, le=100)] | None = None
     user: Annotated[str, Field(max_length=256)] | None = None
-    stream: bool = False
-    partial_images: Annotated[int, Field(ge=0, le=3)] = 0
+    stream: bool | None = False
+    partial_images: Annotated[int, Field(ge=0, le=3)] | None = 0
     # thinkgen's extras (flat, as vLLM-Omni accepts them)
     think: bool = True
     seed: Annotated[int, Field(ge=0, le=2**53)] | None = None
@@ -83,9 +86,40 @@ class ImageRequest(BaseModel):
     negative_prompt: Annotated[str, Field(max_length=20_000)] | None = None
 
 
-def create_app(pipe, batcher: Batcher, model_name: str = "thinkgen", timeout_s: float = 300.0) -> FastAPI:
+    def model_post_init(self, context: Any) -> None:  # OpenAI's null means "the default"
+        for name in ("n", "response_format", "output_format", "stream", "partial_images"):
+            if getattr(self, name) is None:
+                setattr(self, name, type(self).model_fields[name].default)
+
+
+class Callers:
+    """ASGI middleware: Host, Origin and API key (:class:`~thinkgen.serve.guard.Policy`), checked
+    before a route reads anything. Plain ASGI, so routes still see their client leave."""
+
+    def __init__(self, app, policy: Policy) -> None:
+        self.app, self.policy = app, policy
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            refusal = self.policy.refusal(scope["path"], headers.get("host"), headers.get("origin"),
+                                          headers.get("authorization"))
+            if refusal is not None:
+                status, message, kind = refusal
+                extra = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+                await error_response(ApiError(status, message, kind=kind, headers=extra))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(pipe, batcher: Batcher, model_name: str = "thinkgen", timeout_s: float = 300.0,
+               policy: Policy | None = None) -> FastAPI:
     app = FastAPI(title="thinkgen", docs_url=None, redoc_url=None)
     app.state.batcher = batcher
+    policy = policy or Policy.for_model(pipe.defaults)
+    app.state.policy = policy
+
+    app.add_middleware(Callers, policy=policy)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -107,7 +141,7 @@ def create_app(pipe, batcher: Batcher, model_name: str = "thinkgen", timeout_s: 
     def parse_size(size: str | None) -> tuple[int, int]:
         if size in (None, "auto"):
             return pipe.defaults["height"], pipe.defaults["width"]
-        match = re.fullmatch(r"(\d{1,5})x(\d{1,5})", size)
+        match = re.fullmatch(r"([0-9]{1,5})x([0-9]{1,5})", size)
         if not match:
             raise ApiError(400, f"size must be 'WIDTHxHEIGHT' (e.g. '32x32') or 'auto', got {size!r}", "size")
         width, height = int(match.group(1)), int(match.group(2))
@@ -115,8 +149,9 @@ def create_app(pipe, batcher: Batcher, model_name: str = "thinkgen", timeout_s: 
             pipe.check_size(height, width)
         except ValueError as error:
             raise ApiError(400, str(error), "size") from None
-        if width * height > pipe.limits.max_pixels:
-            raise ApiError(400, f"size {size} is above the limit of {pipe.limits.max_pixels:,} pixels", "size")
+        if width * height > min(pipe.limits.max_pixels, policy.max_pixels):
+            raise ApiError(400, policy.check_work(height, width, 1, 1)
+                           or f"size {size} is above the limit of {pipe.limits.max_pixels:,} pixels", "size")
         return height, width
 
     def to_job(body: ImageRequest, image: Image.Image | None = None) -> Job:
@@ -140,6 +175,9 @@ def create_app(pipe, batcher: Batcher, model_name: str = "thinkgen", timeout_s: 
         seed = body.seed if body.seed is not None else int(time.time_ns() % 2**31)
         if seed + body.n > MAX_SEED:
             raise ApiError(400, "seed is too large", "seed")
+        too_much = policy.check_work(height, width, steps, body.n)
+        if too_much:  # refused before it is queued: no request holds the worker for long
+            raise ApiError(400, too_much, "num_inference_steps" if steps > pipe.defaults["num_inference_steps"] else "n")
         return Job(body.prompt, body.n, height, width, steps, cfg, seed, body.think, body.negative_prompt, image,
                    partial_images=body.partial_images)
 
@@ -218,35 +256,31 @@ def create_app(pipe, batcher: Batcher, model_name: str = "thinkgen", timeout_s: 
     # ------------------------------------------------------------------ routes
     @app.post("/v1/images/generations")
     async def generations(request: Request) -> Response:
-        body = _model(await _json(request))
+        if _media_type(request) != "application/json":
+            raise ApiError(415, "the body must be JSON, sent as Content-Type: application/json")
+        body = _model(_parse_json(await _read_body(request, MAX_BODY)))
         return await run(to_job(body), request, body, "image_generation")
 
     @app.post("/v1/images/edits")
     async def edits(request: Request) -> Response:
-        length = int(request.headers.get("content-length") or 0)
-        if length > MAX_UPLOAD:
-            raise ApiError(413, f"the upload is {length:,} bytes, above the limit of {MAX_UPLOAD:,}")
-        if "multipart/form-data" not in request.headers.get("content-type", ""):
-            raise ApiError(400, "an edit is a multipart/form-data request with an image and a prompt")
+        if _media_type(request) != "multipart/form-data":
+            raise ApiError(415, "an edit is a multipart/form-data request with an image and a prompt")
+        await _read_body(request, MAX_UPLOAD)  # the whole upload, bounded while it arrives
         try:
             form = await request.form(max_files=16, max_fields=64)
         except Exception as error:  # malformed multipart, too many parts
-            raise ApiError(400, f"cannot read the form: {error}") from None
+            raise ApiError(400, f"cannot read the form: {' '.join(str(error).split())[:200]}") from None
         uploads = [v for k, v in form.multi_items() if k in ("image", "image[]") and hasattr(v, "read")]
         if not uploads:
             raise ApiError(400, "an edit needs an image (field 'image' or 'image[]')", "image")
-        data = await uploads[0].read(MAX_UPLOAD + 1)
-        if len(data) > MAX_UPLOAD:
-            raise ApiError(413, "the image is too large", "image")
-        try:
-            image = Image.open(io.BytesIO(data))
-            image.load()
-            image = image.convert("RGB")
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-            raise ApiError(400, "the image is not a readable PNG, JPEG or WebP", "image") from None
+        if len(uploads) > 1:
+            raise ApiError(400, f"this server edits from one image; got {len(uploads)}", "image")
+        if "mask" in form:
+            raise ApiError(400, "mask is not supported: the instruction says what to change", "mask")
+        image = await asyncio.to_thread(_decode_upload, await uploads[0].read())  # off the event loop
         fields: dict[str, Any] = {}
         for key, value in form.multi_items():
-            if key in ("image", "image[]") or key == "mask":
+            if key in ("image", "image[]"):
                 continue
             if not isinstance(value, str):
                 raise ApiError(400, f"field {key!r} must be text", key)
@@ -276,14 +310,47 @@ def create_app(pipe, batcher: Batcher, model_name: str = "thinkgen", timeout_s: 
 
 
 # ----------------------------------------------------------------------------- helpers
-async def _json(request: Request) -> Any:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise ApiError(413, f"the request body is above the limit of {MAX_BODY:,} bytes")
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it passes ``limit`` bytes, whatever Content-Length says;
+    kept on the request, so the form parser reads it from memory."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ApiError(413, f"the request body is {int(length):,} bytes, above the limit of {limit:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"the request body is above the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # starlette's Request.stream() and form() read a body already read from here
+    return body
+
+
+def _parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "the request body is not valid JSON") from None
+    except RecursionError:
+        raise ApiError(400, "the request body is nested too deeply") from None
+
+
+def _decode_upload(data: bytes) -> Image.Image:
+    """An uploaded image, its size read from the header and checked before any pixel is decoded."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        if image.width * image.height > MAX_UPLOAD_PIXELS:
+            raise ApiError(400, f"the image is {image.width}x{image.height} pixels, above the limit of "
+                                f"{MAX_UPLOAD_PIXELS:,}", "image")
+        image.load()
+        return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        raise ApiError(400, "the image is not a readable PNG, JPEG or WebP", "image") from None
 
 
 def _model(data: Any) -> ImageRequest:
@@ -343,6 +410,8 @@ def _prometheus(batcher: Batcher) -> str:
              "# TYPE thinkgen_rejected_total counter", f"thinkgen_rejected_total {stats.rejected}",
              "# HELP thinkgen_cancelled_total Requests whose client went away.",
              "# TYPE thinkgen_cancelled_total counter", f"thinkgen_cancelled_total {stats.cancelled}",
+             "# HELP thinkgen_retried_total Requests drawn again alone after their batch failed.",
+             "# TYPE thinkgen_retried_total counter", f"thinkgen_retried_total {stats.retried}",
              "# HELP thinkgen_batch_size Requests per batch.", "# TYPE thinkgen_batch_size histogram"]
     lines += [f'thinkgen_batch_size_bucket{{le="{b}"}} {c}' for b, c in zip(BATCH_BUCKETS, stats.batch_buckets, strict=True)]
     lines += [f'thinkgen_batch_size_bucket{{le="+Inf"}} {stats.batches}',

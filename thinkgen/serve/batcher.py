@@ -81,6 +81,7 @@ class Stats:
     images: int = 0
     rejected: int = 0
     cancelled: int = 0
+    retried: int = 0  # requests drawn again alone after their batch failed
 
     def record_batch(self, size: int) -> None:
         self.batch_sizes.append(size)
@@ -129,8 +130,13 @@ class Batcher:
         return job
 
     def cancel(self, job: Job) -> None:
-        """The client went away: free its slot now; the worker skips or stops its work."""
-        job.cancelled = True
+        """The client went away: free its slot now; the worker skips or stops its work. Counted
+        once, whether it was waiting or being drawn."""
+        with self._lock:
+            counted = job.cancelled or job.done.is_set()
+            job.cancelled = True
+        if not counted:
+            self.stats.cancelled += 1
         self._release(job)
 
     def _release(self, job: Job) -> None:
@@ -167,17 +173,47 @@ class Batcher:
                     (batch if fits else held_back).append(job)
                 for job in held_back:  # they belong to another batch: back in the queue (at its end)
                     self.queue.put(job)
+            for job in batch:  # a cancelled job that never ran: its waiter is told, its slot is free
+                if job.cancelled:
+                    job.error = Cancelled("cancelled")
+                    job.done.set()
             batch = [job for job in batch if not job.cancelled]
             if batch:
                 self._draw(batch)
 
     def _draw(self, batch: list[Job]) -> None:
+        """Draw a batch; when it fails, each of its requests alone, so that one bad request (one
+        that passed validation but fails inside the pipeline) fails nobody else."""
+        error = self._draw_together(batch)
+        if error is None or isinstance(error, Cancelled):
+            self._finish(batch)
+        elif len(batch) == 1:
+            batch[0].error = error
+            self._finish(batch)
+        else:
+            self.stats.retried += len(batch)
+            for job in batch:
+                job.error = Cancelled("cancelled") if job.cancelled else self._draw_together([job])
+                self._finish([job])
+
+    def _finish(self, batch: list[Job]) -> None:
+        self.stats.record_batch(len(batch))
+        now = time.monotonic()
+        for job in batch:
+            self.stats.record_latency(now - job.created)
+            self._release(job)
+            job.done.set()
+
+    def _draw_together(self, batch: list[Job]) -> Exception | None:
+        """One pipeline call for the batch; its images go to the jobs. Returns the error, if any."""
         pipe, first = self.pipe, batch[0]
         seeds = [job.seed + k for job in batch for k in range(job.n)]
         streams = [job for job in batch if job.events is not None]
         sent = {id(job): "" for job in streams}
 
         def on_tokens(completions: torch.Tensor) -> None:  # reasoning deltas while the thinker writes
+            if all(job.cancelled for job in batch):  # every client left: stop thinking now
+                raise Cancelled
             for row, job in enumerate(batch):
                 if job.events is None:
                     continue
@@ -190,14 +226,13 @@ class Batcher:
             if all(job.cancelled for job in batch):
                 raise Cancelled
             for job in streams:
-                every = max(1, first.steps // (job.partial_images + 1)) if job.partial_images else 0
-                if every and (step + 1) % every == 0 and step + 1 < first.steps:
+                points = partial_steps(first.steps, job.partial_images)
+                if step + 1 in points:
                     start = sum(j.n for j in batch[: batch.index(job)])
                     pixels = pipe.decode(latents[start : start + job.n], first.height, first.width)
-                    job.events({"type": "partial_image", "images": to_pil(pixels),
-                                "index": (step + 1) // every - 1})
+                    job.events({"type": "partial_image", "images": to_pil(pixels), "index": points.index(step + 1)})
 
-        pipe.thinker.token_callback = on_tokens if streams else None
+        pipe.thinker.token_callback = on_tokens
         try:
             out = pipe([job.prompt for job in batch], think=first.think, seeds=seeds,
                        num_images_per_prompt=[job.n for job in batch], height=first.height, width=first.width,
@@ -212,19 +247,20 @@ class Batcher:
                 job.reasoning, job.rewritten = out.reasoning[position], out.rewritten[position]
                 position += job.n
             self.stats.images += position
-        except Cancelled:
-            for job in batch:
-                job.error = Cancelled("cancelled")
-            self.stats.cancelled += len(batch)
-        except Exception as error:  # a bad request that passed validation must not stop the worker
+            return None
+        except Cancelled as error:  # every client left (each was counted when it left)
             for job in batch:
                 job.error = error
+            return error
+        except Exception as error:  # a bad request that passed validation must not stop the worker
+            return error
         finally:
             pipe.thinker.token_callback = None
-            self.stats.record_batch(len(batch))
-            now = time.monotonic()
-            for job in batch:
-                self.stats.record_latency(now - job.created)
-                self._release(job)
-                job.done.set()
+
+
+def partial_steps(steps: int, partial_images: int) -> list[int]:
+    """The steps (counted from 1) after which a stream gets its ``partial_images`` previews: evenly
+    spread, before the last step, as many as asked where the steps allow."""
+    points = sorted({round(steps * (i + 1) / (partial_images + 1)) for i in range(partial_images)})
+    return [p for p in points if 1 <= p < steps]
 
