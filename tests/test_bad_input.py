@@ -237,3 +237,104 @@ def test_bad_data_files(capsys, tmp_path, model):
     judged = tmp_path / "j.jsonl"
     judged.write_text('{"prompt_id": 5000, "consistency": 1, "realism": 1, "aesthetic_quality": 1}\n')
     refused(capsys, tmp_path, "wise", "score", "--judgments", judged)
+
+
+# ----------------------------------------------------------------------------- bounded reads (issue 44)
+def test_files_read_whole_are_bounded_before_reading(capsys, tmp_path, model):
+    """A config, a base, GenEval metadata or WISE prompts that are /dev/zero or over their limit
+    are refused from their size, before they are read; so are a model folder's index and tokenizer."""
+    import os
+    import time
+
+    from thinkgen import validate
+
+    big = tmp_path / "big.yaml"
+    with open(big, "wb") as f:
+        f.truncate(validate.CONFIG_BYTES + 1)  # sparse: nothing is written, the size is claimed
+    for config in ("/dev/zero", big):
+        start = time.perf_counter()
+        refused(capsys, tmp_path, "train", config, fragment="not a regular file" if config == "/dev/zero" else "above")
+        assert time.perf_counter() - start < 5
+    based = tmp_path / "based.yaml"
+    based.write_text("base: /dev/zero\n")
+    refused(capsys, tmp_path, "train", based, fragment="not a regular file")
+    refused(capsys, tmp_path, "geneval", "--metadata", "/dev/zero", "--out", tmp_path / "g", fragment="regular")
+    refused(capsys, tmp_path, "wise", "generate", "--prompts", "/dev/zero", "--out", tmp_path / "w", fragment="regular")
+    folder = broken_copy(model, tmp_path / "m")
+    tokenizer = folder / "tokenizer" / "tokenizer.json"
+    tokenizer.unlink()
+    os.symlink("/dev/zero", tokenizer)
+    refused(capsys, tmp_path, "generate", "a cat", "--model", folder, "-o", tmp_path / "x.png",
+            fragment="not a regular file")
+    index = folder / "model_index.json"
+    with open(index, "ab") as f:
+        f.truncate(validate.CONFIG_BYTES + 1)
+    refused(capsys, tmp_path, "info", folder, fragment="above the limit")
+
+
+def test_a_deep_base_chain_and_a_yaml_alias_bomb_are_one_line(capsys, tmp_path):
+    import time
+
+    for i in range(40):
+        (tmp_path / f"c{i}.yaml").write_text(f"base: c{i + 1}.yaml\n")
+    refused(capsys, tmp_path, "train", tmp_path / "c0.yaml", fragment="deep in 'base'")
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+              f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]" for i in range(8)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("stage: dit_pretrain\noutput_dir: out\n" + "\n".join(lines) + "\noptim: {lr: *i}\n")
+    assert len(bomb.read_bytes()) < 2048
+    start = time.perf_counter()
+    refused(capsys, tmp_path, "train", bomb, fragment="aliases")
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("component, key, value, fragment", [
+    ("thinker", "num_hidden_layers", 10**9, "num_hidden_layers = 1,000,000,000 is above the ceiling"),
+    ("thinker", "hidden_size", 10**9, "hidden_size"),
+    ("thinker", "vocab_size", 10**9, "vocab_size"),
+    ("transformer", "num_layers", 10**9, "num_layers"),
+    ("vae", "block_out_channels", [10**9], "block_out_channels"),
+])
+@pytest.mark.parametrize("command", ["info", "info --memory", "generate"])
+def test_model_configs_are_checked_before_a_module_is_built(capsys, tmp_path, model, component, key, value,
+                                                            fragment, command):
+    import time
+
+    folder = broken_copy(model, tmp_path / "m")
+    path = folder / component / "config.json"
+    config = json.loads(path.read_text())
+    config[key] = value
+    path.write_text(json.dumps(config))
+    argv = {"info": ["info", folder], "info --memory": ["info", "--memory", folder],
+            "generate": ["generate", "a cat", "--model", folder, "-o", tmp_path / "x.png"]}[command]
+    start = time.perf_counter()
+    refused(capsys, tmp_path, *argv, fragment=fragment)
+    assert time.perf_counter() - start < 10
+
+
+def test_safetensors_headers_are_checked_against_the_file(capsys, tmp_path, model):
+    """A header claiming tensors beyond the file's end, and a sparse file holding far more numbers
+    than the model has, are refused from their headers; no tensor is read."""
+    import struct
+
+    import torch
+
+    folder = broken_copy(model, tmp_path / "m")
+    file = next((folder / "bridge").glob("*.safetensors"))
+    header = {"w": {"dtype": "F32", "shape": [1000, 1000], "data_offsets": [0, 4_000_000]}}
+    text = json.dumps(header).encode()
+    file.write_bytes(struct.pack("<Q", len(text)) + text + b"\0" * 16)  # 16 bytes of data, 4 MB claimed
+    refused(capsys, tmp_path, "generate", "a cat", "--model", folder, "-o", tmp_path / "x.png",
+            fragment="does not fit the file")
+    weights = load_file(next((model / "bridge").glob("*.safetensors")))
+    huge = {"w": {"dtype": "F32", "shape": [1 << 30], "data_offsets": [0, 4 << 30]}}
+    text = json.dumps(huge).encode()
+    sparse = folder / "bridge" / "extra.safetensors"
+    with open(sparse, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text)
+        f.truncate(8 + len(text) + (4 << 30))  # 4 GiB claimed, none of it on disk
+    save_file({k: v.clone() for k, v in weights.items()}, file)
+    refused(capsys, tmp_path, "generate", "a cat", "--model", folder, "-o", tmp_path / "x.png",
+            fragment=f"the weights hold {(1 << 30) + sum(v.numel() for v in weights.values()):,} numbers")
+    assert torch.is_tensor(next(iter(weights.values())))

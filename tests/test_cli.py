@@ -191,7 +191,7 @@ def test_broken_model_folder(capsys, model_dir, tmp_path):
     capsys.readouterr()
     (broken / "thinker" / "model.safetensors").write_bytes(b"not safetensors")
     assert_user_error(run(capsys, "generate", "x", "--model", broken, "-o", tmp_path / "x.png"),
-                      "cannot load thinker")
+                      "thinker/model.safetensors: not a safetensors file")
 
 
 def test_console_entry_point(model_dir, tmp_path):

@@ -22,6 +22,7 @@ from .cli import (
     reflection_correction,
     reflection_judge,
 )
+from .validate import read_text
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -163,8 +164,8 @@ def _wise_judge(args: argparse.Namespace, prompts: list, images: Path, out: Path
         protocol = wise_module.choose_protocol(wise_module.protocols_matching(prompts), args.protocol,
                                                f"the prompts of {args.prompts}")
         rubric = wise_module.read_rubric(args.rubric) if args.rubric else None
-        system = Path(args.rubric_system).read_text() if args.rubric_system else None
-    except (OSError, UnicodeDecodeError, wise_module.WiseFormatError) as error:
+        system = read_text(args.rubric_system, 1024 * 1024, "system text") if args.rubric_system else None
+    except (OSError, UnicodeDecodeError, ValueError) as error:  # WiseFormatError, FileTooLarge
         raise UserError(str(error)) from None
     judge = wise_module.OpenAICompatibleJudge(args.endpoint, args.judge_model, os.environ.get("THINKGEN_JUDGE_KEY"),
                                               protocol=protocol, rubric=rubric, system=system)

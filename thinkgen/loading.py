@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,15 @@ import torch
 
 from .processors import load_processor, save_processor
 from .thinker import Thinker, ThinkerConfig
+from .validate import (
+    CONFIG_BYTES,
+    MAX_PARAMETERS,
+    TEXT_BYTES,
+    FileTooLarge,
+    ModelConfigError,
+    check_model_config,
+    read_text,
+)
 
 if TYPE_CHECKING:
     from .pipeline import ThinkGenPipeline
@@ -74,7 +84,9 @@ def read_index(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
         raise PipelineLoadError(f"model folder not found: {directory}")
     try:
-        index = json.loads((directory / MODEL_INDEX).read_text())
+        index = json.loads(read_text(directory / MODEL_INDEX, CONFIG_BYTES, MODEL_INDEX))
+    except FileTooLarge as error:
+        raise PipelineLoadError(str(error)) from None
     except FileNotFoundError:
         raise PipelineLoadError(f"{directory} is not a thinkgen pipeline or diffusers QwenImagePipeline folder (no {MODEL_INDEX})") from None
     except IsADirectoryError:
@@ -170,8 +182,87 @@ def check_weights(folder: Path, klass: type) -> None:
                                 + "; ".join(d for d in detail if d))
 
 
+SAFETENSORS_ITEM_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+                          "U16": 2, "U32": 4, "U64": 8, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+
+
+def check_component_files(folder: Path) -> None:
+    """Before any library reads a component folder: every file it may read whole is a regular file
+    within its size limit, and ``config.json`` asks for sane sizes (before a module is built)."""
+    if not folder.is_dir():
+        return
+    for file in folder.iterdir():
+        if file.suffix == ".safetensors" or file.is_dir():
+            continue
+        if not file.is_file():
+            raise PipelineLoadError(f"{file}: not a regular file")
+        limit = CONFIG_BYTES if file.name.endswith("config.json") else TEXT_BYTES
+        if file.stat().st_size > limit:
+            raise PipelineLoadError(f"{file}: {file.stat().st_size:,} bytes, above the limit of {limit:,} for a "
+                                    "file read whole")
+    if (folder / "config.json").is_file():
+        try:
+            check_model_config(json.loads(read_text(folder / "config.json", CONFIG_BYTES)), str(folder / "config.json"))
+        except (ValueError, UnicodeDecodeError) as error:  # bad JSON is the library's to report; sizes are ours
+            if isinstance(error, ModelConfigError):
+                raise PipelineLoadError(str(error)) from None
+
+
+def check_safetensors(folder: Path, expected_numbers: int | None = None) -> None:
+    """Each safetensors file's header read alone and checked against the file's real size (every
+    tensor inside the file, its bytes those of its shape and dtype), and the numbers of all files
+    together no more than the model holds: no tensor is materialised before."""
+    total = 0
+    for file in sorted(folder.glob("*.safetensors")):
+        size = file.stat().st_size
+        with open(file, "rb") as f:
+            head = f.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 0 < length <= min(size - 8, MAX_SAFETENSORS_HEADER):
+                raise PipelineLoadError(f"{file}: not a safetensors file (its header length does not fit the file)")
+            try:
+                header = json.loads(f.read(length))
+            except (ValueError, UnicodeDecodeError):
+                raise PipelineLoadError(f"{file}: its safetensors header is not JSON") from None
+        if not isinstance(header, dict):
+            raise PipelineLoadError(f"{file}: its safetensors header is not a JSON object")
+        data = size - 8 - length
+        for key, entry in header.items():
+            if key == "__metadata__":
+                continue
+            try:
+                start, end = entry["data_offsets"]
+                numbers = math.prod(entry["shape"])
+                item = SAFETENSORS_ITEM_BYTES[entry["dtype"]]
+            except (KeyError, TypeError, ValueError):
+                raise PipelineLoadError(f"{file}: tensor {key!r} has a malformed header entry") from None
+            if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= data) \
+                    or numbers * item != end - start:
+                raise PipelineLoadError(f"{file}: tensor {key!r} does not fit the file ({data:,} bytes of data; "
+                                        f"offsets {start}..{end} for {entry['shape']} {entry['dtype']})")
+            total += numbers
+    if expected_numbers is not None and total > expected_numbers * 1.01 + 4096:
+        raise PipelineLoadError(f"{folder}: the weights hold {total:,} numbers, the model {expected_numbers:,}")
+
+
+def _expected_numbers(directory: Path, index: dict[str, Any], name: str) -> int:
+    """Parameters and buffers of a component built from its config on the meta device."""
+    from .memory import empty_model
+
+    model = empty_model(directory, index, name)
+    count = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+    if count > MAX_PARAMETERS:
+        raise PipelineLoadError(f"{directory / name}: its config makes a model of {count:,} parameters, above the "
+                                f"ceiling of {MAX_PARAMETERS:,}")
+    return count
+
+
 def _load_component(directory: Path, index: dict[str, Any], name: str, dtype: torch.dtype | None) -> Any:
     klass = component_class(index, name)
+    check_component_files(directory / name)
+    if name in MODULES and (directory / name).is_dir():
+        check_safetensors(directory / name, _expected_numbers(directory, index, name))
     if klass.__name__ == "ThinkGenTransformer2DModel":
         check_weights(directory / name, klass)
     if name == "scheduler" and layout_of(index) == "thinkgen-release":  # the release's own class: its

@@ -33,8 +33,11 @@ def empty_model(directory: Path, index: dict, name: str) -> torch.nn.Module:
     from accelerate import init_empty_weights
     from transformers import AutoConfig, PreTrainedModel
 
+    from .loading import check_component_files
+
     klass = component_class(index, name)
     folder = directory / name
+    check_component_files(folder)  # file sizes and config sizes before anything is built
     try:
         with init_empty_weights():
             if issubclass(klass, PreTrainedModel):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .loading import FOREIGN, MODEL_INDEX, layout_of, read_index
+from .validate import read_text
 
 # what each layout's conditioning calls the text, and the name the release's code gives it
 SYSTEM_TEXT = {"thinkgen-release": ("system_prompt", "SYSPROMPT"), "qwen-image": ("instruction", "SYSTEM_PROMPT")}
@@ -54,7 +55,7 @@ def read_release_code(conditioning: str, code: Path) -> Found:
         if path.stat().st_size > MAX_FILE_BYTES:
             continue
         try:
-            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            tree = ast.parse(read_text(path, MAX_FILE_BYTES), filename=str(path))
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue
         where = path.relative_to(code) if code.is_dir() else path.name

@@ -9,10 +9,44 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
+
+# ----------------------------------------------------------------------------- files read whole
+MIB = 1024 * 1024
+CONFIG_BYTES = 4 * MIB  # a training config, a base, a model's config.json or model_index.json
+TEXT_BYTES = 64 * MIB  # a tokenizer's files (Qwen's tokenizer.json is 11 MB), chat templates
+DATA_BYTES = 1024 * MIB  # prompt lists, metadata, judgments
+
+
+class FileTooLarge(ValueError):
+    """A file over the size thinkgen reads whole (or not a regular file)."""
+
+
+def read_bounded(path: str | Path, limit: int, what: str = "file") -> bytes:
+    """A file's bytes, refused before reading when it is over ``limit`` bytes or is not a regular
+    file (``/dev/zero``, a FIFO): the size is checked, and then at most ``limit + 1`` bytes read,
+    in case it grew. Missing files raise ``FileNotFoundError`` as ``open`` does."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise FileTooLarge(f"{path}: the {what} is not a regular file")
+        if info.st_size > limit:
+            raise FileTooLarge(f"{path}: the {what} is {info.st_size:,} bytes, above the limit of {limit:,}")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise FileTooLarge(f"{path}: the {what} is above the limit of {limit:,} bytes")
+    return data
+
+
+def read_text(path: str | Path, limit: int, what: str = "file") -> str:
+    """:func:`read_bounded`, decoded as UTF-8 (``UnicodeDecodeError`` for binary data)."""
+    return read_bounded(path, limit, what).decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -113,3 +147,50 @@ def path(text: str) -> str:
     if any(len(part) > 255 for part in encoded_parts):
         raise argparse.ArgumentTypeError("a name in the path is longer than 255 bytes")
     return text
+
+
+# ----------------------------------------------------------------------------- model configs
+# Ceilings for the sizes a model's config.json may ask for, checked before a module is built (a
+# config asking for 10**9 layers would otherwise hang while the layers are made, and a 10**9 width
+# fail only when its weights are allocated). Real models sit far below: Qwen2.5-VL-7B has 28
+# layers, width 3,584, 152k tokens; Qwen-Image's DiT 60 blocks of width 3,072.
+MAX_LAYERS = 1024
+MAX_WIDTH = 1 << 18  # any width, channel or head count, patch or sample size
+MAX_VOCAB = 1 << 22
+MAX_POSITIONS = 1 << 24
+MAX_PARAMETERS = 2 * 10**12
+_WIDTH_WORDS = ("size", "dim", "channels", "heads", "experts", "features", "embed", "groups", "width")
+
+
+class ModelConfigError(ValueError):
+    """A model config asking for sizes no model has."""
+
+
+def _ceiling(key: str) -> tuple[int, str] | None:
+    key = key.lower()
+    if "layers" in key or key.endswith("blocks") or key in ("depth", "num_hidden_layers"):
+        return MAX_LAYERS, "layers"
+    if "vocab" in key:
+        return MAX_VOCAB, "tokens"
+    if "position" in key or key == "axes_lens":
+        return MAX_POSITIONS, "positions"
+    if "token_id" in key or key.endswith("_id") or key.endswith("_ids"):
+        return None
+    if any(word in key for word in _WIDTH_WORDS):
+        return MAX_WIDTH, "units"
+    return None
+
+
+def check_model_config(config: object, where: str, key: str = "") -> None:
+    """Every size in a model config (nested sections and lists included) under its ceiling."""
+    if isinstance(config, dict):
+        for name, value in config.items():
+            check_model_config(value, where, str(name))
+    elif isinstance(config, list):
+        for value in config[:4096]:
+            check_model_config(value, where, key)
+    elif isinstance(config, int) and not isinstance(config, bool) and key:
+        ceiling = _ceiling(key)
+        if ceiling is not None and config > ceiling[0]:
+            raise ModelConfigError(f"{where}: {key} = {config:,} is above the ceiling of {ceiling[0]:,} "
+                                   f"{ceiling[1]} (no real model comes near it)")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..validate import DATA_BYTES, read_text
 from .images import DataError
 
 
@@ -29,8 +30,8 @@ class PromptRows:
             raise DataError(f"prompt file not found: {path}")
         if path.suffix == ".txt":
             try:
-                lines = path.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as error:
+                lines = read_text(path, DATA_BYTES, "prompt file").splitlines()
+            except (OSError, UnicodeDecodeError, ValueError) as error:  # FileTooLarge too
                 raise DataError(f"{path}: cannot read: {error}") from None
             self.rows = [PromptRow(line.strip(), {}, f"{path} line {n}") for n, line in enumerate(lines, 1)
                          if line.strip()]

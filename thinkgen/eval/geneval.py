@@ -19,6 +19,8 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..validate import DATA_BYTES, FileTooLarge, read_text
+
 # GenEval's prompt file (553 prompts, MIT licence), shipped unmodified with its LICENCE and SOURCE.md
 DEFAULT_METADATA = Path(__file__).resolve().parent.parent / "assets" / "geneval" / "evaluation_metadata.jsonl"
 
@@ -32,30 +34,31 @@ class MetadataError(ValueError):
 def read_metadata(path: str | Path = DEFAULT_METADATA) -> list[dict]:
     """Parse and validate ``evaluation_metadata.jsonl`` (blank lines are skipped)."""
     entries = []
-    with open(path, encoding="utf-8", errors="strict") as f:
+    try:
+        lines = read_text(path, DATA_BYTES, "metadata file").splitlines()
+    except UnicodeDecodeError:
+        raise MetadataError(f"{path}: not a text file") from None
+    except FileTooLarge as error:
+        raise MetadataError(str(error)) from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
-            lines = f.readlines()
-        except UnicodeDecodeError:
-            raise MetadataError(f"{path}: not a text file") from None
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise MetadataError(f"{path}:{number}: not JSON ({error.msg})") from None
-            if not isinstance(entry, dict):
-                raise MetadataError(f"{path}:{number}: expected one JSON object per line")
-            missing = {"tag", "include", "prompt"} - set(entry)
-            if missing:
-                raise MetadataError(f"{path}:{number}: missing {sorted(missing)}")
-            if entry["tag"] not in TAGS:
-                raise MetadataError(f"{path}:{number}: unknown tag {entry['tag']!r}")
-            if not isinstance(entry["prompt"], str) or not entry["prompt"].strip():
-                raise MetadataError(f"{path}:{number}: the prompt is empty")
-            if not isinstance(entry["include"], list):
-                raise MetadataError(f"{path}:{number}: include must be a list")
-            entries.append(entry)
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise MetadataError(f"{path}:{number}: not JSON ({error.msg})") from None
+        if not isinstance(entry, dict):
+            raise MetadataError(f"{path}:{number}: expected one JSON object per line")
+        missing = {"tag", "include", "prompt"} - set(entry)
+        if missing:
+            raise MetadataError(f"{path}:{number}: missing {sorted(missing)}")
+        if entry["tag"] not in TAGS:
+            raise MetadataError(f"{path}:{number}: unknown tag {entry['tag']!r}")
+        if not isinstance(entry["prompt"], str) or not entry["prompt"].strip():
+            raise MetadataError(f"{path}:{number}: the prompt is empty")
+        if not isinstance(entry["include"], list):
+            raise MetadataError(f"{path}:{number}: include must be a list")
+        entries.append(entry)
     return entries
 
 

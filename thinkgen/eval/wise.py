@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..validate import DATA_BYTES, FileTooLarge, read_text
+
 FIELDS = ("Prompt", "Explanation", "Category", "Subcategory", "prompt_id")
 # The ``Category`` strings of the official prompt files, by thinkgen's category names.
 CATEGORY_NAMES = {"cultural knowledge": "culture", "time": "time", "space": "space", "biology": "biology",
@@ -159,7 +161,9 @@ ALL_IDS = range(1, 1001)
 # ----------------------------------------------------------------------------- prompt files
 def read_prompts(path: str | Path) -> list[WisePrompt]:
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(read_text(path, DATA_BYTES, "prompt file"))
+    except FileTooLarge as error:
+        raise WiseFormatError(str(error)) from None
     except json.JSONDecodeError as error:
         raise WiseFormatError(f"{path}: not JSON ({error.msg})") from None
     except UnicodeDecodeError:
@@ -255,9 +259,11 @@ def read_judgments(paths: str | Path | Iterable[str | Path], protocol: str | Non
     kinds: dict[str, str] = {}  # protocol -> first place it was seen
     for path in files:
         try:
-            text = path.read_text()
+            text = read_text(path, DATA_BYTES, "judgment file")
         except UnicodeDecodeError:
             raise WiseFormatError(f"{path}: not a text file") from None
+        except FileTooLarge as error:
+            raise WiseFormatError(str(error)) from None
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
@@ -330,9 +336,11 @@ def read_rubric(path: str | Path) -> str:
     """A user-supplied rubric: text with ``{Prompt}`` and ``{Explanation}`` where the prompt's
     fields go (every other brace is left as written)."""
     try:
-        text = Path(path).read_text()
+        text = read_text(path, 4 * RUBRIC_LIMIT, "rubric")
     except UnicodeDecodeError:
         raise WiseFormatError(f"{path}: not a text file") from None
+    except FileTooLarge as error:
+        raise WiseFormatError(str(error)) from None
     if len(text) > RUBRIC_LIMIT:
         raise WiseFormatError(f"{path}: {len(text):,} characters; a rubric is at most {RUBRIC_LIMIT:,}")
     lacking = [name for name in ("{Prompt}", "{Explanation}") if name not in text]

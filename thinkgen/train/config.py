@@ -16,6 +16,7 @@ so a wrong value is one ``ConfigError`` naming the field, before anything is bui
 
 import dataclasses
 import os
+import reprlib
 from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,6 +24,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
+
+from ..validate import CONFIG_BYTES, FileTooLarge, read_text
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -466,6 +469,12 @@ TUPLES = {"betas", "rounds"}
 OPTIONAL_SECTIONS = {"judge", "scorer"}  # absent (None) unless a config writes them  # YAML has lists; strict validation wants the tuples the fields declare
 
 
+_SHORT = reprlib.Repr()  # a bad value shown short, whatever its size (never formatted whole)
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlist = _SHORT.maxdict = _SHORT.maxtuple = 4
+_SHORT.maxlevel = 2
+
+
 def _one_line(error: ValidationError, where: str) -> str:
     """The first problem of a pydantic error as ``config.optim.lr: must be ... (got -1)``."""
     first = error.errors()[0]
@@ -473,7 +482,7 @@ def _one_line(error: ValidationError, where: str) -> str:
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] in ("value_error", "assertion_error"):
         return message
-    shown = repr(first.get("input"))
+    shown = _SHORT.repr(first.get("input"))
     return f"{location}: {message} (got {shown[:60]})"
 
 
@@ -509,19 +518,36 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
     return _build(TrainConfig, data, "config")
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases (``*name``): a config has no use for them, and a few hundred bytes of
+    nested aliases expand to billions of values (a "billion laughs" document)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a config",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
+
+
+MAX_BASE_DEPTH = 32  # configs on configs: a recipe uses 2 or 3
+
+
 def _read_mapping(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text()
+        text = read_text(path, CONFIG_BYTES, "config")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except IsADirectoryError:
         raise ConfigError(f"{path} is a directory, not a YAML config") from None
+    except FileTooLarge as error:
+        raise ConfigError(str(error)) from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read {path}: {error}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(error).split())[:300]}") from None
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping (stage: ..., output_dir: ...), not a {type(data).__name__}")
@@ -546,6 +572,8 @@ def _read_with_base(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """
     if path.resolve() in chain:
         raise ConfigError(f"{path}: 'base' loops back to itself ({' -> '.join(str(p) for p in chain)})")
+    if len(chain) >= MAX_BASE_DEPTH:
+        raise ConfigError(f"{path}: more than {MAX_BASE_DEPTH} configs deep in 'base' (from {chain[0]})")
     data = _read_mapping(path)
     base = data.pop("base", None)
     if base is None:

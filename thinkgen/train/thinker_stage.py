@@ -40,6 +40,7 @@ from ..processors import load_processor, save_processor
 from ..reflection import REFLECTION_PROMPT, RIGHT, SHOWN_ATTACHED, judge_prompt
 from ..thinker import Thinker, ThinkerConfig
 from ..tiny import vl_thinker
+from ..validate import CONFIG_BYTES, read_text
 from ..world import suites
 from ..world.corpora import (
     caption_corpus,
@@ -95,9 +96,9 @@ def load_thinker(directory: str | Path):
         text = AutoTokenizer.from_pretrained(directory / "tokenizer", local_files_only=True)
     options = {}
     if (directory / THINKER_CONFIG).exists():
-        options = json.loads((directory / THINKER_CONFIG).read_text())
+        options = json.loads(read_text(directory / THINKER_CONFIG, CONFIG_BYTES))
     elif (directory / "model_index.json").exists():
-        options = json.loads((directory / "model_index.json").read_text()).get("thinker_config", {})
+        options = json.loads(read_text(directory / "model_index.json", CONFIG_BYTES)).get("thinker_config", {})
     return model, text, ThinkerConfig(**options)
 
 
