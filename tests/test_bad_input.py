@@ -159,20 +159,62 @@ def test_pickle_weights(capsys, tmp_path, model):
             fragment="safetensors only")
 
 
-@pytest.mark.parametrize("template", [
-    "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",  # runs for ever
-    "{% for a in range(100000) %}{{ messages[0]['content'] }}{% endfor %}",  # grows without bound
-])
-def test_hostile_chat_template(capsys, tmp_path, model, monkeypatch, template):
-    monkeypatch.setattr(thinker_module, "CHAT_TEMPLATE_SECONDS", 1.0)
+def with_template(model, tmp_path, template):
     folder = broken_copy(model, tmp_path / "m")
     config = json.loads((folder / "tokenizer" / "tokenizer_config.json").read_text())
     config.pop("chat_template", None)
     (folder / "tokenizer" / "tokenizer_config.json").write_text(json.dumps(config))
     (folder / "tokenizer" / "chat_template.jinja").write_text(template)
+    return folder
+
+
+@pytest.mark.parametrize("template", [
+    "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",  # runs for ever
+    "{% for a in range(100000) %}{{ messages[0]['content'] }}{% endfor %}",  # grows without bound
+    "{{ raise_exception('no') }}",  # fails on every conversation
+    "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",  # recurses
+    "{{ messages[0].content.nothing.deeper }}",  # a Jinja error
+    "{{ undefined_function() }}",
+])
+def test_hostile_chat_template(capsys, tmp_path, model, monkeypatch, template):
+    monkeypatch.setattr(thinker_module, "CHAT_TEMPLATE_SECONDS", 1.0)
+    folder = with_template(model, tmp_path, template)
     refused(capsys, tmp_path, "generate", "a cat", "--model", folder, "-o", tmp_path / "x.png",
             fragment="chat template")
     refused(capsys, tmp_path, "info", folder, fragment="chat template")  # refused when the folder loads
+
+
+def test_a_template_that_fails_on_some_prompts_only_is_one_line(capsys, tmp_path, model):
+    """It passes the load-time probe; the prompt it fails on is one error line, not a traceback."""
+    folder = with_template(model, tmp_path, "{% if 'cat' in messages[-1]['content'] %}{{ raise_exception('no cats') }}"
+                                            "{% endif %}{{ messages[0]['content'] }}")
+    refused(capsys, tmp_path, "generate", "a cat", "--model", folder, "-o", tmp_path / "x.png",
+            fragment="the chat template failed: no cats")
+
+
+def test_the_template_budget_holds_in_a_worker_thread(monkeypatch):
+    """The server renders in its worker thread: the time budget must hold there too."""
+    import threading
+    import time
+
+    from thinkgen.tiny import byte_tokenizer
+
+    monkeypatch.setattr(thinker_module, "CHAT_TEMPLATE_SECONDS", 0.5)
+    tokenizer = byte_tokenizer()
+    tokenizer.chat_template = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
+    seen = {}
+
+    def render():
+        start = time.perf_counter()
+        try:
+            thinker_module.render_chat(tokenizer, [{"role": "user", "content": "x"}])
+        except thinker_module.ChatTemplateError as error:
+            seen["error"], seen["seconds"] = str(error), time.perf_counter() - start
+
+    worker = threading.Thread(target=render)
+    worker.start()
+    worker.join(timeout=20)
+    assert "longer than 0.5 s" in seen["error"] and seen["seconds"] < 3
 
 
 # ----------------------------------------------------------------------------- sizes, integers, text

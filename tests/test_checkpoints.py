@@ -137,23 +137,42 @@ def test_ctrl_c_at_any_point_of_a_step_checkpoints_the_state_at_its_step(tiny_di
     resume_and_compare(tiny_dir, out, reference)
 
 
-def test_a_second_ctrl_c_during_the_save_is_ignored(tiny_dir, tmp_path, monkeypatch, reference, capsys):  # noqa: F811
+def test_ctrl_c_during_a_save_stops_after_the_save(tiny_dir, tmp_path, monkeypatch, reference, capsys):  # noqa: F811
     out = tmp_path / "run"
     config = dit_config(tiny_dir, out, steps=6, save_every=2)
     original = loop.save_file
+    saves = []
 
     def save_file(tensors, path):
+        saves.append(path.parent.name)
         if path.name == "model.safetensors" and "000002" in str(path):
             os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of the save
         original(tensors, path)
 
     monkeypatch.setattr(loop, "save_file", save_file)
     stage = build_stage(config)
-    train(config, stage, progress=False)  # the run goes on and finishes
-    assert "saving a checkpoint" in capsys.readouterr().err
-    assert all(is_complete(p) for p in (out / "checkpoints").glob("step-*"))
-    ours = weights(stage.model)
-    assert all(torch.equal(ours[k], reference[k]) for k in reference)
+    with pytest.raises(KeyboardInterrupt):  # the save finishes, then the run stops
+        train(config, stage, progress=False)
+    monkeypatch.undo()
+    assert "it finishes first, then the run stops" in capsys.readouterr().err
+    checkpoints = sorted((out / "checkpoints").glob("step-*"))
+    assert [p.name for p in checkpoints] == ["step-000002"] and is_complete(checkpoints[0])
+    written = len(list(checkpoints[0].glob("*.safetensors")))
+    assert saves == [".step-000002.tmp"] * written  # each file written once: not saved again on stopping
+    resume_and_compare(tiny_dir, out, reference)
+
+
+def test_a_checkpoint_damaged_in_place_is_not_complete(tiny_dir, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    config = dit_config(tiny_dir, out, steps=2, save_every=1)
+    train(config, build_stage(config), progress=False)
+    checkpoint = out / "checkpoints" / "step-000001"
+    assert is_complete(checkpoint)
+    file = checkpoint / "optimizer.safetensors"
+    data = bytearray(file.read_bytes())
+    data[-1] ^= 0xFF  # one byte, the size unchanged
+    file.write_bytes(bytes(data))
+    assert not is_complete(checkpoint)
 
 
 def test_rollout_log_is_truncated_to_the_resumed_step(tmp_path):

@@ -71,12 +71,7 @@ def _load(model: str | None, dtype: str = "float32", device: str = "cpu", offloa
         if not (EMBEDDED / "model_index.json").exists():
             raise UserError("no model given: pass --model DIR (`thinkgen init DIR` makes a tiny random one)")
         model = str(EMBEDDED)
-    try:
-        torch_device = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"unknown device {device!r} (e.g. cpu, cuda, cuda:1, mps)") from None
-    if torch_device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} asked for, but this torch has no CUDA device")
+    torch_device = usable_device(device)
     try:
         pipe = ThinkGenPipeline.from_pretrained(model, torch_dtype=getattr(torch, DTYPES[dtype]))
     except PipelineLoadError as error:
@@ -275,10 +270,39 @@ def info(args: argparse.Namespace) -> int:
     return 0
 
 
+def usable_device(device: str):
+    """A ``--device`` this machine has: cpu, or a GPU that torch can reach (cuda, mps, xpu)."""
+    import torch
+
+    try:
+        torch_device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserError(f"unknown device {device!r} (e.g. cpu, cuda, cuda:1, mps)") from None
+    kind = torch_device.type
+    if kind == "meta":
+        raise UserError("--device meta holds no weights: draw on cpu or a GPU")
+    backends = {"cuda": (torch.cuda, "CUDA"), "xpu": (getattr(torch, "xpu", None), "XPU"),
+                "mps": (getattr(torch, "mps", None), "MPS")}
+    if kind == "cpu":
+        return torch_device
+    if kind not in backends:
+        raise UserError(f"device {device!r} is not one thinkgen draws on (cpu, cuda, mps, xpu)")
+    module, name = backends[kind]
+    available = module is not None and (torch.backends.mps.is_available() if kind == "mps" else module.is_available())
+    if not available:
+        raise UserError(f"device {device!r} asked for, but this torch has no {name} device")
+    count = 1 if kind == "mps" else module.device_count()
+    if (torch_device.index or 0) >= count:
+        raise UserError(f"device {device!r} asked for, but this machine has {count} {name} device(s)")
+    return torch_device
+
+
 def init(args: argparse.Namespace) -> int:
     from .tiny import tiny_pipeline
 
     target = Path(args.directory)
+    if target.exists() and not target.is_dir():
+        raise UserError(f"{target} exists and is not a folder")
     if target.exists() and any(target.iterdir()):
         raise UserError(f"{target} exists and is not empty")
     try:
@@ -324,6 +348,8 @@ def _hit_rate(pipe, prompt: str, think: bool, seed: int) -> int:
 def demo(args: argparse.Namespace) -> int:
     from .tiny import tiny_pipeline
 
+    if args.prompt is not None and not args.prompt.strip():
+        raise UserError("the prompt is empty (leave it out for the demo's own)")
     prompt = args.prompt or DEMO_PROMPT
     embedded = (EMBEDDED / "model_index.json").exists()
     if embedded:
@@ -721,13 +747,18 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _quiet_libraries()
     try:
-        return args.run(args)
+        code = args.run(args)
     except UserError as error:
         print(f"thinkgen: error: {' '.join(str(error).split())}", file=sys.stderr)  # always one line
         return USER_ERROR
     except KeyboardInterrupt:
         print("thinkgen: interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    if code == 130 and argv is None:  # the command line, interrupted: a further Ctrl-C while the
+        import signal  # interpreter shuts down must not turn exit 130 into a death by signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
 
 
 if __name__ == "__main__":

@@ -252,7 +252,7 @@ def add_benchmark_commands(commands) -> None:
     _sampling_options(ws)
     ws.add_argument("--prompts", help="WISE prompt JSON (generate, judge)")
     ws.add_argument("--images", help="folder of <prompt_id>.png (judge)")
-    ws.add_argument("--endpoint", help="OpenAI-compatible base URL (judge); key in THINKGEN_JUDGE_KEY")
+    ws.add_argument("--endpoint", type=validate.url, help="OpenAI-compatible base URL (judge); key in THINKGEN_JUDGE_KEY")
     ws.add_argument("--judge-model", help="model name at the endpoint (judge)")
     ws.add_argument("--judgments", nargs="+", metavar="FILE_OR_FOLDER",
                     help="judge score files, official format; a folder means its *.jsonl (score)")

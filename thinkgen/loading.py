@@ -346,10 +346,8 @@ def check_chat_template(thinker: Thinker, where: Path) -> None:
         return
     try:
         render_chat(templater, [{"role": "user", "content": "a red circle"}])
-    except ChatTemplateError as error:
+    except ChatTemplateError as error:  # a template that fails on a plain conversation fails the load
         raise PipelineLoadError(f"{where}: {error}") from None
-    except Exception:  # noqa: BLE001 - a template that fails on this probe fails with its own error when used
-        return
 
 
 def load_folder(directory: Path, torch_dtype: torch.dtype | None = None) -> dict[str, Any]:

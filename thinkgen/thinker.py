@@ -20,8 +20,8 @@ including the end-of-turn token; ``extract="all"`` keeps every non-padding posit
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -105,27 +105,37 @@ class ChatTemplateError(ValueError):
 
 @contextlib.contextmanager
 def _time_budget(seconds: float) -> Iterator[None]:
-    """Raise ChatTemplateError after ``seconds`` (SIGALRM; the main thread only, elsewhere no limit)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        yield
-        return
+    """Raise ChatTemplateError once ``seconds`` have passed, in any thread: a trace function sees
+    every line the render runs (Jinja compiles a template to Python) and checks the clock every
+    256 of them. (An alarm signal would reach the main thread only; the server renders in a worker.)"""
+    deadline, previous, events = time.monotonic() + seconds, sys.gettrace(), 0
 
-    def expire(signum, frame):
-        raise ChatTemplateError(f"the chat template ran longer than {seconds:g} s; it is not usable")
+    def check(frame, event, arg):
+        nonlocal events
+        events += 1
+        if events % 256 == 0 and time.monotonic() > deadline:
+            raise ChatTemplateError(f"the chat template ran longer than {seconds:g} s; it is not usable")
+        return check
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    sys.settrace(check)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        sys.settrace(previous)
 
 
 def render_chat(templater: Any, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
-    """``apply_chat_template(..., tokenize=False)`` within the time and size budget."""
-    with _time_budget(CHAT_TEMPLATE_SECONDS):
-        text = templater.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    """``apply_chat_template(..., tokenize=False)`` within the time and size budget; a template
+    that fails (its own ``raise_exception``, a Jinja error) is a :class:`ChatTemplateError`."""
+    try:
+        with _time_budget(CHAT_TEMPLATE_SECONDS):
+            text = templater.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    except ChatTemplateError:
+        raise
+    except (RecursionError, MemoryError):
+        raise ChatTemplateError("the chat template recursed or grew without bound; it is not usable") from None
+    except Exception as error:  # noqa: BLE001 - Jinja's and the template's own errors, whatever their class
+        raise ChatTemplateError(f"the chat template failed: {' '.join(str(error).split())[:200]}") from None
     if not isinstance(text, str) or len(text) > CHAT_TEMPLATE_CHARS:
         raise ChatTemplateError(f"the chat template produced {len(text):,} characters (limit "
                                 f"{CHAT_TEMPLATE_CHARS:,}); it is not usable")

@@ -134,6 +134,20 @@ def text(text: str) -> str:
     return text
 
 
+def url(text: str) -> str:
+    """An argparse type: an http(s) URL with a host (an endpoint to call)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a URL: {text[:80]!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"expected an http(s) URL such as http://127.0.0.1:8000/v1, got {text[:80]!r}")
+    return text
+
+
 def path(text: str) -> str:
     """An argparse type: a usable path (not empty, no NUL, no name over 255 bytes)."""
     if not text:

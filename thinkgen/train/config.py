@@ -14,6 +14,7 @@ typed and ranged (pydantic dataclasses in strict mode: no text for numbers, no N
 so a wrong value is one ``ConfigError`` naming the field, before anything is built.
 """
 
+import argparse
 import dataclasses
 import os
 import reprlib
@@ -25,7 +26,7 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
-from ..validate import CONFIG_BYTES, FileTooLarge, read_text
+from ..validate import CONFIG_BYTES, FileTooLarge, read_text, url
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -292,6 +293,12 @@ class JudgeConfig:
     concurrency: Annotated[int, Field(ge=1, le=256)] = 8
     max_tokens: Annotated[int, Field(ge=1, le=4096)] = 16
 
+    def __post_init__(self) -> None:
+        try:
+            url(self.url)
+        except argparse.ArgumentTypeError as error:
+            raise ConfigError(f"judge.url: {error}") from None
+
 
 @dataclass
 class ScorerConfig:
@@ -430,6 +437,9 @@ class TrainConfig:
         if self.layout_align.weight and self.stage not in ("dit_pretrain", "dit_finetune"):
             raise ConfigError(f"layout_align is a loss of the DiT stages that train the DiT (dit_pretrain, "
                               f"dit_finetune), not of {self.stage}")
+        if self.stage in ("dit_connector", "dit_pretrain", "dit_finetune") and self.dataset.source == "shapeworld" \
+                and not (self.init or self.thinker_dir):
+            raise ConfigError(f"a {self.stage} stage needs init (a pipeline folder) or thinker_dir (a trained thinker)")
         if self.dataset.source != "shapeworld":
             stages = SOURCE_STAGES[self.dataset.source]
             if self.dataset.path is None:
@@ -602,7 +612,14 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConf
 
 
 def check_paths(config: TrainConfig) -> None:
-    """What a config names on disk: a writable output folder, an existing thinker folder."""
+    """What a config names on disk: existing input folders, then a writable output folder (made
+    last, so that a refused config leaves nothing behind)."""
+    for name in ("thinker_dir", "init", "dit.autoencoder"):
+        folder = config.dit.autoencoder if name == "dit.autoencoder" else getattr(config, name)
+        if folder is not None and not Path(folder).is_dir():
+            raise ConfigError(f"{name} folder not found: {folder}")
+    if config.dataset.source != "shapeworld" and not Path(config.dataset.path).exists():
+        raise ConfigError(f"dataset.path not found: {config.dataset.path}")
     out = Path(config.output_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -611,12 +628,6 @@ def check_paths(config: TrainConfig) -> None:
         probe.unlink()
     except OSError as error:
         raise ConfigError(f"output_dir {out} is not writable: {error.strerror or error}") from None
-    for name in ("thinker_dir", "init", "dit.autoencoder"):
-        folder = config.dit.autoencoder if name == "dit.autoencoder" else getattr(config, name)
-        if folder is not None and not Path(folder).is_dir():
-            raise ConfigError(f"{name} folder not found: {folder}")
-    if config.dataset.source != "shapeworld" and not Path(config.dataset.path).exists():
-        raise ConfigError(f"dataset.path not found: {config.dataset.path}")
     if config.dataset.state_cache is not None:
         cache = Path(config.dataset.state_cache)
         try:

@@ -38,7 +38,7 @@ from ..generator import (
     patchify,
     spatial_factor,
 )
-from ..pipeline import ThinkGenPipeline
+from ..pipeline import PipelineLoadError, ThinkGenPipeline
 from ..world import suites
 from ..world.captions import canonical, describe, target_of
 from ..world.corpora import drawn_edit_examples
@@ -259,7 +259,11 @@ class DiTStage:
         else:
             if not config.thinker_dir:
                 raise ValueError("a DiT stage needs `init` (a pipeline) or `thinker_dir` (a trained thinker)")
-            model, text, thinker_config = load_thinker(config.thinker_dir)
+            try:
+                model, text, thinker_config = load_thinker(config.thinker_dir)
+            except Exception as error:  # any library's own error: one line naming the folder
+                raise PipelineLoadError(f"cannot load the thinker from {config.thinker_dir}: "
+                                        f"{' '.join(str(error).split())[:300]}") from None
             thinker_config.extract = d.extract
             thinker = as_thinker(model.eval(), text, thinker_config)
             torch.manual_seed(config.run.seed)

@@ -15,6 +15,7 @@ They are written to a temporary folder and renamed into place, and only the last
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -123,8 +124,10 @@ def seal_checkpoint(directory: Path, temporary: Path, step: int, scheduler, keep
            "numpy": [keys.tolist(), int(position), int(has_gauss), float(gauss)]}
     (temporary / "trainer_state.json").write_text(json.dumps(
         {"step": step, "scheduler": scheduler.state_dict(), "rng": rng}))
-    sizes = {p.name: p.stat().st_size for p in sorted(temporary.iterdir())}
-    (temporary / MANIFEST).write_text(json.dumps({"step": step, "files": sizes}))
+    files = [p for p in sorted(temporary.iterdir()) if p.is_file()]
+    sizes = {p.name: p.stat().st_size for p in files}
+    digests = {p.name: _sha256(p) for p in files}
+    (temporary / MANIFEST).write_text(json.dumps({"step": step, "files": sizes, "sha256": digests}))
     _fsync_folder(temporary)
     aside = directory / f".step-{step:06d}.old"
     if final.exists():  # e.g. --resume of a finished run saves its last step again
@@ -135,6 +138,14 @@ def seal_checkpoint(directory: Path, temporary: Path, step: int, scheduler, keep
     for old in sorted(directory.glob("step-*"))[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -148,13 +159,16 @@ LEGACY_FILES = ("model.safetensors", "optimizer.safetensors", "optimizer.json", 
 
 
 def is_complete(path: Path) -> bool:
-    """Every file the manifest lists is there, with its size (checkpoints written before manifests:
-    every file a checkpoint needs is there)."""
+    """Every file the manifest lists is there, with its size and, where the manifest has them, its
+    SHA-256 (a file damaged in place, at its old size, fails); checkpoints written before manifests:
+    every file a checkpoint needs is there."""
     if not (path / MANIFEST).exists():
         return all((path / name).is_file() for name in LEGACY_FILES)
     try:
         manifest = json.loads((path / MANIFEST).read_text())
-        return all((path / name).stat().st_size == size for name, size in manifest["files"].items())
+        if not all((path / name).stat().st_size == size for name, size in manifest["files"].items()):
+            return False
+        return all(_sha256(path / name) == digest for name, digest in manifest.get("sha256", {}).items())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
 
@@ -218,7 +232,8 @@ def enable_gradient_checkpointing(model: torch.nn.Module) -> int:
 class DeferredInterrupt:
     """Ctrl-C (SIGINT) during training is noted, not raised: it takes effect at the start of the
     next step, so a checkpoint is always the state at its step (never between ``optimizer.step``
-    and the step counter). During a save it is ignored with a message."""
+    and the step counter). During a save, the save finishes first (said in a message), then the
+    run stops."""
 
     def __init__(self) -> None:
         self.pending, self.in_save, self.previous = False, False, None
@@ -227,9 +242,8 @@ class DeferredInterrupt:
 
     def _handle(self, signum, frame) -> None:
         if self.in_save:
-            print("\nthinkgen: saving a checkpoint; it finishes first (a kill -9 now still leaves the older one)",
-                  file=sys.stderr, flush=True)
-            return
+            print("\nthinkgen: saving a checkpoint; it finishes first, then the run stops (a kill -9 now still "
+                  "leaves the older one)", file=sys.stderr, flush=True)
         self.pending = True
 
     def check(self) -> None:
@@ -319,6 +333,7 @@ def _train(config: TrainConfig, stage: Stage, engine, resume: bool, progress: bo
         # resumed steps will write again
         stage.resume_at(start_step)
     step, window_start, window_steps = start_step, time.perf_counter(), 0
+    saved: tuple[Path | None, int] = (None, -1)  # the newest checkpoint this run wrote, and its step
     interrupt = DeferredInterrupt()
     saving = (engine, checkpoints, wrapped, optimizer, scheduler, config)
     try:
@@ -364,12 +379,14 @@ def _train(config: TrainConfig, stage: Stage, engine, resume: bool, progress: bo
                     writer.add_image("samples", np.asarray(grid), step, dataformats="HWC")
             if step % config.run.save_every == 0 and step < config.run.steps:
                 with interrupt.saving():
-                    _save(*saving, step, ema)
+                    saved = _save(*saving, step, ema), step
         interrupt.check()
     except KeyboardInterrupt:
         bar.close()
-        with interrupt.saving():
-            path = _save(*saving, step, ema)
+        path = saved[0] if saved[1] == step else None  # a Ctrl-C during that save: it is the state now
+        if path is None:
+            with interrupt.saving():
+                path = _save(*saving, step, ema)
         interrupt.restore()
         engine.print(f"\ninterrupted at step {step}: checkpoint written to {path}; continue with --resume")
         raise

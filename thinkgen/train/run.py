@@ -5,6 +5,7 @@ Runs as one process or under ``accelerate launch`` / ``torchrun`` (DDP; gloo on 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from .config import RL_STAGES, TrainConfig, check_paths, load
@@ -44,5 +45,14 @@ def build_stage(config: TrainConfig):
 def run(config_path: str | Path, resume: bool = False, overrides: dict | None = None,
         progress: bool = True) -> Path:
     config = load(config_path, overrides)
-    check_paths(config)
-    return train(config, build_stage(config), resume=resume, progress=progress)
+    made = [folder for folder in (config.output_dir, config.dataset.state_cache)
+            if folder is not None and not Path(folder).exists()]
+    try:
+        check_paths(config)
+        stage = build_stage(config)  # loads the models and checks the data: most refusals come here
+    except BaseException:
+        for folder in made:  # a refused run leaves no empty folders behind
+            with contextlib.suppress(OSError):
+                Path(folder).rmdir()
+        raise
+    return train(config, stage, resume=resume, progress=progress)
