@@ -22,7 +22,8 @@ def model(tmp_path_factory):
 
 
 def files(root):
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    """Every file and folder under ``root``: a refused command leaves neither, not even an empty folder."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
 def refused(capsys, tmp_path, *argv, fragment=""):
@@ -380,3 +381,44 @@ def test_safetensors_headers_are_checked_against_the_file(capsys, tmp_path, mode
     refused(capsys, tmp_path, "generate", "a cat", "--model", folder, "-o", tmp_path / "x.png",
             fragment=f"the weights hold {(1 << 30) + sum(v.numel() for v in weights.values()):,} numbers")
     assert torch.is_tensor(next(iter(weights.values())))
+
+
+# ----------------------------------------------------------------------------- round two's tracebacks (issue 44)
+@pytest.mark.parametrize("device, fragment", [("meta", "holds no weights"), ("mps", "no MPS device"),
+                                              ("xpu", "no XPU device"), ("tpu", "unknown device"), ("ipu", "not one thinkgen draws on"),
+                                              ("cuda:3", "no CUDA device")])
+def test_devices_this_machine_lacks(capsys, tmp_path, model, device, fragment):
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        fragment = "CUDA device(s)" if torch.cuda.device_count() <= 3 else ""
+    refused(capsys, tmp_path, "generate", "a cat", "--model", model, "--device", device, "-o", tmp_path / "x.png",
+            fragment=fragment)
+
+
+def test_accepted_before_now_refused(capsys, tmp_path, model):
+    (tmp_path / "afile").write_text("x")
+    refused(capsys, tmp_path, "init", tmp_path / "afile", fragment="not a folder")
+    refused(capsys, tmp_path, "demo", "   ", fragment="the prompt is empty")
+    refused(capsys, tmp_path, "serve", "--device", "meta", fragment="holds no weights")
+    prompts = tmp_path / "p.json"
+    prompts.write_text(json.dumps([{"prompt_id": 1, "Prompt": "a", "Explanation": "b", "Category": "c",
+                                    "Subcategory": "d"}]))
+    refused(capsys, tmp_path, "wise", "judge", "--prompts", prompts, "--images", tmp_path, "--endpoint", "not a url",
+            "--judge-model", "m", "--out", tmp_path / "o", fragment="http(s) URL")
+
+
+def test_refused_training_runs_leave_no_folders(capsys, tmp_path, model):
+    """A DiT stage with neither init nor thinker_dir, and one whose thinker_dir is broken: one line,
+    and the output folder they would have written is not left behind, empty."""
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"stage": "dit_pretrain", "output_dir": str(tmp_path / "out"),
+                                      "run": {"steps": 2, "batch_size": 2}}))
+    refused(capsys, tmp_path, "train", config, fragment="needs init (a pipeline folder) or thinker_dir")
+    broken = tmp_path / "thinker"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    config.write_text(yaml.safe_dump({"stage": "dit_pretrain", "output_dir": str(tmp_path / "out"),
+                                      "thinker_dir": str(broken), "run": {"steps": 2, "batch_size": 2}}))
+    refused(capsys, tmp_path, "train", config, fragment="cannot load the thinker from")
+    assert not (tmp_path / "out").exists()

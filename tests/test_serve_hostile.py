@@ -217,3 +217,98 @@ def test_host_names_are_read_as_a_browser_sends_them():
     wildcard = Policy.for_model({"height": 32, "width": 32, "num_inference_steps": 4}, "0.0.0.0", 80)
     assert wildcard.host_allowed("anything.example")
     assert wildcard.origin_allowed("http://box.lan", "box.lan") and not wildcard.origin_allowed("http://evil", "box.lan")
+
+
+# ----------------------------------------------------------------------------- the fuzz
+def hostile_requests(url, port):
+    """Requests a careless or hostile caller sends: each must be answered 4xx in OpenAI's error
+    shape (or 200 where it is valid after all), never 5xx."""
+    from tests.test_serve import malformed_requests
+
+    yield from malformed_requests(url)
+    post = f"{url}/v1/images/generations"
+    small = {"prompt": "a cat", "size": "32x32", "num_inference_steps": 1}
+    for host in ["evil.example", f"evil.example:{port}", "127.0.0.2:1", "", "localhost:0", "[::1]:1",
+                 f"127.0.0.1:{port} y", "a" * 300, "127.0.0.1:abc", f"LOCALHOST:{port}"]:
+        yield "POST", post, {"json": small, "headers": {"host": host}}
+    for origin in ["https://evil.example", "null", "http://127.0.0.1:1", f"http://evil:{port}", "file://",
+                   "chrome-extension://abc", f"https://127.0.0.1:{port}.evil.example", "javascript:alert(1)"]:
+        yield "POST", post, {"json": small, "headers": {"origin": origin}}
+    for kind in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", "", "application/jsonx",
+                 "text/json", "application/xml", "image/png"]:
+        yield "POST", post, {"content": b'{"prompt": "a cat"}', "headers": {"content-type": kind}}
+    for size in ["1024x1024", "4096x4096", "65536x65536", "\uff13\uff12x\uff13\uff12", "32X32", "32x32 ", " 32x32",
+                 "32*32", "0x32", "32x0", "00032x00032", "1e3x1e3", "32x32x32", "\u0663\u0662x\u0663\u0662", "auto",
+                 "99999x1", "1x99999", "64x64"]:
+        yield "POST", post, {"json": {**small, "size": size}}
+    for n, steps in [(8, 200), (8, 100), (4, 200), (1, 200), (8, 1)]:
+        yield "POST", post, {"json": {**small, "size": "64x64", "n": n, "num_inference_steps": steps}}
+    for depth in (100, 1000, 10_000, 100_000):
+        yield "POST", post, {"content": b"[" * depth + b"]" * depth, "headers": {"content-type": "application/json"}}
+        yield "POST", post, {"content": b'{"a":' * depth + b"1" + b"}" * depth,
+                             "headers": {"content-type": "application/json"}}
+
+    def chunked(total):
+        def chunks():
+            for _ in range(total // 65536):
+                yield b" " * 65536
+        return chunks()
+
+    for total in (2_000_000, 20_000_000):
+        yield "POST", post, {"content": chunked(total), "headers": {"content-type": "application/json"}}
+    for field in ["n", "response_format", "output_format", "stream", "partial_images", "size", "seed"]:
+        yield "POST", post, {"json": {**small, field: None}}
+    edits = f"{url}/v1/images/edits"
+    huge = io.BytesIO()
+    Image.new("1", (12000, 12000)).save(huge, format="PNG")
+    png = io.BytesIO()
+    Image.new("RGB", (32, 32), "red").save(png, format="PNG")
+    uploads = [("a.png", huge.getvalue()), ("a.png", png.getvalue()[:40]), ("a.png", b""), ("a.gif", b"GIF89a"),
+               ("a.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 100), ("a.svg", b"<svg/>")]
+    for name, data in uploads:
+        yield "POST", edits, {"files": {"image": (name, data, "image/png")}, "data": {"prompt": "x"}}
+    yield "POST", edits, {"files": {"image": ("a.png", png.getvalue(), "image/png"),
+                                    "mask": ("m.png", png.getvalue(), "image/png")}, "data": {"prompt": "x"}}
+    yield "POST", edits, {"files": [("image[]", ("a.png", png.getvalue(), "image/png"))] * 3, "data": {"prompt": "x"}}
+    yield "POST", edits, {"files": {"image": ("a.png", png.getvalue(), "image/png")},
+                          "data": {"prompt": "x", "size": "1024x1024"}}
+    yield "POST", edits, {"content": chunked(20_000_000), "headers": {"content-type": "multipart/form-data; boundary=x"}}
+    for auth in ["Bearer", "Bearer x", "Basic abc", "x" * 5000]:
+        yield "GET", f"{url}/v1/models", {"headers": {"authorization": auth}}
+    for path in ["/v1/images/variations", "/v1/images/generations/x", "/../etc/passwd", "/metrics/x", "/%00",
+                 "/v1//images/generations", "/docs", "/openapi.json", "/redoc"]:
+        yield "POST", url + path, {"json": small}
+        yield "GET", url + path, {}
+    for method in ["PUT", "PATCH", "DELETE", "OPTIONS"]:
+        yield method, post, {"json": small}
+    fields = ["prompt", "model", "n", "size", "response_format", "output_format", "quality", "style", "background",
+              "moderation", "output_compression", "user", "stream", "partial_images", "think", "seed",
+              "num_inference_steps", "guidance_scale", "negative_prompt"]
+    for field in fields:  # every field with values of the wrong kind, or out of range
+        for value in [[1], {"a": 1}, True, -1.5, 10**30, "\u0000", "x" * 30_000]:
+            yield "POST", post, {"json": {**small, field: value}}
+
+
+def test_the_http_fuzz(served, pipe):
+    """At least 300 hostile or careless requests: 4xx in OpenAI's shape or 200, never 5xx; /health
+    answers within 1 s throughout; the process's peak memory grows by under 500 MB."""
+    import resource
+
+    cases = list(hostile_requests(served.url, served.port))
+    assert len(cases) >= 300, len(cases)
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    slowest_health = 0.0
+    with httpx.Client(timeout=60) as http:
+        for i, (method, url, options) in enumerate(cases):
+            response = http.request(method, url, **options)
+            assert response.status_code < 500, (method, url, response.status_code, response.text[:200])
+            if response.status_code >= 400:
+                error = response.json()["error"]
+                assert error["message"] and error["type"], response.text
+            if i % 25 == 0:
+                start = time.perf_counter()
+                assert http.get(served.url + "/health").status_code == 200
+                slowest_health = max(slowest_health, time.perf_counter() - start)
+    assert slowest_health < 1.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 500 * 1024
+    assert post(served, {"prompt": "still here", "size": "32x32", "num_inference_steps": 1}).status_code == 200

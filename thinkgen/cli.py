@@ -7,6 +7,7 @@ with one ``error: ...`` line and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import re
@@ -438,10 +439,15 @@ def _seeing_model(embedded: bool):
     return _load(str(EMBEDDED_SEEING))
 
 
+_MADE: list[Path] = []  # output folders this command made: removed again if it is refused while they are empty
+
+
 def _writable_dir(path: str) -> Path:
     folder = Path(path)
     try:
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
         folder.mkdir(parents=True, exist_ok=True)
+        _MADE.extend(missing)  # deepest first
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".thinkgen-write-test-"):
             pass
     except OSError as error:
@@ -749,11 +755,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.run(args)
     except UserError as error:
+        for folder in _MADE:  # a refused command leaves no empty output folders behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         print(f"thinkgen: error: {' '.join(str(error).split())}", file=sys.stderr)  # always one line
         return USER_ERROR
     except KeyboardInterrupt:
         print("thinkgen: interrupted", file=sys.stderr)
         code = 130
+    finally:
+        _MADE.clear()
     if code == 130 and argv is None:  # the command line, interrupted: a further Ctrl-C while the
         import signal  # interpreter shuts down must not turn exit 130 into a death by signal
 
