@@ -7,6 +7,9 @@ refused (good), accepted (exit 0: a bad input taken), traceback, other exit, han
 limit) and memory (peak RSS over the cap, from ``wait4``).
 
     python experiments/scripts/fuzz_cli.py [--jobs 2] [--timeout 60] [--limit N]
+
+Issue 44 added the round-two cases (cases_round_two): bounded reads, model ceilings, lying
+safetensors headers, hostile templates, devices, endpoints, the edit command, stage configs.
 """
 
 from __future__ import annotations
@@ -107,8 +110,74 @@ def prepare(work: Path) -> dict[str, Path]:
     (data / "bad.yaml").write_text("stage: [x\n")
     blocker = data / "a_file"
     blocker.write_text("")
+    prepare_round_two(copy, data, work)
     paths.update({f"data/{p.name}": p for p in data.iterdir()})
     return paths
+
+
+def prepare_round_two(copy, data: Path, work: Path) -> None:
+    """Issue 44's inputs: oversized and special files, configs asking for absurd sizes, lying
+    safetensors headers, hostile chat templates."""
+    import struct
+
+    with open(data / "sparse_5mb.yaml", "wb") as f:
+        f.truncate(5 * 1024 * 1024)
+    (data / "zero_base.yaml").write_text("base: /dev/zero\n")
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"] + [
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]" for i in range(8)]
+    (data / "alias_bomb.yaml").write_text("stage: dit_pretrain\noutput_dir: out\n" + "\n".join(lines) + "\noptim: {lr: *i}\n")
+    for i in range(40):
+        (data / f"chain{i}.yaml").write_text(f"base: chain{i + 1}.yaml\n")
+    for component, key, value in [("thinker", "num_hidden_layers", 10**9), ("thinker", "hidden_size", 10**9),
+                                  ("thinker", "vocab_size", 10**9), ("thinker", "intermediate_size", 10**9),
+                                  ("thinker", "max_position_embeddings", 10**12), ("transformer", "num_layers", 10**9),
+                                  ("transformer", "attention_head_dim", 10**9), ("transformer", "num_attention_heads", 10**9),
+                                  ("vae", "block_out_channels", [10**9]), ("vae", "latent_channels", 10**9),
+                                  ("bridge", "num_prepadding", 10**9), ("thinker", "num_attention_heads", 10**7)]:
+        def edit(folder, component=component, key=key, value=value):
+            config = json.loads((folder / component / "config.json").read_text())
+            config[key] = value
+            (folder / component / "config.json").write_text(json.dumps(config))
+
+        copy(f"ceiling_{component}_{key}", edit=edit)
+
+    def big_index(folder):
+        with open(folder / "model_index.json", "ab") as f:
+            f.truncate(5 * 1024 * 1024)
+
+    copy("index_5mb", edit=big_index)
+
+    def zero_tokenizer(folder):
+        (folder / "tokenizer" / "tokenizer.json").unlink()
+        os.symlink("/dev/zero", folder / "tokenizer" / "tokenizer.json")
+
+    copy("tokenizer_dev_zero", edit=zero_tokenizer)
+
+    def lying_header(folder):
+        file = next((folder / "bridge").glob("*.safetensors"))
+        text = json.dumps({"w": {"dtype": "F32", "shape": [1000, 1000], "data_offsets": [0, 4_000_000]}}).encode()
+        file.write_bytes(struct.pack("<Q", len(text)) + text + b"\0" * 16)
+
+    copy("lying_header", edit=lying_header)
+
+    def sparse_extra(folder):
+        text = json.dumps({"w": {"dtype": "F32", "shape": [1 << 30], "data_offsets": [0, 4 << 30]}}).encode()
+        with open(folder / "transformer" / "extra.safetensors", "wb") as f:
+            f.write(struct.pack("<Q", len(text)) + text)
+            f.truncate(8 + len(text) + (4 << 30))
+
+    copy("sparse_weights", edit=sparse_extra)
+    for i, template in enumerate(["{{ raise_exception('no') }}", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+                                  "{{ messages[0].content.nothing.deeper }}", "{{ undefined_function() }}",
+                                  "{% for a in range(100000) %}{{ messages[0]['content'] }}{% endfor %}",
+                                  "{{ 'x' * 100000000 }}"]):
+        def set_template(folder, template=template):
+            config = json.loads((folder / "tokenizer" / "tokenizer_config.json").read_text())
+            config.pop("chat_template", None)
+            (folder / "tokenizer" / "tokenizer_config.json").write_text(json.dumps(config))
+            (folder / "tokenizer" / "chat_template.jinja").write_text(template)
+
+        copy(f"template_{i}", edit=set_template)
 
 
 def cases(paths: dict[str, Path], work: Path) -> list[list[str]]:
@@ -189,6 +258,74 @@ def cases(paths: dict[str, Path], work: Path) -> list[list[str]]:
               ["train", str(work / "config-0.yaml"), "--set", "stage.x=1"], ["train", str(work / "config-0.yaml"), "--set", "x"]]
     # command-line grammar
     found += [[], ["frobnicate"], ["generate"], ["generate", "--steps"], ["info"], ["--version-x"], ["eval", "--suite"]]
+    return found + cases_round_two(paths, work)
+
+
+def cases_round_two(paths: dict[str, Path], work: Path) -> list[list[str]]:
+    """Issue 44's cases: bounded reads, model ceilings, safetensors, templates, devices, endpoints,
+    the edit command's numbers, and training configs that refer to what is not there."""
+    model, out = str(paths["model"]), str(work / "out2.png")
+    found: list[list[str]] = []
+    for name in ("sparse_5mb.yaml", "zero_base.yaml", "alias_bomb.yaml", "chain0.yaml"):
+        found.append(["train", str(paths[f"data/{name}"])])
+    found += [["train", "/dev/zero"], ["train", "/dev/null"], ["train", "/proc/self/mem"]]
+    for special in ("/dev/zero", str(paths["data/sparse_5mb.yaml"])):
+        found.append(["geneval", "--model", model, "--metadata", special, "--out", str(work / "ge2")])
+        found.append(["wise", "generate", "--model", model, "--prompts", special, "--out", str(work / "wi2")])
+        found.append(["wise", "score", "--judgments", special])
+    for name, folder in paths.items():
+        if name.startswith(("ceiling_", "template_")) or name in ("index_5mb", "tokenizer_dev_zero", "lying_header",
+                                                                  "sparse_weights"):
+            found.append(["generate", "a cat", "--model", str(folder), "-o", out])
+            found.append(["info", str(folder)])
+            if name.startswith("ceiling_"):
+                found.append(["info", "--memory", str(folder)])
+    for device in ("meta", "mps", "xpu", "ipu", "cuda:3", "cpu:x", "", "cuda:-1", "opengl"):
+        found.append(["generate", "a cat", "--model", model, "--device", device, "-o", out])
+        found.append(["serve", "--model", model, "--device", device])
+    found += [["init", str(paths["data/a_file"])], ["demo", "   "], ["demo", ""], ["demo", "\t"],
+              ["serve", "--model", model, "--host", "203.0.113.1", "--port", "8123"],
+              ["serve", "--model", model, "--max-pixels", "0"], ["serve", "--model", model, "--port", "70000"]]
+    for endpoint in ("not a url", "ftp://x", "http://", "localhost:8000", "http://h:port", ""):
+        found.append(["wise", "judge", "--prompts", str(paths["data/wise_empty.json"]), "--images", str(work),
+                      "--endpoint", endpoint, "--judge-model", "m", "--out", str(work / "wj")])
+    source = work / "source.png"
+    if not source.exists():
+        from PIL import Image
+
+        Image.new("RGB", (32, 32)).save(source)
+    edit = ["edit", str(source), "make it blue", "--model", model, "-o", out]
+    for flag, values in [("--steps", BAD_INTS), ("--height", BAD_INTS), ("--width", BAD_INTS), ("--seed", BAD_INTS),
+                         ("--cfg", BAD_FLOATS), ("--image-cfg", BAD_FLOATS), ("--batch", BAD_INTS)]:
+        found += [edit + [flag, value] for value in values]
+    for bad_source in (str(work / "missing.png"), str(paths["data/binary.bin"]), "/dev/zero", str(work)):
+        found.append(["edit", bad_source, "make it blue", "--model", model, "-o", out])
+    found.append(edit + ["--and-image", str(source)])  # the tiny model takes one source image
+    found.append(edit + ["--and-image", str(work / "missing.png")])
+    for name, folder in paths.items():  # every broken folder through the commands that read it without drawing
+        if name != "model" and not name.startswith(("data/", "ceiling_")):
+            found.append(["info", "--memory", str(folder)])
+        if name.startswith(("ceiling_", "index_", "template_")):
+            found.append(["eval", "--suite", "composition", "--model", str(folder), "--out", str(work / "ev2")])
+    good = work / "good.yaml"
+    good.write_text(yaml.safe_dump({"stage": "dit_pretrain", "output_dir": str(work / "run3"), "init": model,
+                                    "run": {"steps": 2, "batch_size": 2}, "data": {"cache_size": 4}}))
+    for override in ("run.steps=-1", "run.steps=1e99", "optim.lr=nan", "optim.lr=[1]", "run.batch_size={a: 1}",
+                     "stage=dual", "init=/dev/zero", "output_dir=/dev/null/x", "run.threads=10000000000",
+                     "dit.patch=3", "data.cache_size=0", "optim.betas=[2, 2]", "run=3", "=1", "a..b=1", "run.=1",
+                     "dataset.source=imagez", "lora.rank=-4", "parallel.strategy=zero3", "judge.url=x"):
+        found.append(["train", str(good), "--set", override])
+    base = {"output_dir": str(work / "run2"), "run": {"steps": 2, "batch_size": 2}}
+    index = 0
+    for stage in ("dit_connector", "dit_pretrain", "dit_finetune", "thinker_sft", "thinker_grpo", "dit_flow_grpo",
+                  "sep_grpo", "dual_grpo"):
+        for extra in ({}, {"thinker_dir": str(work / "nowhere")}, {"init": str(paths["data/a_file"])},
+                      {"init": model, "dataset": {"source": "images", "path": str(work / "nowhere")}},
+                      {"init": model, "judge": {"url": "not a url", "model": "m"}, "rl": {"rewards": {"judge": 1.0}}}):
+            path = work / f"config2-{index}.yaml"
+            index += 1
+            path.write_text(yaml.safe_dump({**base, "stage": stage, **extra}))
+            found.append(["train", str(path)])
     return found
 
 
