@@ -23,7 +23,9 @@ with httpx.Client(timeout=120) as http:
         r = http.request(m, u, **o)
         codes[r.status_code // 100] = codes.get(r.status_code // 100, 0) + 1
         if i % 10 == 0:
-            t = time.perf_counter(); http.get(server.url + "/health"); slow = max(slow, time.perf_counter() - t)
+            start = time.perf_counter()
+            http.get(server.url + "/health")
+            slow = max(slow, time.perf_counter() - start)
 server.close()
 print(f"{len(cases)} requests, status classes {codes}, slowest /health {slow * 1000:.0f} ms, "
       f"peak RSS of the whole process (server, model, client) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
