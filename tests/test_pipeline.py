@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
@@ -184,3 +185,14 @@ def test_the_noise_is_drawn_where_generator_device_says(pipe):
         pipe("a red circle", think=False, num_inference_steps=2, generator_device="cuda:99")
     with pytest.raises(ValueError, match="is not a device"):
         noise_device("somewhere")
+
+
+def test_to_pil_takes_pixels_that_carry_gradients(pipe):
+    """A reward that decodes inside a graph (TRL's reward functions, RL rollouts) gets its pictures:
+    to_pil reads the values, never the graph (issue 45: bench_grpo.py had stopped there)."""
+    from thinkgen.pipeline import to_pil
+
+    pixels = torch.rand(2, 3, 8, 8, requires_grad=True) * 1.0  # a non-leaf that requires grad
+    images = to_pil(pixels)
+    assert len(images) == 2 and images[0].size == (8, 8)
+    assert np.array_equal(np.asarray(images[1]), (pixels[1].detach().permute(1, 2, 0).numpy() * 255).round())

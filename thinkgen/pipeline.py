@@ -50,7 +50,7 @@ class ThinkGenOutput:
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
     """Pixels (N, 3, H, W) in [0, 1] -> PIL images, rounded as diffusers rounds them."""
-    array = (images.permute(0, 2, 3, 1).float().cpu().numpy() * 255).round().astype(np.uint8)  # as diffusers
+    array = (images.detach().permute(0, 2, 3, 1).float().cpu().numpy() * 255).round().astype(np.uint8)  # as diffusers
     return [Image.fromarray(a) for a in array]
 
 
