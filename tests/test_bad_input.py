@@ -422,3 +422,17 @@ def test_refused_training_runs_leave_no_folders(capsys, tmp_path, model):
                                       "thinker_dir": str(broken), "run": {"steps": 2, "batch_size": 2}}))
     refused(capsys, tmp_path, "train", config, fragment="cannot load the thinker from")
     assert not (tmp_path / "out").exists()
+
+
+def test_judge_folders_that_are_not_thinkers(capsys, tmp_path, model):
+    number = tmp_path / "number"
+    number.mkdir()
+    (number / "model_index.json").write_text("3")
+    refused(capsys, tmp_path, "generate", "a cat", "--model", model, "--reflect", "1", "--judge", number,
+            "-o", tmp_path / "x.png", fragment="holds no thinker")
+    huge = broken_copy(model, tmp_path / "huge")
+    config = json.loads((huge / "thinker" / "config.json").read_text())
+    config["num_hidden_layers"] = 10**9
+    (huge / "thinker" / "config.json").write_text(json.dumps(config))
+    refused(capsys, tmp_path, "generate", "a cat", "--model", model, "--reflect", "1", "--judge", huge,
+            "-o", tmp_path / "x.png", fragment="num_hidden_layers")

@@ -422,12 +422,13 @@ def _embedded_judge() -> str | None:
 
 def _load_judge(folder: str):
     """``--judge DIR``: a pipeline folder's thinker, or a thinker folder."""
+    from .pipeline import PipelineLoadError
     from .reflection import load_judge
 
     _quiet_libraries()
     try:
         return load_judge(folder)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, PipelineLoadError) as error:
         raise UserError(f"cannot load a judge from {folder}: {error}") from None
 
 

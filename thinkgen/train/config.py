@@ -437,9 +437,6 @@ class TrainConfig:
         if self.layout_align.weight and self.stage not in ("dit_pretrain", "dit_finetune"):
             raise ConfigError(f"layout_align is a loss of the DiT stages that train the DiT (dit_pretrain, "
                               f"dit_finetune), not of {self.stage}")
-        if self.stage in ("dit_connector", "dit_pretrain", "dit_finetune") and self.dataset.source == "shapeworld" \
-                and not (self.init or self.thinker_dir):
-            raise ConfigError(f"a {self.stage} stage needs init (a pipeline folder) or thinker_dir (a trained thinker)")
         if self.dataset.source != "shapeworld":
             stages = SOURCE_STAGES[self.dataset.source]
             if self.dataset.path is None:
@@ -620,6 +617,9 @@ def check_paths(config: TrainConfig) -> None:
             raise ConfigError(f"{name} folder not found: {folder}")
     if config.dataset.source != "shapeworld" and not Path(config.dataset.path).exists():
         raise ConfigError(f"dataset.path not found: {config.dataset.path}")
+    if config.stage in ("dit_connector", "dit_pretrain", "dit_finetune") and config.dataset.source == "shapeworld" \
+            and not (config.init or config.thinker_dir):
+        raise ConfigError(f"a {config.stage} stage needs init (a pipeline folder) or thinker_dir (a trained thinker)")
     out = Path(config.output_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)

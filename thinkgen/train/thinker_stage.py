@@ -86,7 +86,15 @@ def load_thinker(directory: str | Path):
     """(model, tokenizer or VLM processor, ThinkerConfig) from a thinker or a pipeline folder."""
     import transformers
 
+    from ..loading import PipelineLoadError, check_component_files, read_index
+
     directory = Path(directory)
+    if not (directory / "thinker").is_dir():
+        raise PipelineLoadError(f"{directory} holds no thinker (a 'thinker' folder)")
+    if (directory / "model_index.json").exists():
+        read_index(directory)  # a model_index.json that is not a JSON object is one clear error
+    for name in ("thinker", "tokenizer", "processor"):  # sizes of files and of the config, before loading
+        check_component_files(directory / name)
     if (directory / "processor").is_dir():  # a thinker that sees
         model = AutoModelForImageTextToText.from_pretrained(directory / "thinker", local_files_only=True)
         processor_class = getattr(transformers, PROCESSORS[model.config.model_type])
