@@ -436,3 +436,16 @@ def test_judge_folders_that_are_not_thinkers(capsys, tmp_path, model):
     (huge / "thinker" / "config.json").write_text(json.dumps(config))
     refused(capsys, tmp_path, "generate", "a cat", "--model", model, "--reflect", "1", "--judge", huge,
             "-o", tmp_path / "x.png", fragment="num_hidden_layers")
+
+
+def test_max_pixels_has_a_ceiling_and_sources_are_checked_from_their_header(capsys, tmp_path, model):
+    from PIL import Image
+
+    from thinkgen import validate
+
+    refused(capsys, tmp_path, "generate", "a cat", "--model", model, "--max-pixels", str(2**40), "-o",
+            tmp_path / "x.png", fragment="--max-pixels")
+    wide = tmp_path / "wide.png"
+    Image.new("1", (validate.MAX_IMAGE_PIXELS // 1000 + 1, 1000)).save(wide)  # over the ceiling, under PIL's guard
+    refused(capsys, tmp_path, "edit", wide, "make it blue", "--model", model, "--max-pixels",
+            str(validate.MAX_IMAGE_PIXELS), "-o", tmp_path / "x.png", fragment="pixels")

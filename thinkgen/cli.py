@@ -138,7 +138,9 @@ def _open_image(path: str):
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # the header only: the size is checked before any pixel is decoded
+            if image.width * image.height > validate.MAX_IMAGE_PIXELS:
+                raise UserError(f"{path}: {image.width}x{image.height} is above {validate.MAX_IMAGE_PIXELS:,} pixels")
             image.load()
             return image.convert("RGB")
     except FileNotFoundError:
@@ -556,7 +558,7 @@ def _drawing_options(g: argparse.ArgumentParser) -> None:
     g.add_argument("--batch", type=validate.bounded_int(1, 256), default=1, help="images per prompt")
     g.add_argument("--height", type=SIDE, default=None)
     g.add_argument("--width", type=SIDE, default=None)
-    g.add_argument("--max-pixels", type=validate.bounded_int(1, 2**40), default=None,
+    g.add_argument("--max-pixels", type=validate.bounded_int(1, validate.MAX_IMAGE_PIXELS), default=None,
                    help=f"refuse images above this many pixels (default {validate.Limits.max_pixels:,})")
     g.add_argument("--negative-prompt", default=None, help="the negative branch of CFG (default: the model's)")
     g.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
@@ -732,7 +734,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="a web origin whose pages may call the API, e.g. https://app.example (repeatable; "
                    "'*' allows any origin and any Host name)")
-    v.add_argument("--max-pixels", type=validate.bounded_int(16, 2**28), default=None,
+    v.add_argument("--max-pixels", type=validate.bounded_int(16, validate.MAX_IMAGE_PIXELS), default=None,
                    help="largest image a request may ask for (default: 4 x the model's own size)")
     v.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     v.add_argument("--device", default="cpu")

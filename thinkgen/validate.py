@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
+MAX_IMAGE_PIXELS = 2**26  # 8192 x 8192: the most pixels any image may have, read or drawn, whatever --max-pixels says
 
 # ----------------------------------------------------------------------------- files read whole
 MIB = 1024 * 1024
