@@ -89,6 +89,28 @@ def _load(model: str | None, dtype: str = "float32", device: str = "cpu", offloa
     return pipe.to(torch_device)
 
 
+def cache_spec(text: str) -> str:
+    """An argparse type: a step cache ``NAME[:key=value,...]`` (:mod:`thinkgen.caching`), checked
+    before any model loads."""
+    from .caching import cache_config
+
+    try:
+        cache_config(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _with_cache(pipe, spec: str | None):
+    """``--cache``: diffusers' step-cache hooks on the pipeline's DiT."""
+    if spec:
+        try:
+            pipe.enable_cache(spec)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+    return pipe
+
+
 def _output_paths(output: str, count: int) -> list[Path]:
     """``out.png`` for one image, ``out-0.png, out-1.png, ...`` for several; checked up front."""
     path = Path(output)
@@ -163,7 +185,8 @@ def _draw(args: argparse.Namespace, prompts: list[str], images: list | None = No
         # the embedded model draws and corrects (it draws and edits best); the embedded judge judges
         judge_dir = _embedded_judge()
     # edits need a thinker that sees: without --model, the embedded one that does
-    pipe = _load(args.model, args.dtype, args.device, args.offload, args.vae_tiling, seeing=images is not None)
+    pipe = _with_cache(_load(args.model, args.dtype, args.device, args.offload, args.vae_tiling,
+                             seeing=images is not None), args.cache)
     if args.max_pixels is not None:
         pipe.limits = dataclasses.replace(pipe.limits, max_pixels=args.max_pixels)
     height = pipe.defaults["height"] if args.height is None else args.height
@@ -470,7 +493,7 @@ def serve_command(args: argparse.Namespace) -> int:
             pass
     except OSError as error:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
-    pipe = _load(args.model, args.dtype, args.device)
+    pipe = _with_cache(_load(args.model, args.dtype, args.device), args.cache)
     name = "thinkgen-shapeworld" if args.model is None else Path(args.model).name
     api_key = args.api_key or os.environ.get("THINKGEN_API_KEY") or None
     policy = Policy.for_model(pipe.defaults, args.host, args.port, args.max_pixels, api_key, tuple(args.allow_origin))
@@ -548,6 +571,9 @@ def _drawing_options(g: argparse.ArgumentParser) -> None:
     """The options of `generate` and `edit`."""
     g.add_argument("--model", help="pipeline folder (default: the embedded ShapeWorld model; for edit and "
                                    "--reflect, its counterpart whose thinker sees, when installed)")
+    g.add_argument("--cache", type=cache_spec, default=None, metavar="NAME[:k=v,...]",
+                   help="step caching with diffusers' hooks, e.g. first_block:threshold=0.05 or "
+                   "taylorseer:cache_interval=2 (default: off; its price: docs/guides/speed.md)")
     g.add_argument("--think", action=argparse.BooleanOptionalAction, default=True,
                    help="reason before drawing (default) or use the direct pseudo-CoT template")
     g.add_argument("-o", "--output", type=validate.path, default="out.png",
@@ -738,6 +764,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest image a request may ask for (default: 4 x the model's own size)")
     v.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     v.add_argument("--device", default="cpu")
+    v.add_argument("--cache", type=cache_spec, default=None, metavar="NAME[:k=v,...]",
+                   help="step caching with diffusers' hooks (as in generate)")
     v.set_defaults(run=serve_command)
 
     d = commands.add_parser("demo", help="run the default model on a reasoning prompt")

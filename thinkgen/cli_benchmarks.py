@@ -18,7 +18,9 @@ from .cli import (
     _Parser,
     _reflection_options,
     _sampling_options,
+    _with_cache,
     _writable_dir,
+    cache_spec,
     reflection_correction,
     reflection_judge,
 )
@@ -31,7 +33,7 @@ def evaluate(args: argparse.Namespace) -> int:
     out = _writable_dir(args.out)
     # a bad --tries fails before the model loads; without --reflect it is unused, as in generate
     correct = reflection_correction(args) if args.reflect else "edit"
-    pipe = _load(args.model)
+    pipe = _with_cache(_load(args.model), args.cache)
     judge = _load_judge(args.judge) if args.judge else None
     if args.reflect:
         judge = reflection_judge(args, pipe, judge, correct)
@@ -218,6 +220,8 @@ def add_benchmark_commands(commands) -> None:
                    help="default test; train measures in-distribution specs")
     e.add_argument("--out", type=validate.path, required=True, help="output folder")
     e.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
+    e.add_argument("--cache", type=cache_spec, default=None, metavar="NAME[:k=v,...]",
+                   help="step caching with diffusers' hooks (as in generate): its price in exact quality")
     e.add_argument("--reflect", type=validate.bounded_int(0, 16), default=0, metavar="N",
                    help="up to N reflection rounds per image; scores before and after are both reported")
     _reflection_options(e)

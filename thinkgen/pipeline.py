@@ -11,6 +11,7 @@ release) and the ThinkGen release's layout, each unchanged.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,6 +283,7 @@ class ThinkGenPipeline:
         self.limits.check_tokens([len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]])
 
         thinker_images = images if self.thinker.processor is not None else None
+        self._reset_cache()  # a step cache starts each generation empty
         condition = self.conditioning.encode(prompts, think=think, images=thinker_images, seed=seed)
         repeat = torch.tensor(repeats)
         text = condition.text.repeat_interleave(repeat.to(condition.text.device), 0).to(self.device)  # (B, L, D)
@@ -319,10 +321,44 @@ class ThinkGenPipeline:
         resize = requested if requested != (height, width) and not at_reference_size else None
         pixels = self.decode(x, height, width, resize)  # (B, 3, H, W) in [0, 1]
         self._release_offloaded()
+        self._reset_cache()
         reasoning = [r for r, n in zip(condition.reasoning, repeats, strict=True) for _ in range(n)]
         rewritten = [r for r, n in zip(condition.rewritten, repeats, strict=True) for _ in range(n)]
         out_images = to_pil(pixels) if output_type == "pil" else pixels.cpu()
         return ThinkGenOutput(out_images, reasoning, rewritten, condition.thought)
+
+    # ------------------------------------------------------------------ step caching (thinkgen.caching)
+    def enable_cache(self, cache: Any) -> ThinkGenPipeline:
+        """Step caching on the DiT with diffusers' hooks: ``"first_block:threshold=0.1"``,
+        ``"taylorseer:cache_interval=3"`` or a diffusers cache config (:mod:`thinkgen.caching`)."""
+        from .caching import cache_config
+
+        if not hasattr(self.transformer, "enable_cache"):
+            raise ValueError(f"{type(self.transformer).__name__} takes no diffusers cache hooks")
+        config = cache_config(cache)
+        needs = getattr(config, "cache_identifiers", None) is None and type(config).__name__ == "TaylorSeerCacheConfig"
+        if needs and not any(name.rsplit(".", 1)[-1] == "proj_out" for name, _ in self.transformer.named_modules()):
+            raise ValueError(f"taylorseer extrapolates the DiT's output projection (proj_out), which "
+                             f"{type(self.transformer).__name__} does not have: use first_block")
+        if self.transformer.is_cache_enabled:
+            self.transformer.disable_cache()
+        self.transformer.enable_cache(config)
+        return self
+
+    def disable_cache(self) -> ThinkGenPipeline:
+        if getattr(self.transformer, "is_cache_enabled", False):
+            self.transformer.disable_cache()
+        return self
+
+    def _branch(self, name: str) -> Any:
+        """The cache context of one kind of DiT call (each keeps its own cached state)."""
+        if getattr(self.transformer, "is_cache_enabled", False):
+            return self.transformer.cache_context(name)
+        return contextlib.nullcontext()
+
+    def _reset_cache(self) -> None:
+        if getattr(self.transformer, "is_cache_enabled", False):
+            self.transformer._reset_stateful_cache()
 
     def _guides(self, cfg: float) -> bool:
         """Whether a negative branch runs: any scale but 1 (batched CFG), above 1 (separate calls)."""
@@ -444,14 +480,17 @@ class ThinkGenPipeline:
             if branches == 3:  # editing: [cond, uncond + reference] see the image, uncond does not
                 with_ref = reference.map(lambda t: t.repeat(2, 1, 1))
                 pick = torch.cat([torch.arange(batch), torch.arange(2 * batch, 3 * batch)])
-                v_cond, v_image = backend(x.repeat(2, 1, 1), sigma.repeat(2), all_text[pick],
-                                          all_mask[pick], grid, with_ref).chunk(2)
-                v_uncond = backend(x, sigma, all_text[batch : 2 * batch],
-                                   all_mask[batch : 2 * batch], grid)
+                with self._branch("with_image"):
+                    v_cond, v_image = backend(x.repeat(2, 1, 1), sigma.repeat(2), all_text[pick],
+                                              all_mask[pick], grid, with_ref).chunk(2)
+                with self._branch("uncond"):
+                    v_uncond = backend(x, sigma, all_text[batch : 2 * batch],
+                                       all_mask[batch : 2 * batch], grid)
                 return flow.guide(v_cond, v_uncond, cfg, v_image, image_cfg)
             ref = None if reference is None else reference.map(lambda t: t.repeat(branches, 1, 1))
-            v = backend(x.repeat(branches, 1, 1), sigma.repeat(branches), all_text, all_mask,
-                        grid, ref)  # (k B, N, C p p)
+            with self._branch("batched"):
+                v = backend(x.repeat(branches, 1, 1), sigma.repeat(branches), all_text, all_mask,
+                            grid, ref)  # (k B, N, C p p)
             if branches == 1:
                 return v
             v_cond, v_uncond = v.chunk(2)
@@ -467,19 +506,26 @@ class ThinkGenPipeline:
         combine = flow.guide_rescaled if self.conditioning.guidance == "true-cfg" else flow.guide
         backend = backend or self.backend
         if not self._guides(cfg):
-            return lambda x, sigma: backend(x, sigma, text, text_mask, grid, reference)
+            def conditional(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+                with self._branch("cond"):
+                    return backend(x, sigma, text, text_mask, grid, reference)
+
+            return conditional
         batch = text.shape[0]
         null_text, null_mask = self.unconditional(batch) if null is None else (
             null[0].expand(batch, -1, -1), null[1].expand(batch, -1))
 
         def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            v_cond = backend(x, sigma, text, text_mask, grid, reference)  # (B, N, C p p)
+            with self._branch("cond"):
+                v_cond = backend(x, sigma, text, text_mask, grid, reference)  # (B, N, C p p)
             # an edit's negative branch does not see the source image (OmniGen2's and ThinkGen's
             # convention); with an image scale above 1 a third call, negative text + image, is the
             # image-only branch of the three-way form (combined plainly: no released true-cfg model edits)
-            v_negative = backend(x, sigma, null_text, null_mask, grid)
+            with self._branch("uncond"):
+                v_negative = backend(x, sigma, null_text, null_mask, grid)
             if reference is not None and image_cfg > 1.0:
-                v_image = backend(x, sigma, null_text, null_mask, grid, reference)
+                with self._branch("image"):
+                    v_image = backend(x, sigma, null_text, null_mask, grid, reference)
                 return flow.guide(v_cond, v_negative, cfg, v_image, image_cfg)
             return combine(v_cond, v_negative, cfg)
 

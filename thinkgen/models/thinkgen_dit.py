@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
 from diffusers.loaders import PeftAdapterMixin
+from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.normalization import LuminaLayerNormContinuous
 from diffusers.models.transformers.transformer_lumina2 import (
@@ -71,12 +73,20 @@ def _release_norms(block: Lumina2TransformerBlock) -> Lumina2TransformerBlock:
     return block
 
 
-class ThinkGenTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
+# diffusers' step-cache hooks find a model's blocks by their class: the joint layers are Lumina2
+# blocks, which take and return the hidden states alone (the text is part of that sequence)
+TransformerBlockRegistry.register(
+    model_class=Lumina2TransformerBlock,
+    metadata=TransformerBlockMetadata(return_hidden_states_index=0, return_encoder_hidden_states_index=None))
+
+
+class ThinkGenTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, CacheMixin):
     """ThinkGen's OmniGen2-style DiT. Release size: ``hidden_size=2520, num_layers=32,
     num_attention_heads=21, num_kv_heads=7, text_feat_dim=4096`` (3.983B parameters).
 
     Training: ``enable_gradient_checkpointing()`` recomputes every block's activations in backward
-    (diffusers' own switch), and peft LoRA adapters load and save as on diffusers' DiTs."""
+    (diffusers' own switch), and peft LoRA adapters load and save as on diffusers' DiTs. Inference:
+    diffusers' step caches (``enable_cache``) act on the joint ``layers``."""
 
     _supports_gradient_checkpointing = True
     _no_split_modules = ["Lumina2TransformerBlock"]
