@@ -449,3 +449,11 @@ def test_max_pixels_has_a_ceiling_and_sources_are_checked_from_their_header(caps
     Image.new("1", (validate.MAX_IMAGE_PIXELS // 1000 + 1, 1000)).save(wide)  # over the ceiling, under PIL's guard
     refused(capsys, tmp_path, "edit", wide, "make it blue", "--model", model, "--max-pixels",
             str(validate.MAX_IMAGE_PIXELS), "-o", tmp_path / "x.png", fragment="pixels")
+
+
+def test_a_bridge_asking_for_a_billion_prepadding_states(capsys, tmp_path, model):
+    folder = broken_copy(model, tmp_path / "m")
+    config = json.loads((folder / "bridge" / "config.json").read_text())
+    config["num_prepadding"] = 10**9
+    (folder / "bridge" / "config.json").write_text(json.dumps(config))
+    refused(capsys, tmp_path, "info", folder, fragment="num_prepadding")

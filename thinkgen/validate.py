@@ -174,7 +174,7 @@ MAX_WIDTH = 1 << 18  # any width, channel or head count, patch or sample size
 MAX_VOCAB = 1 << 22
 MAX_POSITIONS = 1 << 24
 MAX_PARAMETERS = 2 * 10**12
-_WIDTH_WORDS = ("size", "dim", "channels", "heads", "experts", "features", "embed", "groups", "width")
+_WIDTH_WORDS = ("size", "dim", "channels", "heads", "experts", "features", "embed", "groups", "width", "prepadding")
 
 
 class ModelConfigError(ValueError):

@@ -295,7 +295,7 @@ def cases_round_two(paths: dict[str, Path], work: Path) -> list[list[str]]:
 
         Image.new("RGB", (32, 32)).save(source)
     edit = ["edit", str(source), "make it blue", "--model", model, "-o", out]
-    for flag, values in [("--steps", BAD_INTS), ("--height", BAD_INTS), ("--width", BAD_INTS), ("--seed", BAD_INTS),
+    for flag, values in [("--steps", BAD_INTS), ("--height", BAD_INTS), ("--width", BAD_INTS), ("--seed", [v for v in BAD_INTS if v != "0"]),
                          ("--cfg", BAD_FLOATS), ("--image-cfg", BAD_FLOATS), ("--batch", BAD_INTS)]:
         found += [edit + [flag, value] for value in values]
     for bad_source in (str(work / "missing.png"), str(paths["data/binary.bin"]), "/dev/zero", str(work)):
