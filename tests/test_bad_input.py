@@ -361,7 +361,6 @@ def test_safetensors_headers_are_checked_against_the_file(capsys, tmp_path, mode
     than the model has, are refused from their headers; no tensor is read."""
     import struct
 
-    import torch
 
     folder = broken_copy(model, tmp_path / "m")
     file = next((folder / "bridge").glob("*.safetensors"))
@@ -380,7 +379,6 @@ def test_safetensors_headers_are_checked_against_the_file(capsys, tmp_path, mode
     save_file({k: v.clone() for k, v in weights.items()}, file)
     refused(capsys, tmp_path, "generate", "a cat", "--model", folder, "-o", tmp_path / "x.png",
             fragment=f"the weights hold {(1 << 30) + sum(v.numel() for v in weights.values()):,} numbers")
-    assert torch.is_tensor(next(iter(weights.values())))
 
 
 # ----------------------------------------------------------------------------- round two's tracebacks (issue 44)

@@ -486,8 +486,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from .serve import Policy, serve
 
-    if args.device == "meta":
-        raise UserError("--device meta holds no weights: serve on cpu or a GPU")
+    usable_device(args.device)  # a device this machine lacks, and the address, fail before the model loads
     try:  # the address first: a port in use is one line now, not after the model has loaded
         with socket.create_server((args.host, args.port)):
             pass

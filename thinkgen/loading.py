@@ -201,12 +201,16 @@ def check_component_files(folder: Path) -> None:
         if file.stat().st_size > limit:
             raise PipelineLoadError(f"{file}: {file.stat().st_size:,} bytes, above the limit of {limit:,} for a "
                                     "file read whole")
-    if (folder / "config.json").is_file():
-        try:
-            check_model_config(json.loads(read_text(folder / "config.json", CONFIG_BYTES)), str(folder / "config.json"))
-        except (ValueError, UnicodeDecodeError) as error:  # bad JSON is the library's to report; sizes are ours
-            if isinstance(error, ModelConfigError):
-                raise PipelineLoadError(str(error)) from None
+    if not (folder / "config.json").is_file():
+        return
+    try:
+        config = json.loads(read_text(folder / "config.json", CONFIG_BYTES))
+    except (ValueError, UnicodeDecodeError):  # bad JSON is the library's to report; the sizes are ours
+        return
+    try:
+        check_model_config(config, str(folder / "config.json"))
+    except ModelConfigError as error:
+        raise PipelineLoadError(str(error)) from None
 
 
 def check_safetensors(folder: Path, expected_numbers: int | None = None) -> None:
@@ -260,9 +264,10 @@ def _expected_numbers(directory: Path, index: dict[str, Any], name: str) -> int:
 
 def _load_component(directory: Path, index: dict[str, Any], name: str, dtype: torch.dtype | None) -> Any:
     klass = component_class(index, name)
-    check_component_files(directory / name)
-    if name in MODULES and (directory / name).is_dir():
+    if name in MODULES and (directory / name).is_dir():  # building the meta model checks the files first
         check_safetensors(directory / name, _expected_numbers(directory, index, name))
+    else:
+        check_component_files(directory / name)
     if klass.__name__ == "ThinkGenTransformer2DModel":
         check_weights(directory / name, klass)
     if name == "scheduler" and layout_of(index) == "thinkgen-release":  # the release's own class: its
